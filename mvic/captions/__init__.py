@@ -1,0 +1,1 @@
+"""Stage 3: marker captions for composites (render, template backend; model backends later)."""

@@ -1,0 +1,1 @@
+"""Stage 4: write the IC-LoRA training set (images, captions, manifest, trainer configs)."""

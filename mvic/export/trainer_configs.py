@@ -1,0 +1,59 @@
+"""Trainer configs written beside the dataset: sd-scripts' dataset TOML and an
+ai-toolkit YAML derived from the public pipeline's `config_4views.yaml`."""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+SD_SCRIPTS_TOML = "dataset.toml"
+AI_TOOLKIT_YAML = "ai_toolkit.yaml"
+DEFAULT_BASE_MODEL = "black-forest-labs/FLUX.1-dev"
+
+
+def _toml_string(value: str) -> str:
+    # A JSON string is a valid TOML basic string (same escapes), Windows paths included.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def sd_scripts_dataset_toml(image_dir: Path, width: int, height: int, num_repeats: int = 1, batch_size: int = 1) -> str:
+    """Absolute image_dir: sd-scripts resolves relative paths from its own working directory.
+    Fixed-size composites: no bucketing, resolution = composite size."""
+    return "\n".join(
+        [
+            "# Written by ComfyUI-MultiView-ICLoRA. sd-scripts: --dataset_config this_file",
+            "[general]",
+            "shuffle_caption = false",
+            'caption_extension = ".txt"',
+            "keep_tokens = 0",
+            "",
+            "[[datasets]]",
+            f"resolution = [{width}, {height}]",
+            f"batch_size = {batch_size}",
+            "enable_bucket = false",
+            "",
+            "  [[datasets.subsets]]",
+            f"  image_dir = {_toml_string(str(image_dir.resolve()))}",
+            '  caption_extension = ".txt"',
+            f"  num_repeats = {num_repeats}",
+            "",
+        ]
+    )
+
+
+def ai_toolkit_yaml(image_dir: Path, name: str, base_model: str = DEFAULT_BASE_MODEL, sample_prompts: list[str] | None = None) -> str:
+    """The reference config with its training choices kept; only the run name, the
+    dataset folder, the base model and the sample prompts are ours."""
+    import yaml
+
+    text = resources.files(__package__).joinpath("ai_toolkit_4views.yaml").read_text(encoding="utf-8")
+    config = yaml.safe_load(text)
+    config["config"]["name"] = name
+    config["meta"]["name"] = name
+    process = config["config"]["process"][0]
+    process["datasets"][0]["folder_path"] = str(image_dir.resolve())
+    process["model"]["name_or_path"] = base_model or DEFAULT_BASE_MODEL
+    if sample_prompts:
+        process["sample"]["prompts"] = list(sample_prompts)
+    header = "# Written by ComfyUI-MultiView-ICLoRA from the public IC-LoRA 4-views ai-toolkit config (Apache-2.0).\n"
+    return header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=1000)

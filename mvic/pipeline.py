@@ -1,0 +1,53 @@
+"""The dataset job end to end (what `python -m mvic build` and the demo run):
+source -> views -> composites -> captions -> export."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .captions.template import template_caption
+from .composites import build_composites
+from .datatypes import Composites
+from .export.dataset import ExportReport, save_dataset
+from .layout import CompositeLayout
+from .loading import load_multiview_sets
+from .markers import DEFAULT_STYLE, MarkerStyle
+
+
+@dataclass
+class BuildSettings:
+    source: str = "auto"
+    input: str = ""
+    out: str = "iclora_dataset"
+    rows: int = 2
+    cols: int = 2
+    panel_width: int = 512
+    panel_height: int = 512
+    fit: str = "crop"
+    pad_color: tuple[int, int, int] = (0, 0, 0)
+    divider_width: int = 0
+    selection: str = "auto"
+    max_sets: int = 0
+    reject_blurred: bool = False
+    reject_duplicates: bool = False
+    image_format: str = "png"
+    trigger: str = ""
+    overwrite_edited_captions: bool = False
+    workers: int | None = None
+    style: MarkerStyle = DEFAULT_STYLE
+
+
+def build_dataset(settings: BuildSettings, log=print) -> ExportReport:
+    layout = CompositeLayout(settings.rows, settings.cols, settings.panel_width, settings.panel_height, settings.divider_width)
+    sets = load_multiview_sets(
+        settings.source, settings.input, layout.count, settings.selection, settings.max_sets,
+        settings.reject_blurred, settings.reject_duplicates,
+    )
+    log(sets.report())
+    composites = build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
+    captioned = Composites(
+        items=[c.with_caption(template_caption(c, settings.trigger)) for c in composites.items], skipped=composites.skipped
+    )
+    report = save_dataset(captioned, Path(settings.out), settings.image_format, settings.trigger, settings.overwrite_edited_captions)
+    log(report.text())
+    return report

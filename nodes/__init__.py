@@ -1,0 +1,8 @@
+"""ComfyUI nodes: thin wrappers over `mvic`, one file per pipeline stage."""
+from . import nodes_export, nodes_layout, nodes_sources
+
+NODE_CLASS_MAPPINGS = {}
+NODE_DISPLAY_NAME_MAPPINGS = {}
+for _module in (nodes_sources, nodes_layout, nodes_export):
+    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)

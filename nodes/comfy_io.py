@@ -1,0 +1,76 @@
+"""The few places where nodes touch ComfyUI or torch. Imported lazily so the pack
+imports (and its nodes run in tests) without ComfyUI, and without torch until a
+node actually produces an IMAGE."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def images_to_tensor(arrays):
+    """List of H x W x 3 uint8 arrays (same size) -> ComfyUI IMAGE (B, H, W, 3) float32 in 0..1."""
+    import numpy as np
+    import torch
+
+    batch = np.stack(arrays).astype(np.float32) / 255.0
+    return torch.from_numpy(batch)
+
+
+def tensor_to_images(image):
+    """ComfyUI IMAGE -> list of H x W x 3 uint8 arrays."""
+    import numpy as np
+
+    array = image.detach().cpu().float().clamp(0, 1).numpy()
+    if array.ndim == 3:
+        array = array[None]
+    return [np.round(frame[..., :3] * 255.0).astype(np.uint8) for frame in array]
+
+
+def _folder_paths():
+    try:
+        import folder_paths  # ComfyUI's module; absent in plain tests and the CLI
+    except ImportError:
+        return None
+    return folder_paths
+
+
+def resolve_input_path(text: str) -> str:
+    """Relative paths are relative to ComfyUI's input folder (else the working directory)."""
+    text = text.strip()
+    if not text or Path(text).expanduser().is_absolute():
+        return str(Path(text).expanduser()) if text else text
+    fp = _folder_paths()
+    base = Path(fp.get_input_directory()) if fp else Path.cwd()
+    return str(base / text)
+
+
+def resolve_output_path(text: str) -> Path:
+    """Relative paths are relative to ComfyUI's output folder (else the working directory)."""
+    path = Path(text.strip() or "iclora_dataset").expanduser()
+    if path.is_absolute():
+        return path
+    fp = _folder_paths()
+    return (Path(fp.get_output_directory()) if fp else Path.cwd()) / path
+
+
+class Progress:
+    """ComfyUI's progress bar when running inside ComfyUI; silent otherwise."""
+
+    def __init__(self, total: int):
+        try:
+            from comfy.utils import ProgressBar
+        except ImportError:
+            self._bar = None
+        else:
+            self._bar = ProgressBar(max(1, total))
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update_absolute(done, total)
+
+
+def check_interrupt() -> None:
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return
+    mm.throw_exception_if_processing_interrupted()
