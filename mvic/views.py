@@ -88,9 +88,13 @@ def select_views_by_pose(poses: list[CameraPose], k: int) -> list[int]:
 
 
 def brute_force_best_min_angle(directions: np.ndarray, k: int) -> float:
-    """The optimum of the selection objective (for tests and benchmarks; O(n^k))."""
+    """The optimum of the selection objective over all k-subsets (tests and benchmarks)."""
     angles = angle_matrix(directions)
-    return max(_score(angles, list(combo))[0] for combo in combinations(range(len(directions)), k))
+    combos = np.array(list(combinations(range(len(directions)), k)), dtype=np.int32)
+    smallest = np.full(len(combos), np.inf)
+    for i, j in combinations(range(k), 2):
+        smallest = np.minimum(smallest, angles[combos[:, i], combos[:, j]])
+    return float(smallest.max())
 
 
 def select_views_evenly(n: int, k: int, closed_orbit: bool = True) -> list[int]:

@@ -1,0 +1,36 @@
+"""Acceptance 7: the pack inside a real ComfyUI (COMFYUI_DIR), driven over its HTTP API."""
+import json
+from pathlib import Path
+
+from test_pack_import import EXPECTED
+
+
+def test_object_info_lists_our_nodes_with_their_inputs(comfyui):
+    info = comfyui.get("/object_info")
+    from packload import pack
+
+    for key, display in EXPECTED.items():
+        assert key in info, f"{key} missing; ComfyUI log:\n{comfyui.log()}"
+        node = info[key]
+        assert node["display_name"] == display
+        declared = pack.NODE_CLASS_MAPPINGS[key].INPUT_TYPES()
+        assert set(node["input"]["required"]) == set(declared["required"])
+        assert node["output"] == list(pack.NODE_CLASS_MAPPINGS[key].RETURN_TYPES)
+    assert "IMPORT FAILED" not in comfyui.log()
+
+
+def test_loader_composite_save_prompt_writes_the_dataset(comfyui):
+    prompt = {
+        "1": {"class_type": "MVIC_MultiViewLoader", "inputs": {"source": "sample", "path": "", "views": 4, "selection": "auto", "max_sets": 3}},
+        "2": {"class_type": "MVIC_CompositeGrid", "inputs": {"mv_sets": ["1", 0], "rows": 2, "cols": 2, "panel_width": 128, "panel_height": 128, "fit": "crop"}},
+        "3": {"class_type": "MVIC_SaveICLoRADataset", "inputs": {"composites": ["2", 0], "folder": "harness_dataset", "image_format": "png"}},
+    }
+    entry = comfyui.run_prompt(prompt, timeout=300)
+    folder = comfyui.base_dir / "output" / "harness_dataset"
+    assert sorted(p.suffix for p in folder.glob("*.png") if p.name != "contact_sheet.png") == [".png"] * 3
+    records = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(r["layout"]["width"] == 256 for r in records)
+    for record in records:
+        assert (folder / record["caption_file"]).read_text().startswith("[FOUR-VIEWS] ")
+    assert entry["outputs"]["3"]["text"][0].startswith(f"dataset: {folder.resolve()}")
+    assert Path(folder / "dataset.toml").is_file()
