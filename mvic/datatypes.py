@@ -73,6 +73,7 @@ class MultiViewSet:
     chosen: list[int] = field(default_factory=list)  # indices into frames, in panel order
     angles: list[ViewAngle] | None = None  # per chosen view, when poses are known
     selection: str = ""  # how `chosen` was picked
+    warnings: list[str] = field(default_factory=list)  # problems that did not stop the set
 
     @property
     def has_poses(self) -> bool:
@@ -101,6 +102,7 @@ class MultiViewSets:
 
     def report(self) -> str:
         lines = [f"{len(self.sets)} set(s) loaded from {self.root or 'input'}"]
+        lines += [f"warning {s.name}: {w}" for s in self.sets for w in s.warnings]
         lines += [f"skipped {item.name}: {item.reason}" for item in self.skipped]
         return "\n".join(lines)
 

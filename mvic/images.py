@@ -59,8 +59,9 @@ def load_rgb(path: str | Path, min_size: tuple[int, int] | None = None, backgrou
                 need = max(min_size)
                 image.draft("RGB", (need, need))
             elif image.width * image.height > MAX_DECODED_PIXELS:
-                scale = (image.width * image.height / MAX_DECODED_PIXELS) ** 0.5
-                image.draft("RGB", (int(image.width / scale), int(image.height / scale)))
+                # JPEG decodes at 1/2, 1/4 or 1/8: take the mildest one that fits.
+                factor = next((f for f in (2, 4, 8) if image.width * image.height / f**2 <= MAX_DECODED_PIXELS), 8)
+                image.draft("RGB", (-(-image.width // factor), -(-image.height // factor)))
         if image.width * image.height > MAX_DECODED_PIXELS:
             raise ImageError(
                 f"{path}: {image.width}x{image.height} is too large to decode safely; "

@@ -55,14 +55,14 @@ def load_mvimgnet_sets(root: str | Path) -> tuple[list[MultiViewSet], list[Skipp
             if not paths:
                 skipped.append(SkippedInput(set_name, "images/ holds no images"))
                 continue
-            poses = {}
+            poses, warnings = {}, []
             sparse = instance / "sparse" / "0"
             if (sparse / "images.bin").is_file():
                 try:
                     poses = read_model(sparse)
                 except (ColmapError, OSError) as exc:
-                    skipped.append(SkippedInput(f"{set_name} (poses)", f"COLMAP model unreadable, using frame order: {exc}"))
+                    warnings.append(f"COLMAP model unreadable, views chosen in frame order instead: {exc}")
             frames = [Frame(path=p, pose=poses.get(p.name) or poses.get(f"images/{p.name}")) for p in paths]
             category = names.get(class_dir.name, f"object class {class_dir.name}" if class_dir.name.isdigit() else class_dir.name)
-            sets.append(MultiViewSet(name=set_name, category=category, frames=frames, source="mvimgnet"))
+            sets.append(MultiViewSet(name=set_name, category=category, frames=frames, source="mvimgnet", warnings=warnings))
     return sets, skipped
