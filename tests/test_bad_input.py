@@ -93,7 +93,7 @@ def test_unicode_and_spaces_in_paths(tmp_path):
     write_folder_sets(root, ["Tasse blau 1", "杯子 2"], frames=4)
     _, result = build(root)
     report = dataset.save_dataset(result, tmp_path / "Aus gabe ü")
-    written = sorted(p.name for p in (tmp_path / "Aus gabe ü").glob("*.txt"))
+    written = sorted(p.name for p in (tmp_path / "Aus gabe ü" / "images").glob("*.txt"))
     assert len(written) == 2 and report.written
     assert any(name.startswith("Tasse_blau_1-") for name in written) and any(name.startswith("杯子_2-") for name in written)
 

@@ -27,7 +27,7 @@ def test_loader_composite_save_prompt_writes_the_dataset(comfyui):
     }
     entry = comfyui.run_prompt(prompt, timeout=300)
     folder = comfyui.base_dir / "output" / "harness_dataset"
-    assert sorted(p.suffix for p in folder.glob("*.png") if p.name != "contact_sheet.png") == [".png"] * 3
+    assert sorted(p.suffix for p in (folder / "images").glob("*.png")) == [".png"] * 3
     records = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
     assert len(records) == 3 and all(r["layout"]["width"] == 256 for r in records)
     for record in records:

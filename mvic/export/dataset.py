@@ -1,12 +1,12 @@
 """Write composites as an IC-LoRA training set that sd-scripts and ai-toolkit read unmodified.
 
-Layout of the output folder:
-    <stem>.png|jpg + <stem>.txt   one pair per composite (stem = set name + short hash)
+Layout of the output folder (trainers read only images/, so nothing else is trained on):
+    images/<stem>.png|jpg + .txt  one pair per composite (stem = set name + short hash)
     metadata.jsonl                the manifest (hashes, layout, markers, provenance)
     dataset.toml                  sd-scripts --dataset_config
     ai_toolkit.yaml               ai-toolkit config
     contact_sheet.png             all composites at a glance
-    _removed/                     pairs whose set is no longer in the run (moved, never deleted)
+    removed/                      pairs whose set is no longer in the run (moved, never deleted)
 
 Re-runs rewrite only what changed, and never overwrite a caption a person edited
 unless `overwrite_edited_captions` is set.
@@ -29,7 +29,8 @@ from .trainer_configs import AI_TOOLKIT_YAML, DEFAULT_BASE_MODEL, SD_SCRIPTS_TOM
 
 IMAGE_FORMATS = ("png", "jpg")
 CONTACT_SHEET = "contact_sheet.png"
-REMOVED_DIR = "_removed"
+IMAGES_DIR = "images"
+REMOVED_DIR = "removed"
 
 
 @dataclass
@@ -107,16 +108,17 @@ def save_dataset(
     _move_dropped(folder, previous, seen, report)
     write_manifest(folder, records)
     width, height = sizes.pop()
-    atomic_write_text(folder / SD_SCRIPTS_TOML, sd_scripts_dataset_toml(folder, width, height, num_repeats))
+    atomic_write_text(folder / SD_SCRIPTS_TOML, sd_scripts_dataset_toml(folder / IMAGES_DIR, width, height, num_repeats))
     captions = [(folder / r.caption_file).read_text(encoding="utf-8") for r in records]
     run_name = safe_name(name or folder.name, "iclora")
-    atomic_write_text(folder / AI_TOOLKIT_YAML, ai_toolkit_yaml(folder, run_name, base_model, captions[:2]))
+    atomic_write_text(folder / AI_TOOLKIT_YAML, ai_toolkit_yaml(folder / IMAGES_DIR, run_name, base_model, captions[:2]))
     atomic_write_bytes(folder / CONTACT_SHEET, contact_sheet_png([c.image for c in items], [r.stem for r in records]))
     return report
 
 
 def _write_one(composite, stem, folder, image_format, trigger, overwrite_edited, old, frame_hashes, report) -> ManifestRecord:
-    image_file, caption_file = f"{stem}.{image_format}", f"{stem}.txt"
+    # Paths in the manifest are relative to the dataset folder.
+    image_file, caption_file = f"{IMAGES_DIR}/{stem}.{image_format}", f"{IMAGES_DIR}/{stem}.txt"
     pixels_hash = array_sha256(composite.image)
     image_path, caption_path = folder / image_file, folder / caption_file
     unchanged_image = old is not None and old.composite_sha256 == pixels_hash and old.image_file == image_file and image_path.is_file()
@@ -165,7 +167,7 @@ def _move_dropped(folder: Path, previous: dict[str, ManifestRecord], seen: set[s
         for name in (old.image_file, old.caption_file):
             source = folder / name
             if source.is_file():
-                target = folder / REMOVED_DIR / name
+                target = folder / REMOVED_DIR / Path(name).name
                 target.parent.mkdir(exist_ok=True)
                 os.replace(source, target)
         report.moved_to_removed.append(stem)
