@@ -48,6 +48,6 @@ def build_dataset(settings: BuildSettings, log=print) -> ExportReport:
     captioned = Composites(
         items=[c.with_caption(template_caption(c, settings.trigger)) for c in composites.items], skipped=composites.skipped
     )
-    report = save_dataset(captioned, Path(settings.out), settings.image_format, settings.trigger, settings.overwrite_edited_captions)
+    report = save_dataset(captioned, Path(settings.out), settings.image_format, settings.trigger, settings.overwrite_edited_captions, workers=settings.workers)
     log(report.text())
     return report
