@@ -1,0 +1,122 @@
+"""sd-scripts arguments for a FLUX IC-LoRA run: FLUX-correct defaults, a VRAM preset,
+and the user's extra arguments last (so they win)."""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .presets import VramPreset
+
+TRAIN_SCRIPT = "flux_train_network.py"
+
+
+@dataclass(frozen=True)
+class FluxModelFiles:
+    flux: Path
+    clip_l: Path
+    t5xxl: Path
+    ae: Path
+
+
+@dataclass
+class TrainingSettings:
+    dataset_dir: Path  # a SaveICLoRADataset folder (dataset.toml + images/ + metadata.jsonl)
+    models: FluxModelFiles
+    run_dir: Path  # our run folder: log, state, samples, prompts
+    output_name: str
+    steps: int = 1000
+    rank: int = 16
+    alpha: float = 16.0
+    learning_rate: float = 1e-4
+    seed: int = 42
+    save_every_n_steps: int = 0  # 0: only at the end (state is saved then too)
+    sample_every_n_steps: int = 0  # 0: no preview samples
+    sample_prompts: list[str] = field(default_factory=list)
+    timestep_sampling: str = "shift"  # or "flux_shift"
+    extra_args: str = ""
+    resume_from: Path | None = None
+    tokenizer_cache_dir: Path | None = None
+    gpu_ids: tuple[int, ...] = ()  # >1: accelerate launch --multi_gpu
+
+    @property
+    def output_dir(self) -> Path:
+        return self.run_dir / "output"
+
+    @property
+    def final_lora(self) -> Path:
+        return self.output_dir / f"{self.output_name}.safetensors"
+
+    @property
+    def prompts_file(self) -> Path:
+        return self.run_dir / "sample_prompts.txt"
+
+
+def sample_prompts_text(prompts: list[str], width: int, height: int, steps: int = 20, seed: int = 42) -> str:
+    """sd-scripts' prompt file: one prompt per line with --w/--h/--s/--d/--g options."""
+    lines = []
+    for prompt in prompts:
+        flat = " ".join(prompt.split()).replace(" --", " -\u2009-")  # never let a caption inject options
+        lines.append(f"{flat} --w {width} --h {height} --s {steps} --d {seed} --g 3.5")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def training_arguments(settings: TrainingSettings, preset: VramPreset) -> list[str]:
+    m = settings.models
+    args = [
+        "--pretrained_model_name_or_path", str(m.flux),
+        "--clip_l", str(m.clip_l),
+        "--t5xxl", str(m.t5xxl),
+        "--ae", str(m.ae),
+        "--dataset_config", str(Path(settings.dataset_dir) / "dataset.toml"),
+        "--output_dir", str(settings.output_dir),
+        "--output_name", settings.output_name,
+        "--save_model_as", "safetensors",
+        "--network_module", "networks.lora_flux",
+        "--network_dim", str(settings.rank),
+        "--network_alpha", f"{settings.alpha:g}",
+        "--network_train_unet_only",
+        "--learning_rate", f"{settings.learning_rate:g}",
+        "--max_train_steps", str(settings.steps),
+        "--seed", str(settings.seed),
+        "--sdpa",
+        "--cache_latents_to_disk",
+        "--cache_text_encoder_outputs",
+        "--cache_text_encoder_outputs_to_disk",
+        "--timestep_sampling", settings.timestep_sampling,
+        "--model_prediction_type", "raw",
+        "--guidance_scale", "1.0",
+        "--max_data_loader_n_workers", "0",  # latents are cached: workers only cost start-up time
+        "--save_state",
+        "--no_metadata",  # skips hashing the 24 GB base model (~1 min); we write our own metadata
+    ]
+    if settings.timestep_sampling == "shift":
+        args += ["--discrete_flow_shift", "3.1582"]
+    if settings.save_every_n_steps:
+        args += ["--save_every_n_steps", str(settings.save_every_n_steps)]
+    if settings.sample_prompts and settings.sample_every_n_steps:
+        args += ["--sample_prompts", str(settings.prompts_file), "--sample_every_n_steps", str(settings.sample_every_n_steps)]
+    if settings.tokenizer_cache_dir:
+        args += ["--tokenizer_cache_dir", str(settings.tokenizer_cache_dir)]
+    if settings.resume_from:
+        args += ["--resume", str(settings.resume_from)]
+    args += preset.arguments()
+    args += parse_extra_args(settings.extra_args)
+    return args
+
+
+def parse_extra_args(text: str) -> list[str]:
+    try:
+        return shlex.split(text or "")
+    except ValueError as exc:
+        raise ValueError(f"extra sd-scripts arguments {text!r}: {exc}; quote values that contain spaces") from None
+
+
+def launch_command(python: str, checkout: Path, launcher: Path, parent_pid: int, args: list[str], gpu_ids: tuple[int, ...] = ()) -> list[str]:
+    """Our launcher (trainers/launch_sd_scripts.py) runs the training script in-process,
+    under accelerate when several GPUs are selected."""
+    script = str(Path(checkout) / TRAIN_SCRIPT)
+    head = [python, str(launcher), "--watch-parent", str(parent_pid)]
+    if len(gpu_ids) > 1:
+        head += ["--accelerate", "--num-processes", str(len(gpu_ids))]
+    return head + ["--", script, *args]

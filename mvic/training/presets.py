@@ -1,0 +1,74 @@
+"""VRAM presets: the memory-saving switches a card of a given size needs.
+
+Chosen from the card's total memory in GiB *as torch reports it*: an "80 GB" H100
+reports ~79.6 GiB and a "24 GB" card ~23.6 GiB, so thresholds sit below the
+marketing numbers. Peaks measured on the GPU machine are in BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VramPreset:
+    name: str
+    min_gib: float  # chosen automatically when the card has at least this much
+    fp8_base: bool = False
+    gradient_checkpointing: bool = False
+    blocks_to_swap: int = 0
+    optimizer: str = "AdamW"
+    mixed_precision: str = "bf16"
+
+    def arguments(self) -> list[str]:
+        args = ["--mixed_precision", self.mixed_precision, "--save_precision", "bf16" if self.mixed_precision != "no" else "float"]
+        args += ["--optimizer_type", self.optimizer]
+        if self.fp8_base:
+            args.append("--fp8_base")
+        if self.gradient_checkpointing:
+            args.append("--gradient_checkpointing")
+        if self.blocks_to_swap:
+            args += ["--blocks_to_swap", str(self.blocks_to_swap)]
+        return args
+
+    @property
+    def needs_bitsandbytes(self) -> bool:
+        return "8bit" in self.optimizer.lower()
+
+
+# Largest first: the first preset the card can hold wins.
+PRESETS: dict[str, VramPreset] = {
+    "80": VramPreset("80", 70.0),
+    "48": VramPreset("48", 40.0, gradient_checkpointing=True),
+    "24": VramPreset("24", 20.0, fp8_base=True, gradient_checkpointing=True),
+    "16": VramPreset("16", 14.0, fp8_base=True, gradient_checkpointing=True, blocks_to_swap=8),
+    "12": VramPreset("12", 10.0, fp8_base=True, gradient_checkpointing=True, blocks_to_swap=16, optimizer="AdamW8bit"),
+    "8": VramPreset("8", 0.0, fp8_base=True, gradient_checkpointing=True, blocks_to_swap=28, optimizer="AdamW8bit"),
+}
+# No GPU: full precision, nothing to save (tests and tiny models only).
+CPU_PRESET = VramPreset("cpu", 0.0, mixed_precision="no")
+PRESET_CHOICES = ("auto", *PRESETS, "cpu")
+
+
+def preset_for_gib(total_gib: float) -> VramPreset:
+    for preset in PRESETS.values():
+        if total_gib >= preset.min_gib:
+            return preset
+    return PRESETS["8"]
+
+
+def next_lower(preset: VramPreset) -> VramPreset | None:
+    names = list(PRESETS)
+    if preset.name not in names or preset.name == names[-1]:
+        return None
+    return PRESETS[names[names.index(preset.name) + 1]]
+
+
+def resolve_preset(choice: str, gpu_total_gib: float | None) -> VramPreset:
+    """'auto' -> from the GPU's memory (CPU preset without a GPU); else the named one."""
+    if choice not in PRESET_CHOICES:
+        raise ValueError(f"VRAM preset {choice!r}: choose one of {', '.join(PRESET_CHOICES)}")
+    if choice == "cpu":
+        return CPU_PRESET
+    if choice != "auto":
+        return PRESETS[choice]
+    return CPU_PRESET if gpu_total_gib is None else preset_for_gib(gpu_total_gib)

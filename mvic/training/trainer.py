@@ -1,0 +1,187 @@
+"""Train an IC-LoRA end to end: check everything, launch sd-scripts, follow it, finish the file.
+
+    check dataset + model files + environment -> pick VRAM preset -> drop stale caches
+    -> resume from the newest state -> launch (own process group) -> progress / interrupt
+    -> success = exit 0 AND the final .safetensors exists -> metadata -> atomic copy to loras/
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from ..export.manifest import read_manifest
+from ..sources.common import safe_name
+from .arguments import TrainingSettings, launch_command, parse_extra_args, sample_prompts_text, training_arguments
+from .environment import TOKENIZERS_DIR, TRAINERS_DIR, TrainerEnvironment, TrainerEnvironmentError, check_environment, child_env
+from .lora_file import write_with_metadata
+from .model_files import check_model_files
+from .presets import VramPreset, next_lower, resolve_preset
+from .process import ChildResult, run_child
+from .progress import StepProgress
+from .run_state import invalidate_stale_caches, newest_state, record_cache_state
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainingResult:
+    lora_path: Path
+    run_dir: Path
+    preset: VramPreset
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    resumed_from_step: int = 0
+    deleted_caches: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class TrainingCallbacks:
+    on_progress: Callable[[StepProgress], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    log: Callable[[str], None] = print
+
+
+def dataset_metadata(dataset_dir: Path) -> dict[str, str]:
+    """What the sampler needs to configure itself, from the dataset manifest."""
+    records = list(read_manifest(dataset_dir).values())
+    if not records:
+        raise TrainingError(f"{dataset_dir} has no metadata.jsonl records: export the dataset with SaveICLoRADataset first")
+    first = records[0]
+    caption = (dataset_dir / first.caption_file).read_text(encoding="utf-8") if (dataset_dir / first.caption_file).is_file() else ""
+    prefix = first.markers["prefix"]
+    trigger = caption.split(prefix, 1)[0].strip() if prefix in caption else ""
+    return {
+        "mvic_layout": json.dumps({k: first.layout[k] for k in ("rows", "cols", "panel_width", "panel_height")}),
+        "mvic_markers": json.dumps(first.markers),
+        "mvic_trigger": trigger,
+        "mvic_dataset_size": str(len(records)),
+    }
+
+
+def held_out_prompts(dataset_dir: Path, count: int = 2) -> list[str]:
+    """Preview prompts: captions of the last composites (stable choice, no randomness)."""
+    records = list(read_manifest(dataset_dir).values())[-count:]
+    return [(dataset_dir / r.caption_file).read_text(encoding="utf-8").strip() for r in records if (dataset_dir / r.caption_file).is_file()]
+
+
+def validate_extra_args(environment: TrainerEnvironment, args: list[str]) -> None:
+    """Parse the complete argument list with sd-scripts' own parser before launching."""
+    import subprocess
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as handle:
+        json.dump(args, handle)
+    try:
+        out = subprocess.run(
+            [environment.python, str(TRAINERS_DIR / "validate_args.py"), str(environment.checkout), handle.name],
+            capture_output=True, text=True, timeout=300, env=child_env(),
+        )
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    if "MVIC_ARGS ok" not in out.stdout:
+        error = [l for l in out.stderr.splitlines() if "error:" in l] or out.stderr.strip().splitlines()[-3:]
+        raise TrainingError(f"sd-scripts rejects the extra arguments: {' '.join(error)}")
+
+
+def train_lora(
+    settings: TrainingSettings,
+    environment: TrainerEnvironment,
+    loras_dir: Path,
+    lora_name: str,
+    preset_choice: str = "auto",
+    callbacks: TrainingCallbacks | None = None,
+) -> TrainingResult:
+    callbacks = callbacks or TrainingCallbacks()
+    dataset_dir = Path(settings.dataset_dir)
+    if not (dataset_dir / "dataset.toml").is_file():
+        raise TrainingError(f"{dataset_dir}: no dataset.toml; connect SaveICLoRADataset's dataset_dir (or give a folder it wrote)")
+    metadata = dataset_metadata(dataset_dir)
+    check_model_files(settings.models)
+    report = check_environment(environment)
+    if not report.ok:
+        raise TrainerEnvironmentError("the sd-scripts environment is not ready:\n" + report.text())
+    gpus = [g for g in report.gpus if not settings.gpu_ids or g["index"] in settings.gpu_ids]
+    preset = resolve_preset(preset_choice, min(g["total_gib"] for g in gpus) if gpus else None)
+    callbacks.log(f"[mvic] preset {preset.name}" + (f" for {gpus[0]['name']} ({gpus[0]['total_gib']} GiB)" if gpus else " (no GPU)"))
+
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    if settings.tokenizer_cache_dir is None:
+        settings = replace(settings, tokenizer_cache_dir=TOKENIZERS_DIR)
+    if settings.sample_every_n_steps and not settings.sample_prompts:
+        settings = replace(settings, sample_prompts=held_out_prompts(dataset_dir))
+    if settings.sample_prompts:
+        layout = json.loads(metadata["mvic_layout"])
+        size = (layout["cols"] * layout["panel_width"], layout["rows"] * layout["panel_height"])
+        settings.prompts_file.write_text(sample_prompts_text(settings.sample_prompts, *size), encoding="utf-8")
+    deleted = invalidate_stale_caches(dataset_dir)
+    if deleted:
+        callbacks.log(f"[mvic] deleted {len(deleted)} stale cache file(s): the images or captions changed")
+    resumed = 0
+    state = newest_state(settings.output_dir, settings.output_name)
+    if state and settings.resume_from is None and state[1] < settings.steps:
+        settings, resumed = replace(settings, resume_from=state[0]), state[1]
+        callbacks.log(f"[mvic] resuming from {state[0].name} (step {state[1]})")
+    elif state and state[1] >= settings.steps and settings.final_lora.is_file():
+        callbacks.log(f"[mvic] {settings.final_lora.name} is already trained to step {state[1]}")
+
+    args = training_arguments(settings, preset)
+    if parse_extra_args(settings.extra_args):
+        validate_extra_args(environment, args)
+    if not (state and state[1] >= settings.steps and settings.final_lora.is_file()):
+        settings.final_lora.unlink(missing_ok=True)  # success must mean *this* run wrote it
+        command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py", _own_pid(), args, settings.gpu_ids)
+        result = run_child(command, settings.run_dir / "train.log", child_env(_gpu_env(settings.gpu_ids)), environment.checkout, callbacks.on_progress, callbacks.should_stop)
+        _raise_for_failure(result, settings, preset)
+        record_cache_state(dataset_dir)
+        losses = [(p.step, p.loss) for p in result.progress if p.loss is not None]
+    else:
+        losses = []
+    _append_losses(settings.run_dir, losses)
+    metadata.update({"mvic_base_model": Path(settings.models.flux).name, "mvic_rank": str(settings.rank), "mvic_steps": str(settings.steps), "mvic_preset": preset.name})
+    target = Path(loras_dir) / f"{safe_name(lora_name, 'iclora')}.safetensors"
+    write_with_metadata(settings.final_lora, target, metadata)
+    return TrainingResult(lora_path=target, run_dir=settings.run_dir, preset=preset, losses=_read_losses(settings.run_dir), resumed_from_step=resumed, deleted_caches=deleted)
+
+
+def _own_pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _gpu_env(gpu_ids: tuple[int, ...]) -> dict[str, str]:
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in gpu_ids)} if gpu_ids else {}
+
+
+def _raise_for_failure(result: ChildResult, settings: TrainingSettings, preset: VramPreset) -> None:
+    if result.out_of_memory:
+        lower = next_lower(preset)
+        hint = f"choose the '{lower.name}' VRAM preset" if lower else "lower the resolution or close other programs using the GPU"
+        raise TrainingError(f"CUDA ran out of memory with the '{preset.name}' preset: {hint}. Log: {result.log_path}")
+    if result.no_data:
+        raise TrainingError(f"sd-scripts found no training images (\"No data found\") in {settings.dataset_dir}: check the dataset folder. Log: {result.log_path}")
+    if result.returncode != 0:
+        raise TrainingError(f"sd-scripts exited with code {result.returncode}. Last lines of {result.log_path}:\n{result.log_tail()}")
+    if not settings.final_lora.is_file():
+        raise TrainingError(f"sd-scripts exited cleanly but wrote no {settings.final_lora.name}. Last lines of {result.log_path}:\n{result.log_tail()}")
+
+
+def _append_losses(run_dir: Path, losses: list[tuple[int, float]]) -> None:
+    if losses:
+        with open(run_dir / "losses.jsonl", "a", encoding="utf-8") as handle:
+            for step, loss in losses:
+                handle.write(json.dumps({"step": step, "loss": loss}) + "\n")
+
+
+def _read_losses(run_dir: Path) -> list[tuple[int, float]]:
+    path = run_dir / "losses.jsonl"
+    if not path.is_file():
+        return []
+    by_step = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        by_step[record["step"]] = record["loss"]  # a resumed run overwrites repeated steps
+    return sorted(by_step.items())

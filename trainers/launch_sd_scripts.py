@@ -1,0 +1,66 @@
+"""Run an sd-scripts training script in this process, and never outlive the parent.
+
+Usage: python launch_sd_scripts.py --watch-parent PID [--accelerate --num-processes N] -- SCRIPT ARGS...
+
+The parent (ComfyUI) starts us in a new process group. A watchdog thread notices
+when the parent is gone (we get re-parented, or its pid disappears) and kills the
+whole group, data-loader workers and accelerate ranks included, so no orphan keeps
+holding the GPU.
+"""
+import argparse
+import os
+import runpy
+import signal
+import sys
+import threading
+import time
+
+
+def parent_alive(pid: int) -> bool:
+    if os.name != "nt" and os.getppid() != pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def watch(pid: int) -> None:
+    while parent_alive(pid):
+        time.sleep(0.5)
+    print("[mvic] parent process is gone: stopping training", file=sys.stderr, flush=True)
+    if os.name == "nt":
+        os._exit(1)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def main() -> None:
+    if "--" not in sys.argv:
+        sys.exit("usage: launch_sd_scripts.py --watch-parent PID [--accelerate --num-processes N] -- SCRIPT ARGS...")
+    split = sys.argv.index("--")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--watch-parent", type=int, required=True)
+    parser.add_argument("--accelerate", action="store_true")
+    parser.add_argument("--num-processes", type=int, default=1)
+    ours = parser.parse_args(sys.argv[1:split])
+    script, *script_args = sys.argv[split + 1 :]
+    threading.Thread(target=watch, args=(ours.watch_parent,), daemon=True).start()
+
+    checkout = os.path.dirname(os.path.abspath(script))
+    os.chdir(checkout)
+    sys.path.insert(0, checkout)
+    if ours.accelerate:
+        sys.argv = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(ours.num_processes), script, *script_args]
+        from accelerate.commands.accelerate_cli import main as accelerate_main
+
+        accelerate_main()
+    else:
+        sys.argv = [script, *script_args]
+        runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
