@@ -72,7 +72,7 @@ def test_arguments_for_every_preset(tmp_path, name):
     assert ("--gradient_checkpointing" in args) == preset.gradient_checkpointing
     assert ("--blocks_to_swap" in args) == bool(preset.blocks_to_swap)
     assert args[args.index("--optimizer_type") + 1] == preset.optimizer
-    assert args[args.index("--mixed_precision") + 1] == ("no" if name == "cpu" else "bf16")
+    assert args[args.index("--mixed_precision") + 1] == "bf16"
 
 
 def test_extra_args_come_last_and_flux_shift_drops_the_fixed_shift(tmp_path):
@@ -184,12 +184,22 @@ def test_dataset_metadata_for_the_sampler(tmp_path):
     assert meta["mvic_trigger"] == "mvtok"
 
 
-def test_newest_state_picks_the_highest_step(tmp_path):
-    for name, step in (("lora-step00000002-state", 2), ("lora-state", 6), ("lora-step00000004-state", 4)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "train_state.json").write_text(json.dumps({"current_epoch": 1, "current_step": step}))
-    folder, step = run_state.newest_state(tmp_path, "lora")
-    assert folder.name == "lora-state" and step == 6
+def test_newest_state_counts_real_steps_across_attempts(tmp_path):
+    """sd-scripts restarts its counter on resume: attempt 2 (from step 2) calls its step 2 'step00000002'."""
+    def save(attempt_base, name, step, complete=True):
+        folder = tmp_path / f"attempt{attempt_base[0]}" / name
+        folder.mkdir(parents=True)
+        files = run_state.STATE_FILES if complete else ("train_state.json",)
+        for file in files:
+            (folder / file).write_text(json.dumps({"current_epoch": 1, "current_step": step}) if file == "train_state.json" else "x")
+    assert run_state.begin_attempt(tmp_path, 0, "cfg") == 1
+    save((1, 0), "lora-step00000002-state", 2)
+    assert run_state.begin_attempt(tmp_path, 2, "cfg") == 2
+    save((2, 2), "lora-step00000002-state", 2)
+    save((2, 2), "lora-step00000003-state", 3, complete=False)  # killed while saving
+    state = run_state.newest_state(tmp_path, "lora", "cfg")
+    assert state.step == 4 and state.folder.parent.name == "attempt2"
+    assert run_state.newest_state(tmp_path, "lora", "other settings") is None
 
 
 def test_environment_errors_name_the_fix(tmp_path, monkeypatch):

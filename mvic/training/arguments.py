@@ -38,10 +38,11 @@ class TrainingSettings:
     resume_from: Path | None = None
     tokenizer_cache_dir: Path | None = None
     gpu_ids: tuple[int, ...] = ()  # >1: accelerate launch --multi_gpu
+    attempt: int = 1  # each launch writes into its own folder (see run_state.py)
 
     @property
     def output_dir(self) -> Path:
-        return self.run_dir / "output"
+        return self.run_dir / "output" / f"attempt{self.attempt}"
 
     @property
     def final_lora(self) -> Path:
@@ -99,7 +100,8 @@ def training_arguments(settings: TrainingSettings, preset: VramPreset) -> list[s
     if settings.tokenizer_cache_dir:
         args += ["--tokenizer_cache_dir", str(settings.tokenizer_cache_dir)]
     if settings.resume_from:
-        args += ["--resume", str(settings.resume_from)]
+        # Without --skip_until_initial_step sd-scripts trains max_train_steps *more* steps.
+        args += ["--resume", str(settings.resume_from), "--skip_until_initial_step"]
     args += preset.arguments()
     args += parse_extra_args(settings.extra_args)
     return args

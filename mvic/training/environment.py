@@ -103,7 +103,8 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     overlay = os.environ.get("SD_SCRIPTS_PYTHONPATH", "")  # a --target overlay of pinned packages, if used
     if overlay:
         env["PYTHONPATH"] = overlay
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", "NCCL_NVLS_ENABLE": "0"})
+    # COLUMNS: rich wraps log lines at 80 columns when not on a terminal.
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", "NCCL_NVLS_ENABLE": "0", "COLUMNS": "200"})
     env.update(extra or {})
     return env
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..export.atomic import atomic_write_text
@@ -13,20 +14,56 @@ from ..export.manifest import read_manifest
 CACHE_STATE = ".mvic_cache_state.json"
 
 
-def newest_state(output_dir: Path, output_name: str) -> tuple[Path, int] | None:
-    """The saved state with the highest step (sd-scripts writes train_state.json in each)."""
+STATE_FILES = ("model.safetensors", "optimizer.bin", "scheduler.bin", "train_state.json")
+ATTEMPT_FILE = "mvic_attempt.json"
+
+
+@dataclass(frozen=True)
+class SavedState:
+    folder: Path
+    step: int  # the real step: the attempt's starting step + sd-scripts' own count
+
+
+def begin_attempt(outputs: Path, base_step: int, config_key: str) -> int:
+    """A fresh output folder for the next launch, recording the step it starts from.
+
+    sd-scripts restarts its step counter on --resume, so a resumed run would save
+    `-step00000002-state` again and overwrite the state it started from; one folder
+    per attempt keeps every state, and the recorded base gives the real step."""
+    attempt = 1 + max((int(p.name[7:]) for p in outputs.glob("attempt*") if p.name[7:].isdigit()), default=0)
+    folder = outputs / f"attempt{attempt}"
+    folder.mkdir(parents=True)
+    atomic_write_text(folder / ATTEMPT_FILE, json.dumps({"base_step": base_step, "config": config_key}))
+    return attempt
+
+
+def newest_state(outputs: Path, output_name: str, config_key: str) -> SavedState | None:
+    """The complete saved state with the highest real step, over the attempts made with
+    the same settings (a state of another rank or model cannot be resumed)."""
     best = None
-    for folder in output_dir.glob(f"{output_name}*-state"):
-        state_file = folder / "train_state.json"
-        if not state_file.is_file():
-            continue
+    for attempt in outputs.glob("attempt*"):
         try:
-            step = int(json.loads(state_file.read_text())["current_step"])
-        except (ValueError, KeyError, TypeError):
+            record = json.loads((attempt / ATTEMPT_FILE).read_text())
+            base = int(record["base_step"])
+        except (OSError, ValueError, KeyError):
             continue
-        if best is None or step > best[1]:
-            best = (folder, step)
+        if record.get("config") != config_key:
+            continue
+        for folder in attempt.glob(f"{output_name}*-state"):
+            # train_state.json is written first: a save killed midway lacks the others.
+            if not all((folder / name).is_file() for name in STATE_FILES):
+                continue
+            try:
+                step = base + int(json.loads((folder / "train_state.json").read_text())["current_step"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if best is None or step > best.step:
+                best = SavedState(folder, step)
     return best
+
+
+def dataset_key(dataset_dir: Path) -> str:
+    return hashlib.sha256(json.dumps(_dataset_state(dataset_dir), sort_keys=True).encode()).hexdigest()
 
 
 def _dataset_state(dataset_dir: Path) -> dict[str, dict[str, str]]:

@@ -6,7 +6,9 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +23,7 @@ from .model_files import check_model_files
 from .presets import VramPreset, next_lower, resolve_preset
 from .process import ChildResult, run_child
 from .progress import StepProgress
-from .run_state import invalidate_stale_caches, newest_state, record_cache_state
+from .run_state import begin_attempt, dataset_key, invalidate_stale_caches, newest_state, record_cache_state
 
 
 class TrainingError(RuntimeError):
@@ -119,37 +121,63 @@ def train_lora(
     deleted = invalidate_stale_caches(dataset_dir)
     if deleted:
         callbacks.log(f"[mvic] deleted {len(deleted)} stale cache file(s): the images or captions changed")
+    outputs = settings.run_dir / "output"
+    config_key = _config_key(settings, preset)
+    finished = {"steps": settings.steps, "config": config_key, "data": dataset_key(dataset_dir)}
+    state = newest_state(outputs, settings.output_name, config_key)
+    done = _finished_lora(outputs, settings.output_name, finished)
     resumed = 0
-    state = newest_state(settings.output_dir, settings.output_name)
-    if state and settings.resume_from is None and state[1] < settings.steps:
-        settings, resumed = replace(settings, resume_from=state[0]), state[1]
-        callbacks.log(f"[mvic] resuming from {state[0].name} (step {state[1]})")
-    elif state and state[1] >= settings.steps and settings.final_lora.is_file():
-        callbacks.log(f"[mvic] {settings.final_lora.name} is already trained to step {state[1]}")
+    if done is not None:
+        callbacks.log(f"[mvic] {done} is already trained with these settings and data")
+        losses = []
+    else:
+        resumed = state.step if state and state.step < settings.steps else 0
+        if resumed:
+            settings = replace(settings, resume_from=state.folder)
+            callbacks.log(f"[mvic] resuming from {state.folder.parent.name}/{state.folder.name} (step {resumed})")
+        settings = replace(settings, attempt=begin_attempt(outputs, resumed, config_key))
+        args = training_arguments(settings, preset)
+        if parse_extra_args(settings.extra_args):
+            validate_extra_args(environment, args)
+        command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py", os.getpid(), args, settings.gpu_ids)
 
-    args = training_arguments(settings, preset)
-    if parse_extra_args(settings.extra_args):
-        validate_extra_args(environment, args)
-    if not (state and state[1] >= settings.steps and settings.final_lora.is_file()):
-        settings.final_lora.unlink(missing_ok=True)  # success must mean *this* run wrote it
-        command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py", _own_pid(), args, settings.gpu_ids)
-        result = run_child(command, settings.run_dir / "train.log", child_env(_gpu_env(settings.gpu_ids)), environment.checkout, callbacks.on_progress, callbacks.should_stop)
+        def on_progress(p: StepProgress) -> None:
+            if callbacks.on_progress:  # report real steps, not the resumed run's own count
+                callbacks.on_progress(StepProgress(resumed + p.step, settings.steps, p.loss, p.seconds_per_step))
+
+        result = run_child(command, settings.run_dir / "train.log", child_env(_gpu_env(settings.gpu_ids)), environment.checkout, on_progress, callbacks.should_stop)
         _raise_for_failure(result, settings, preset)
         record_cache_state(dataset_dir)
-        losses = [(p.step, p.loss) for p in result.progress if p.loss is not None]
-    else:
-        losses = []
+        losses = [(resumed + p.step, p.loss) for p in result.progress if p.loss is not None]
+        _write_json(settings.output_dir / "mvic_finished.json", finished)
+        done = settings.final_lora
     _append_losses(settings.run_dir, losses)
     metadata.update({"mvic_base_model": Path(settings.models.flux).name, "mvic_rank": str(settings.rank), "mvic_steps": str(settings.steps), "mvic_preset": preset.name})
     target = Path(loras_dir) / f"{safe_name(lora_name, 'iclora')}.safetensors"
-    write_with_metadata(settings.final_lora, target, metadata)
-    return TrainingResult(lora_path=target, run_dir=settings.run_dir, preset=preset, losses=_read_losses(settings.run_dir), resumed_from_step=resumed, deleted_caches=deleted)
+    write_with_metadata(done, target, metadata)
+    return TrainingResult(lora_path=target, run_dir=settings.run_dir, preset=preset, losses=_read_losses(settings.run_dir),
+                          resumed_from_step=resumed, deleted_caches=deleted)
 
 
-def _own_pid() -> int:
-    import os
+def _config_key(settings: TrainingSettings, preset: VramPreset) -> str:
+    """Everything a saved state depends on, except the step count."""
+    m = settings.models
+    parts = [str(m.flux), str(m.clip_l), str(m.t5xxl), str(m.ae), settings.rank, settings.alpha, settings.learning_rate,
+             settings.seed, settings.timestep_sampling, settings.extra_args, preset.name]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
-    return os.getpid()
+
+def _finished_lora(outputs: Path, output_name: str, finished: dict) -> Path | None:
+    """The final LoRA of an earlier attempt with the same steps, settings and data."""
+    for marker in outputs.glob("attempt*/mvic_finished.json"):
+        lora = marker.parent / f"{output_name}.safetensors"
+        if json.loads(marker.read_text()) == finished and lora.is_file():
+            return lora
+    return None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data), encoding="utf-8")
 
 
 def _gpu_env(gpu_ids: tuple[int, ...]) -> dict[str, str]:

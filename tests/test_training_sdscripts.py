@@ -1,0 +1,194 @@
+"""LoRATrainer against the real sd-scripts (SD_SCRIPTS_DIR + its Python) on tiny random FLUX models.
+
+Each training run takes about a minute and ~19 GB of RAM on CPU (the all-zero T5-XXL is
+loaded in bf16 to cache the text-encoder outputs), so the runs are few and shared.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from packload import ROOT, mvic_module, node_class
+from sdscripts_env import SKIP_REASON, sd_scripts_paths
+
+arguments = mvic_module("training.arguments")
+trainer = mvic_module("training.trainer")
+environment = mvic_module("training.environment")
+process = mvic_module("training.process")
+lora_file = mvic_module("training.lora_file")
+
+pytestmark = pytest.mark.skipif(sd_scripts_paths() is None, reason=SKIP_REASON)
+
+
+@pytest.fixture(scope="module")
+def sd_env():
+    checkout, python = sd_scripts_paths()
+    os.environ.setdefault("SD_SCRIPTS_PYTHON", python)  # the node finds it the way a user's setup does
+    return environment.TrainerEnvironment(checkout.resolve(), python)
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    import tiny_models as tm
+
+    return arguments.FluxModelFiles(flux=tm.tiny_flux(), clip_l=tm.tiny_clip_l(), t5xxl=tm.zero_t5xxl(), ae=tm.tiny_ae())
+
+
+def make_dataset(folder: Path, sets: int = 2) -> Path:
+    """The foundation's export, 2x2 of 128 px panels (256 px composites)."""
+    layout = mvic_module("layout").CompositeLayout(2, 2, 128, 128)
+    loaded = mvic_module("loading").load_multiview_sets("sample", "", 4, max_sets=sets * 2)
+    loaded.sets = loaded.sets[::2][:sets]  # a ball and a box: different captions
+    composites = mvic_module("composites").build_composites(loaded, layout)
+    mvic_module("export.dataset").save_dataset(composites, folder)
+    return folder
+
+
+# Captions here are short: 64 T5 tokens halve the CPU run time (sd-scripts' parser checks it too).
+FAST = "--t5xxl_max_token_length 64"
+
+
+def settings_for(tmp: Path, models, dataset: Path, **kw):
+    return arguments.TrainingSettings(dataset_dir=dataset, models=models, run_dir=tmp / "run", output_name="tiny", extra_args=FAST, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, sd_env, tiny_models):
+    """One real run through the node: 4 steps at 256 px on CPU."""
+    tmp = tmp_path_factory.mktemp("trained")
+    dataset = make_dataset(tmp / "dataset")
+    old_cwd = os.getcwd()
+    os.chdir(tmp)  # outside ComfyUI the node puts runs in ./mvic_runs and LoRAs in ./models/loras
+    started = time.monotonic()
+    try:
+        node = node_class("MVIC_LoRATrainer")()
+        out = node.train(
+            str(dataset), "(use path input)", "(use path input)", "(use path input)", "(use path input)", "tiny_iclora", 4, 16, 1e-4, "cpu",
+            save_every_n_steps=2, extra_args=FAST, sd_scripts_dir=str(sd_env.checkout), flux_path=str(tiny_models.flux), clip_l_path=str(tiny_models.clip_l),
+            t5xxl_path=str(tiny_models.t5xxl), ae_path=str(tiny_models.ae),
+        )
+    finally:
+        os.chdir(old_cwd)
+    return {"tmp": tmp, "dataset": dataset, "out": out, "seconds": time.monotonic() - started}
+
+
+def test_node_trains_end_to_end_and_the_lora_lands_with_metadata(trained):
+    lora_path, curve, run_dir = trained["out"]["result"]
+    assert Path(lora_path) == trained["tmp"] / "models" / "loras" / "mvic" / "tiny_iclora.safetensors"
+    header = mvic_module("training.model_files").safetensors_header(Path(lora_path))
+    keys = [k for k in header if k != "__metadata__"]
+    assert any(k.startswith("lora_unet_double_blocks_") for k in keys) and any(k.startswith("lora_unet_single_blocks_") for k in keys)
+    meta = header["__metadata__"]
+    assert json.loads(meta["mvic_layout"]) == {"rows": 2, "cols": 2, "panel_width": 128, "panel_height": 128}
+    assert json.loads(meta["mvic_markers"])["prefix"] == "[FOUR-VIEWS]" and meta["mvic_steps"] == "4"
+    log = (Path(run_dir) / "train.log").read_text(errors="replace")
+    assert "4/4" in log and "HF_HUB_OFFLINE" not in log  # progress reached the last step
+    losses = [json.loads(l) for l in (Path(run_dir) / "losses.jsonl").read_text().splitlines()]
+    assert losses and losses[-1]["step"] == 4 and all(np.isfinite(l["loss"]) for l in losses)
+    assert tuple(curve.shape) == (1, 256, 512, 3)
+    print(f"\n[tiny end-to-end training: {trained['seconds']:.1f} s on this CPU]")
+    assert trained["seconds"] < 180
+
+
+def test_captions_really_reach_training(trained):
+    """With an all-zero T5 every T5 output is identical, so compare CLIP-L's pooled vectors."""
+    caches = sorted((trained["dataset"] / "images").glob("*_flux_te.npz"))
+    assert len(caches) == 2
+    pooled = [np.load(c)["l_pooled"].astype(np.float32) for c in caches]
+    assert not np.allclose(pooled[0], pooled[1])
+    captions = [c.with_name(c.name.replace("_flux_te.npz", ".txt")).read_text() for c in caches]
+    assert captions[0] != captions[1]
+
+
+def test_no_data_found_is_an_error(tmp_path, sd_env, tiny_models):
+    dataset = make_dataset(tmp_path / "dataset", sets=1)
+    for image in (dataset / "images").glob("*.png"):
+        image.unlink()
+    with pytest.raises(trainer.TrainingError, match="No data found"):
+        trainer.train_lora(settings_for(tmp_path, tiny_models, dataset, steps=2), sd_env, tmp_path / "loras", "x", "cpu")
+    assert not (tmp_path / "loras").exists()
+
+
+def test_interrupt_ends_the_whole_process_tree_quickly(tmp_path, sd_env, tiny_models):
+    dataset = make_dataset(tmp_path / "dataset", sets=1)
+    requested = {}
+
+    def should_stop():
+        # Stop once sd-scripts is well under way (its log grows past start-up).
+        log = tmp_path / "run" / "train.log"
+        if log.exists() and log.stat().st_size > 2000:
+            requested.setdefault("at", time.monotonic())
+            return True
+        return False
+
+    with pytest.raises(process.TrainingInterrupted):
+        trainer.train_lora(settings_for(tmp_path, tiny_models, dataset, steps=50), sd_env, tmp_path / "loras", "x", "cpu",
+                           trainer.TrainingCallbacks(should_stop=should_stop))
+    gone_after = time.monotonic() - requested["at"]
+    assert gone_after <= 5.0, f"took {gone_after:.1f} s"
+    assert _processes_mentioning(str(tmp_path / "run")) == []
+
+
+PARENT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path as P
+    sys.path.insert(0, {tests!r})
+    from packload import mvic_module
+    a, t, e = mvic_module("training.arguments"), mvic_module("training.trainer"), mvic_module("training.environment")
+    models = a.FluxModelFiles(P({flux!r}), P({clip!r}), P({t5!r}), P({ae!r}))
+    settings = a.TrainingSettings(dataset_dir=P({dataset!r}), models=models, run_dir=P({run!r}), output_name="tiny", steps=4, save_every_n_steps=2,
+                                  extra_args="--t5xxl_max_token_length 64")
+    t.train_lora(settings, e.TrainerEnvironment(P({checkout!r}), {python!r}), P({loras!r}), "resumed", "cpu")
+    """
+)
+
+
+def test_sigkill_of_the_parent_kills_training_and_a_rerun_resumes(tmp_path, sd_env, tiny_models):
+    """ComfyUI dies mid-run (SIGKILL): no orphan keeps running; the same run name then resumes."""
+    dataset = make_dataset(tmp_path / "dataset", sets=1)
+    run = tmp_path / "run"
+    code = PARENT.format(tests=str(ROOT / "tests"), flux=str(tiny_models.flux), clip=str(tiny_models.clip_l), t5=str(tiny_models.t5xxl),
+                         ae=str(tiny_models.ae), dataset=str(dataset), run=str(run), checkout=str(sd_env.checkout), python=sd_env.python,
+                         loras=str(tmp_path / "loras"))
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    state = run / "output" / "attempt1" / "tiny-step00000002-state" / "scheduler.bin"
+    deadline = time.monotonic() + 240
+    while not state.exists() and time.monotonic() < deadline and parent.poll() is None:
+        time.sleep(0.2)
+    assert state.exists(), (run / "train.log").read_text(errors="replace")[-3000:]
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    killed_at = time.monotonic()
+    while _processes_mentioning(str(run)) and time.monotonic() - killed_at < 10:
+        time.sleep(0.2)
+    assert _processes_mentioning(str(run)) == [], "training outlived its parent"
+    assert not list(run.glob("output/*/tiny.safetensors"))
+
+    seen = []
+    result = trainer.train_lora(settings_for(tmp_path, tiny_models, dataset, steps=4, save_every_n_steps=2), sd_env, tmp_path / "loras", "resumed", "cpu",
+                                trainer.TrainingCallbacks(on_progress=seen.append))
+    assert result.resumed_from_step == 2
+    assert [p.step for p in seen if p.loss is not None][-1] == 4 and {p.total for p in seen} == {4}
+    assert mvic_module("training.run_state").newest_state(run / "output", "tiny", json.loads((run / "output" / "attempt2" / "mvic_attempt.json").read_text())["config"]).step == 4
+    assert (run / "output" / "attempt1" / "tiny-step00000002-state" / "model.safetensors").is_file()  # the resume point survived
+    assert result.lora_path.is_file() and result.losses[-1][0] == 4
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
