@@ -192,3 +192,29 @@ def _processes_mentioning(text: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_the_lora_applies_in_real_comfyui_with_no_unmatched_keys(trained, tiny_models):
+    from comfy_harness import comfyui_paths
+
+    paths = comfyui_paths()
+    if paths is None:
+        pytest.skip("real-ComfyUI check: set COMFYUI_DIR (and COMFYUI_PYTHON)")
+    comfy_dir, python = paths
+    lora = trained["out"]["result"][0]
+    out = subprocess.run([python, str(ROOT / "tests" / "lora_check_comfyui.py"), str(comfy_dir), str(tiny_models.flux), lora],
+                         capture_output=True, text=True, timeout=300)
+    assert "RESULT " in out.stdout, out.stderr[-3000:]
+    result = json.loads(out.stdout.split("RESULT ", 1)[1])
+    assert result["unmatched"] == [] and result["patched_weights"] == result["modules"] > 0
+
+
+def test_the_lora_loads_in_diffusers_through_peft(trained):
+    pytest.importorskip("diffusers")
+    pytest.importorskip("peft")
+    lora = trained["out"]["result"][0]
+    out = subprocess.run([sys.executable, str(ROOT / "tests" / "lora_check_diffusers.py"), lora], capture_output=True, text=True, timeout=300)
+    assert "RESULT " in out.stdout, out.stderr[-3000:]
+    result = json.loads(out.stdout.split("RESULT ", 1)[1])
+    assert result["injected"] == result["expected"] > result["file_modules"] > 0  # every module, fused ones split
+    assert result["nonzero_up"] == result["injected"]  # trained weights arrived, not fresh zeros
