@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .captions.captioner import CaptionRunError, CaptionSettings
 from .layout import FIT_MODES, parse_color
 from .loading import SELECTION_METHODS
 from .markers import MarkerStyle
+from .training import cli as training_cli
 from .sources import SOURCE_KINDS
 
 
@@ -38,16 +40,52 @@ def _add_build_args(parser: argparse.ArgumentParser, demo: bool) -> None:
     parser.add_argument("--panel-marker", default="")
     parser.add_argument("--overwrite-edited-captions", action="store_true")
     parser.add_argument("--workers", type=int, default=None)
+    if not demo:  # the demo always captions offline with the template backend
+        from .captions.backends.base import BACKENDS
+
+        captions = parser.add_argument_group("captions")
+        captions.add_argument("--caption-backend", choices=BACKENDS, default="template")
+        captions.add_argument("--caption-model", default="", help="empty = the backend's default model")
+        captions.add_argument("--caption-base-url", default="", help="e.g. http://127.0.0.1:11434/v1 for Ollama")
+        captions.add_argument("--key-file", default="", help="file holding only the API key; else GEMINI_API_KEY / GOOGLE_API_KEY / OPENAI_API_KEY")
+        captions.add_argument("--caption-concurrency", type=int, default=4)
+        captions.add_argument("--caption-rpm", type=int, default=10, help="requests per minute (0 = no cap)")
+        captions.add_argument("--appearance-only", action="store_true", help="no pose words for panels the model is unsure about")
+        captions.add_argument("--caption-input", choices=("composite", "views"), default="composite")
+        captions.add_argument("--caption-cache-dir", default="", help="default ~/.cache/mvic/captions")
+
+
+def _caption_settings(args: argparse.Namespace) -> CaptionSettings:
+    if args.command == "demo":
+        return CaptionSettings()
+    return CaptionSettings(
+        backend=args.caption_backend,
+        model=args.caption_model,
+        base_url=args.caption_base_url,
+        key_file=args.key_file,
+        concurrency=args.caption_concurrency,
+        rpm=args.caption_rpm,
+        appearance_only=args.appearance_only,
+        input_mode=args.caption_input,
+        cache_dir=args.caption_cache_dir,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     from .pipeline import BuildSettings, build_dataset
 
-    parser = argparse.ArgumentParser(prog="python -m mvic", description="Multi-view IC-LoRA dataset builder")
+    parser = argparse.ArgumentParser(prog="python -m mvic", description="Multi-view IC-LoRA: dataset builder and trainer")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_build_args(commands.add_parser("build", help="source -> views -> composites -> captions -> dataset"), demo=False)
     _add_build_args(commands.add_parser("demo", help="the same on the embedded sample data (nothing to download, no key)"), demo=True)
+    training_cli.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in ("setup-trainer", "check-trainer", "train"):
+        try:
+            return training_cli.run(args)
+        except (ValueError, OSError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         rows, _, cols = args.grid.lower().partition("x")
         settings = BuildSettings(
@@ -70,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             overwrite_edited_captions=args.overwrite_edited_captions,
             workers=args.workers,
             style=MarkerStyle(args.marker_prefix, args.panel_marker),
+            captions=_caption_settings(args),
         )
         build_dataset(settings)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, CaptionRunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

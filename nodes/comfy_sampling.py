@@ -1,0 +1,83 @@
+"""The ComfyUI calls behind ICLoRASampler (imported only inside ComfyUI, when sampling)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def apply_lora(model, path: str, strength: float):
+    import comfy.sd
+    import comfy.utils
+
+    lora = comfy.utils.load_torch_file(path, safe_load=True)
+    model, _ = comfy.sd.load_lora_for_models(model, None, lora, strength, 0)
+    return model
+
+
+def load_flux(unet_name, weight_dtype, clip_name1, clip_name2, vae_name):
+    import nodes
+
+    (model,) = nodes.UNETLoader().load_unet(unet_name, weight_dtype)
+    (clip,) = nodes.DualCLIPLoader().load_clip(clip_name1, clip_name2, "flux")
+    (vae,) = nodes.VAELoader().load_vae(vae_name)
+    return model, clip, vae
+
+
+def _encode(clip, text: str, guidance: float):
+    import node_helpers
+
+    positive = clip.encode_from_tokens_scheduled(clip.tokenize(text))
+    positive = node_helpers.conditioning_set_values(positive, {"guidance": guidance})
+    # FLUX-dev is guidance-distilled and sampled at cfg 1: the negative is never used,
+    # so a zeroed copy (as ConditioningZeroOut makes) saves a second text encode.
+    negative = []
+    for cond, extras in positive:
+        extras = dict(extras)
+        if extras.get("pooled_output") is not None:
+            extras["pooled_output"] = torch.zeros_like(extras["pooled_output"])
+        negative.append([torch.zeros_like(cond), extras])
+    return positive, negative
+
+
+def sample_composite(model, clip, vae, text, layout, seed, steps, guidance, sampler_name, scheduler, denoise, max_shift, base_shift, references):
+    import comfy.model_management
+    import nodes
+    from comfy_extras.nodes_model_advanced import ModelSamplingFlux
+
+    from .comfy_io import images_to_tensor
+
+    width, height = layout.width, layout.height
+    (model,) = ModelSamplingFlux().patch(model, max_shift, base_shift, width, height)
+    positive, negative = _encode(clip, text, guidance)
+    if references is None:
+        latent = {"samples": torch.zeros([1, 16, height // 8, width // 8], device=comfy.model_management.intermediate_device())}
+        if denoise < 1.0:
+            raise ValueError("ICLoRASampler: denoise < 1 needs reference_images to start from")
+    else:
+        pixels = images_to_tensor([references.composite])
+        mask = torch.from_numpy(references.generate_mask)[None, None]
+        latent = {"samples": vae.encode(pixels[:, :, :, :3]), "noise_mask": mask}
+    (out,) = nodes.common_ksampler(model, seed, steps, 1.0, sampler_name, scheduler, positive, negative, latent, denoise=denoise)
+    samples = out["samples"]
+    if references is not None and denoise >= 1.0:
+        # The sampler keeps masked-out latents up to the latent format's scale/shift round
+        # trip; put the reference cells back exactly (panels are 16-px aligned, so every
+        # 8-px latent cell is wholly reference or wholly generated).
+        keep_cells = torch.nn.functional.max_pool2d(torch.from_numpy(references.generate_mask)[None, None], 8) == 0
+        samples = torch.where(keep_cells.to(samples.device), latent["samples"].to(samples.dtype), samples)
+    composite = vae.decode(samples)
+    if composite.ndim == 5:  # some VAEs return (B, T, H, W, C)
+        composite = composite.reshape(-1, *composite.shape[-3:])
+    composite = composite[:, :height, :width, :3].float().cpu()
+    if references is not None:  # reference panels come back as given, not through the VAE
+        keep = torch.from_numpy(1.0 - references.generate_mask)[None, :, :, None]
+        original = images_to_tensor([references.composite])
+        composite = composite * (1.0 - keep) + original * keep
+    return composite, {"samples": samples}
+
+
+def split_views(composite: torch.Tensor, layout):
+    from ..mvic.layout import split_boxes
+
+    boxes = split_boxes(composite.shape[1], composite.shape[2], layout.rows, layout.cols)
+    return torch.cat([composite[b : b + 1, t:bottom, l:r] for b in range(composite.shape[0]) for t, bottom, l, r in boxes], dim=0)
