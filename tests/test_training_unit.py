@@ -216,12 +216,28 @@ def test_environment_errors_name_the_fix(tmp_path, monkeypatch):
 
 
 def test_wrong_environment_is_reported_exactly(tmp_path):
-    """This test interpreter has torch but not sd-scripts' transformers/diffusers: the probe says so."""
+    """A bare venv (no torch, no transformers...) as sd-scripts' Python: the probe lists each gap."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True, timeout=120)
     (tmp_path / "flux_train_network.py").write_text("")
     (tmp_path / "requirements.txt").write_text("transformers==4.54.1\ndiffusers[torch]==0.32.1\n")
-    report = environment.check_environment(environment.TrainerEnvironment(tmp_path, sys.executable))
+    report = environment.check_environment(environment.TrainerEnvironment(tmp_path, str(tmp_path / "bare" / "bin" / "python")))
     assert not report.ok
     text = report.text()
-    assert "transformers does not import" in text and "diffusers does not import" in text
+    for name in ("torch", "transformers", "diffusers", "accelerate", "safetensors"):
+        assert f"{name} does not import" in text
     assert "networks/lora_flux.py is missing" in text
-    assert report.packages["torch"]
+
+
+def test_transformers_5_and_pin_mismatches_are_named(tmp_path):
+    """This test venv has transformers 5 and a newer diffusers (for the peft check): both reported."""
+    pytest.importorskip("transformers")
+    (tmp_path / "flux_train_network.py").write_text("")
+    (tmp_path / "requirements.txt").write_text("transformers==4.54.1\n")
+    report = environment.check_environment(environment.TrainerEnvironment(tmp_path, sys.executable))
+    import transformers
+
+    if transformers.__version__.startswith("5."):
+        assert "breaks under transformers 5" in report.text()
+    assert f"transformers {transformers.__version__} installed, sd-scripts pins 4.54.1" in report.text()

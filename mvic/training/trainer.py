@@ -108,6 +108,11 @@ def train_lora(
     gpus = [g for g in report.gpus if not settings.gpu_ids or g["index"] in settings.gpu_ids]
     preset = resolve_preset(preset_choice, min(g["total_gib"] for g in gpus) if gpus else None)
     callbacks.log(f"[mvic] preset {preset.name}" + (f" for {gpus[0]['name']} ({gpus[0]['total_gib']} GiB)" if gpus else " (no GPU)"))
+    if preset.needs_bitsandbytes and not report.packages.get("bitsandbytes"):
+        raise TrainerEnvironmentError(
+            f"the '{preset.name}' preset uses the {preset.optimizer} optimizer, which needs bitsandbytes: "
+            f"`pip install bitsandbytes` into {environment.python}, or add --optimizer_type Adafactor to extra_args"
+        )
 
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     if settings.tokenizer_cache_dir is None:
