@@ -114,8 +114,9 @@ def fit_panel(image, width: int, height: int, mode: str = "crop", pad_color=(0, 
         return image.resize((width, height), Image.Resampling.LANCZOS)
     if mode == "crop":
         scale = max(width / src_w, height / src_h)
-        crop_w, crop_h = width / scale, height / scale
-        left, top = (src_w - crop_w) / 2, (src_h - crop_h) / 2
+        crop_w, crop_h = min(src_w, width / scale), min(src_h, height / scale)
+        # Clamp: float rounding can make the offset -1e-15, which PIL rejects.
+        left, top = max(0.0, (src_w - crop_w) / 2), max(0.0, (src_h - crop_h) / 2)
         box = (left, top, left + crop_w, top + crop_h)
         return image.resize((width, height), Image.Resampling.LANCZOS, box=box)
     scale = min(width / src_w, height / src_h)

@@ -2,12 +2,11 @@
 source -> views -> composites -> captions -> export."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .captions.template import template_caption
+from .captions.captioner import CaptionSettings, caption_composites
 from .composites import build_composites
-from .datatypes import Composites
 from .export.dataset import ExportReport, save_dataset
 from .layout import CompositeLayout
 from .loading import load_multiview_sets
@@ -35,6 +34,7 @@ class BuildSettings:
     overwrite_edited_captions: bool = False
     workers: int | None = None
     style: MarkerStyle = DEFAULT_STYLE
+    captions: CaptionSettings = CaptionSettings()  # template (offline) unless a model backend is chosen
 
 
 def build_dataset(settings: BuildSettings, log=print) -> ExportReport:
@@ -45,9 +45,8 @@ def build_dataset(settings: BuildSettings, log=print) -> ExportReport:
     )
     log(sets.report())
     composites = build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
-    captioned = Composites(
-        items=[c.with_caption(template_caption(c, settings.trigger)) for c in composites.items], skipped=composites.skipped
-    )
+    captioned, caption_report = caption_composites(composites, replace(settings.captions, trigger=settings.trigger))
+    log(caption_report.text())
     report = save_dataset(captioned, Path(settings.out), settings.image_format, settings.trigger, settings.overwrite_edited_captions, workers=settings.workers)
     log(report.text())
     return report

@@ -74,3 +74,38 @@ def check_interrupt() -> None:
     except ImportError:
         return
     mm.throw_exception_if_processing_interrupted()
+
+
+def model_choices(folder: str) -> list[str]:
+    """File names ComfyUI knows in a model folder (empty outside ComfyUI)."""
+    fp = _folder_paths()
+    return sorted(fp.get_filename_list(folder)) if fp else []
+
+
+def model_path(folder: str, name: str) -> str:
+    fp = _folder_paths()
+    found = fp.get_full_path(folder, name) if fp and name else None
+    return found or name
+
+
+def loras_folder() -> Path:
+    fp = _folder_paths()
+    return Path(fp.get_folder_paths("loras")[0]) if fp else Path.cwd() / "models" / "loras"
+
+
+def free_comfy_memory() -> None:
+    """Unload ComfyUI's models so sd-scripts gets the GPU (no-op outside ComfyUI)."""
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return
+    mm.unload_all_models()
+    mm.soft_empty_cache()
+
+
+def interrupt_requested() -> bool:
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return False
+    return mm.processing_interrupted()
