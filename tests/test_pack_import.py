@@ -65,6 +65,9 @@ def test_node_declarations_are_consistent():
 
 def test_one_copy_of_the_core_in_the_test_process():
     assert "mvic" not in sys.modules  # tests use <pack>.mvic only, like ComfyUI
+    init = str(ROOT / "__init__.py")
+    copies = [name for name, module in list(sys.modules.items()) if getattr(module, "__file__", None) == init]
+    assert copies == [PACK_NAME]  # pytest did not import the pack root a second time
     loader_module = sys.modules[pack.NODE_CLASS_MAPPINGS["MVIC_MultiViewLoader"].__module__]
     assert loader_module.__name__.startswith(PACK_NAME + ".nodes")
 
