@@ -37,6 +37,16 @@ def watch(pid: int) -> None:
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
+def skip_model_hashing() -> None:
+    """sd-scripts hashes the whole base model for its metadata even with --no_metadata,
+    which then drops that metadata: 20-23 s per start for a 24 GB FLUX (measured on an
+    H200). Hash nothing when nothing will be written."""
+    from library import train_util
+
+    train_util.model_hash = lambda filename: "skipped (--no_metadata)"
+    train_util.calculate_sha256 = lambda filename: "skipped (--no_metadata)"
+
+
 def main() -> None:
     if "--" not in sys.argv:
         sys.exit("usage: launch_sd_scripts.py --watch-parent PID [--accelerate --num-processes N] -- SCRIPT ARGS...")
@@ -52,6 +62,8 @@ def main() -> None:
     checkout = os.path.dirname(os.path.abspath(script))
     os.chdir(checkout)
     sys.path.insert(0, checkout)
+    if "--no_metadata" in script_args:
+        skip_model_hashing()
     if ours.accelerate:
         sys.argv = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(ours.num_processes), script, *script_args]
         from accelerate.commands.accelerate_cli import main as accelerate_main

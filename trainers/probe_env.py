@@ -1,7 +1,7 @@
 """Print, as JSON, what the sd-scripts environment has: versions of the packages sd-scripts
 pins, whether the checkout's FLUX trainer parser loads, and the GPUs torch sees.
 
-Usage: python probe_env.py SD_SCRIPTS_DIR"""
+Usage: python probe_env.py SD_SCRIPTS_DIR [--no-parser]"""
 import importlib
 import json
 import os
@@ -17,7 +17,7 @@ for name in ("torch", "transformers", "diffusers", "accelerate", "safetensors", 
         report.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"[:300]
 for rel in ("flux_train_network.py", "networks/lora_flux.py", "library/flux_utils.py"):
     report["files"][rel] = os.path.isfile(os.path.join(checkout, rel))
-if all(report["files"].values()):
+if all(report["files"].values()) and "--no-parser" not in sys.argv:
     os.chdir(checkout)
     sys.path.insert(0, checkout)
     try:

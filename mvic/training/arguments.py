@@ -89,7 +89,7 @@ def training_arguments(settings: TrainingSettings, preset: VramPreset) -> list[s
         "--guidance_scale", "1.0",
         "--max_data_loader_n_workers", "0",  # latents are cached: workers only cost start-up time
         "--save_state",
-        "--no_metadata",  # skips hashing the 24 GB base model (~1 min); we write our own metadata
+        "--no_metadata",  # we write our own metadata; the launcher then also skips hashing the 24 GB base model
     ]
     if settings.timestep_sampling == "shift":
         args += ["--discrete_flow_shift", "3.1582"]

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from ..sources.common import safe_name
     from .arguments import FluxModelFiles, TrainingSettings
+    from .environment import find_environment
     from .trainer import TrainingCallbacks, train_lora
 
     name = safe_name(args.name, "iclora")

@@ -91,6 +91,7 @@ def run_child(
     result = ChildResult(returncode=-1, log_path=log_path)
     with open(log_path, "ab") as log:
         log.write(f"\n[mvic] {' '.join(command)}\n".encode())
+        log.flush()  # visible at once, not with the child's first output
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **_popen_kwargs())
 
         def pump():

@@ -102,7 +102,7 @@ def train_lora(
         raise TrainingError(f"{dataset_dir}: no dataset.toml; connect SaveICLoRADataset's dataset_dir (or give a folder it wrote)")
     metadata = dataset_metadata(dataset_dir)
     check_model_files(settings.models)
-    report = check_environment(environment)
+    report = check_environment(environment, load_parser=False)
     if not report.ok:
         raise TrainerEnvironmentError("the sd-scripts environment is not ready:\n" + report.text())
     gpus = [g for g in report.gpus if not settings.gpu_ids or g["index"] in settings.gpu_ids]
