@@ -58,10 +58,13 @@ class LoRATrainer:
         }
 
     @classmethod
-    def IS_CHANGED(cls, dataset_dir, **settings):
-        """Re-train when the dataset (images, captions) or any setting changes."""
+    def IS_CHANGED(cls, dataset_dir=None, **settings):
+        """Re-train when the dataset (images, captions) or any setting changes. ComfyUI passes
+        linked inputs as None here: then the upstream saver's own signature covers the data."""
         digest = hashlib.sha256(repr(sorted(settings.items())).encode())
-        folder = Path(dataset_dir)
+        if dataset_dir is None:
+            return digest.hexdigest()
+        folder = resolve_output_path(dataset_dir)
         for name in ("metadata.jsonl", "dataset.toml"):
             if (folder / name).is_file():
                 digest.update((folder / name).read_bytes())
@@ -92,7 +95,7 @@ class LoRATrainer:
         )
         name = safe_name(lora_name, "iclora")
         settings = TrainingSettings(
-            dataset_dir=Path(dataset_dir), models=models, run_dir=resolve_output_path(f"mvic_runs/{name}"), output_name=name,
+            dataset_dir=resolve_output_path(dataset_dir), models=models, run_dir=resolve_output_path(f"mvic_runs/{name}"), output_name=name,
             steps=steps, rank=rank, alpha=alpha, learning_rate=learning_rate, seed=seed,
             save_every_n_steps=save_every_n_steps, sample_every_n_steps=sample_every_n_steps, extra_args=extra_args,
             gpu_ids=tuple(int(i) for i in gpu_ids.replace(" ", "").split(",") if i),
