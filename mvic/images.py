@@ -47,7 +47,7 @@ def load_rgb(path: str | Path, min_size: tuple[int, int] | None = None, backgrou
     fitting, so a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as it stays
     at least that large (both orientations are considered since EXIF may rotate).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:

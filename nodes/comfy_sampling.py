@@ -1,7 +1,6 @@
 """The ComfyUI calls behind ICLoRASampler (imported only inside ComfyUI, when sampling)."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 

@@ -40,8 +40,11 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, comfy_dir: Path, python: str, base_dir: Path, model_dirs: dict[str, Path] | None = None):
+    def __init__(self, comfy_dir: Path, python: str, base_dir: Path, model_dirs: dict[str, Path] | None = None,
+                 flags: list[str] = (), env: dict[str, str] | None = None):
+        """`flags`: extra ComfyUI command-line flags; `env`: extra environment for its process."""
         self.comfy_dir, self.python, self.base_dir = comfy_dir, python, base_dir
+        self.flags, self.env = list(flags), dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         for sub in ("custom_nodes", "input", "output", "user", "models"):
@@ -61,10 +64,10 @@ class ComfyServer:
         command = [
             self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
             "--base-directory", str(self.base_dir), "--extra-model-paths-config", str(self.extra_paths),
-            "--database-url", "sqlite:///:memory:", "--disable-auto-launch", "--disable-api-nodes",
+            "--database-url", "sqlite:///:memory:", "--disable-auto-launch", "--disable-api-nodes", *self.flags,
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(command, cwd=self.comfy_dir, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, env=env)
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(command, cwd=self.comfy_dir, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,9 +1,8 @@
 """Sources: folder of sets, MVImgNet (with our COLMAP reader), video through PyAV."""
-import shutil
 
 import numpy as np
 import pytest
-from fixtures_data import write_folder_sets, write_frames
+from fixtures_data import write_folder_sets
 from packload import mvic_module
 
 sources = mvic_module("sources")

@@ -12,9 +12,7 @@ the next one starts, so no cached T5 sits in RAM while sd-scripts runs.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -41,33 +39,6 @@ PANEL = workflow_overrides.COMPOSITE["panel_width"]
 COMPOSITE_SIDE = 2 * PANEL
 GIB = 2**30
 MAX_RSS_WHILE_TRAINING_GIB = 2.5  # ComfyUI idles at ~1 GB; the tiny FLUX alone would add 2 GB, the T5 4.7 GB
-
-
-class FlaggedComfyServer(ComfyServer):
-    """ComfyServer with extra ComfyUI flags and environment (comfy_harness.ComfyServer.start has no way to add them)."""
-
-    def __init__(self, *args, flags: list[str] = (), env: dict[str, str] | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.flags, self.env = list(flags), dict(env or {})
-
-    def start(self, timeout: float = 120.0) -> "FlaggedComfyServer":
-        command = [
-            self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-            "--base-directory", str(self.base_dir), "--extra-model-paths-config", str(self.extra_paths),
-            "--database-url", "sqlite:///:memory:", "--disable-auto-launch", "--disable-api-nodes", *self.flags,
-        ]
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(command, cwd=self.comfy_dir, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                self.get("/system_stats")
-                return self
-            except OSError:
-                time.sleep(0.3)
-        raise TimeoutError(f"ComfyUI did not answer within {timeout:.0f} s:\n{self.log()}")
 
 
 def _available_gib() -> float:
@@ -141,7 +112,7 @@ class Servers:
             self.stop()
             base = self.root / BASE[phase]
             (base / "user" / "default").mkdir(parents=True, exist_ok=True)
-            self.server = FlaggedComfyServer(*comfyui_paths(), base_dir=base, model_dirs=self.model_dirs,
+            self.server = ComfyServer(*comfyui_paths(), base_dir=base, model_dirs=self.model_dirs,
                                              flags=workflow_overrides.COMFYUI_FLAGS, env=self.env).start()
             self.phase = phase
         return self.server
