@@ -8,7 +8,6 @@ import pytest
 from packload import ROOT, mvic_module
 
 plan = mvic_module("sampling.plan")
-lora_file = mvic_module("training.lora_file")
 markers = mvic_module("markers")
 
 
@@ -54,21 +53,10 @@ def test_reference_plan_masks_whole_panels_and_blends_only_the_generated_side():
 
 
 def _lora_with_metadata(path, layout):
-    """A one-module kohya FLUX LoRA with our metadata (zero up-weights: it changes nothing)."""
-    import struct
+    import tiny_models
 
-    tensors = {"lora_unet_double_blocks_0_img_attn_proj.lora_down.weight": [4, 3072],
-               "lora_unet_double_blocks_0_img_attn_proj.lora_up.weight": [3072, 4],
-               "lora_unet_double_blocks_0_img_attn_proj.alpha": []}
-    header, offset = {}, 0
-    for name, shape in tensors.items():
-        size = int(np.prod(shape)) * 4
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header).encode()
-    source = path.with_suffix(".raw.safetensors")
-    source.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
-    return lora_file.write_with_metadata(source, path, {"mvic_layout": json.dumps(layout), "mvic_markers": json.dumps({"prefix": "[TWO-VIEWS]", "panels": ["[LEFT]", "[RIGHT]"]})})
+    markers = {"prefix": "[TWO-VIEWS]", "panels": ["[LEFT]", "[RIGHT]"]}
+    return tiny_models.stand_in_lora(path, {"mvic_layout": json.dumps(layout), "mvic_markers": json.dumps(markers)})
 
 
 def test_sampler_in_real_comfyui_text_and_image_modes(tmp_path):

@@ -304,22 +304,10 @@ def _lora_for_sampling(base: Path) -> str:
     lora = base / "models" / "loras" / LORA
     if lora.is_file():
         return "trained by full_pipeline" if "mvic_steps" in _lora_metadata(lora) else "stand-in (no trained LoRA in this run)"
-    lora_file = mvic_module("training.lora_file")
-    tensors = {"lora_unet_double_blocks_0_img_attn_proj.lora_down.weight": [4, 3072],
-               "lora_unet_double_blocks_0_img_attn_proj.lora_up.weight": [3072, 4],
-               "lora_unet_double_blocks_0_img_attn_proj.alpha": []}
-    header, offset = {}, 0
-    for name, shape in tensors.items():
-        size = int(np.prod(shape)) * 4
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    source = base / "stand_in_lora.safetensors"
-    source.parent.mkdir(parents=True, exist_ok=True)
-    source.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
+    import tiny_models
+
     markers = {"prefix": "[FOUR-VIEWS]", "panels": ["[TOP-LEFT]", "[TOP-RIGHT]", "[BOTTOM-LEFT]", "[BOTTOM-RIGHT]"]}
-    lora_file.write_with_metadata(source, lora, {"mvic_layout": json.dumps(workflow_overrides.COMPOSITE), "mvic_markers": json.dumps(markers)})
+    tiny_models.stand_in_lora(lora, {"mvic_layout": json.dumps(workflow_overrides.COMPOSITE), "mvic_markers": json.dumps(markers)})
     return "stand-in (no trained LoRA in this run)"
 
 

@@ -453,3 +453,22 @@ def _main(argv: Optional[Iterable[str]] = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(_main())
+
+
+def stand_in_lora(path: PathLike, metadata: dict) -> Path:
+    """A one-module kohya FLUX LoRA of zeros (it changes nothing) carrying `metadata` in its
+    header, for sampler tests that need our LoRA metadata but no trained weights."""
+    path = Path(path)
+    tensors = {"lora_unet_double_blocks_0_img_attn_proj.lora_down.weight": [4, 3072],
+               "lora_unet_double_blocks_0_img_attn_proj.lora_up.weight": [3072, 4],
+               "lora_unet_double_blocks_0_img_attn_proj.alpha": []}
+    header, offset = {"__metadata__": {k: str(v) for k, v in metadata.items()}}, 0
+    for name, shape in tensors.items():
+        size = int(np.prod(shape)) * 4
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
+    return path
