@@ -8,6 +8,7 @@ from .captions.captioner import CaptionRunError, CaptionSettings
 from .layout import FIT_MODES, parse_color
 from .loading import SELECTION_METHODS
 from .markers import MarkerStyle
+from .sampling import cli as sampling_cli
 from .training import cli as training_cli
 from .sources import SOURCE_KINDS
 
@@ -79,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     _add_build_args(commands.add_parser("build", help="source -> views -> composites -> captions -> dataset"), demo=False)
     _add_build_args(commands.add_parser("demo", help="the same on the embedded sample data (nothing to download, no key)"), demo=True)
     training_cli.add_commands(commands)
+    sampling_cli.add_commands(commands)
     args = parser.parse_args(argv)
-    if args.command in ("setup-trainer", "check-trainer", "train"):
+    if args.command in ("setup-trainer", "check-trainer", "train", "sample"):
         try:
-            return training_cli.run(args)
+            return (sampling_cli if args.command == "sample" else training_cli).run(args)
         except (ValueError, OSError, RuntimeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
