@@ -68,7 +68,7 @@ def load_rgb(path: str | Path, min_size: tuple[int, int] | None = None, backgrou
                 f"downscale it below {MAX_DECODED_PIXELS // 1_000_000} megapixels"
             )
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy when upright
         return to_rgb(image, background)
     except ImageError:
         raise

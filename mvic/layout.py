@@ -141,7 +141,8 @@ def compose(panels: list[np.ndarray], layout: CompositeLayout) -> np.ndarray:
         x, y = layout.panel_origin(index)
         view = out[y : y + layout.panel_height, x : x + layout.panel_width]
         view[:] = panel
-        view[layout.divider_mask(index)] = color
+        if layout.divider_width:
+            view[layout.divider_mask(index)] = color
     return out
 
 
