@@ -1,7 +1,7 @@
 """mvic: the ComfyUI-free core of ComfyUI-MultiView-ICLoRA.
 
 Stages, one module (or folder) each: sources -> loading/views -> layout/composites
--> captions -> export. Submodules are imported on first use (`mvic.layout`), so
+-> captions -> export -> training -> sampling. Submodules are imported on first use (`mvic.layout`), so
 importing the package is cheap.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "captions", "composites", "datatypes", "export", "images", "layout", "loading",
-    "markers", "pipeline", "sample_data", "sources", "views",
+    "markers", "pipeline", "sample_data", "sampling", "sources", "training", "views",
 }
 
 

@@ -241,3 +241,20 @@ def test_transformers_5_and_pin_mismatches_are_named(tmp_path):
     if transformers.__version__.startswith("5."):
         assert "breaks under transformers 5" in report.text()
     assert f"transformers {transformers.__version__} installed, sd-scripts pins 4.54.1" in report.text()
+
+
+def test_setup_trainer_dry_run_prints_a_venv_from_the_checkouts_requirements(tmp_path):
+    """`python -m mvic setup-trainer` (the real install needs internet): the plan it would run."""
+    import subprocess
+
+    (tmp_path / "flux_train_network.py").write_text("")
+    out = subprocess.run([sys.executable, "-m", "mvic", "setup-trainer", "--sd-scripts", str(tmp_path), "--torch", "torch==2.7.1", "--dry-run"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].endswith(f"-m venv {tmp_path / 'venv'}")
+    assert lines[2].endswith("-m pip install torch==2.7.1") and lines[3].endswith("-m pip install -r requirements.txt")
+    assert not (tmp_path / "venv").exists()
+    bad = subprocess.run([sys.executable, "-m", "mvic", "setup-trainer", "--sd-scripts", str(tmp_path / "nope"), "--dry-run"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not an sd-scripts checkout" in bad.stderr
