@@ -1,16 +1,37 @@
 """The ComfyUI calls behind ICLoRASampler (imported only inside ComfyUI, when sampling)."""
 from __future__ import annotations
 
+import os
+
 import torch
+
+
+def _remember(owner, slot: str, key, make):
+    """make(), kept on `owner` (one entry per slot) and returned again while `key` holds.
+
+    ComfyUI re-runs this node for every new seed. In the same graph built from core nodes
+    LoraLoader, CLIPTextEncode and ModelSamplingFlux stay cached, so the sampler gets the
+    very same patched MODEL again; a fresh LoRA clone instead carries a new patch id and
+    makes ComfyUI unpatch and re-patch every FLUX weight (seconds per run). Keeping the
+    result on the input object means it is dropped together with that object."""
+    cached = getattr(owner, slot, None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    value = make()
+    setattr(owner, slot, (key, value))
+    return value
 
 
 def apply_lora(model, path: str, strength: float):
     import comfy.sd
     import comfy.utils
 
-    lora = comfy.utils.load_torch_file(path, safe_load=True)
-    model, _ = comfy.sd.load_lora_for_models(model, None, lora, strength, 0)
-    return model
+    def make():
+        lora = comfy.utils.load_torch_file(path, safe_load=True)
+        return comfy.sd.load_lora_for_models(model, None, lora, strength, 0)[0]
+
+    stat = os.stat(path)  # a re-trained LoRA at the same path is a new key
+    return _remember(model, "_mvic_lora", (os.path.abspath(path), stat.st_mtime_ns, stat.st_size, strength), make)
 
 
 def load_flux(unet_name, weight_dtype, clip_name1, clip_name2, vae_name):
@@ -23,6 +44,10 @@ def load_flux(unet_name, weight_dtype, clip_name1, clip_name2, vae_name):
 
 
 def _encode(clip, text: str, guidance: float):
+    return _remember(clip, "_mvic_encoding", (text, guidance), lambda: _encode_now(clip, text, guidance))
+
+
+def _encode_now(clip, text: str, guidance: float):
     import node_helpers
 
     positive = clip.encode_from_tokens_scheduled(clip.tokenize(text))
@@ -46,7 +71,8 @@ def sample_composite(model, clip, vae, text, layout, seed, steps, guidance, samp
     from .comfy_io import images_to_tensor
 
     width, height = layout.width, layout.height
-    (model,) = ModelSamplingFlux().patch(model, max_shift, base_shift, width, height)
+    model = _remember(model, "_mvic_shift", (max_shift, base_shift, width, height),
+                      lambda: ModelSamplingFlux().patch(model, max_shift, base_shift, width, height)[0])
     positive, negative = _encode(clip, text, guidance)
     if references is None:
         latent = {"samples": torch.zeros([1, 16, height // 8, width // 8], device=comfy.model_management.intermediate_device())}

@@ -33,6 +33,31 @@ composite, views, prompt, latent = Sampler().sample(model, clip, vae, "a red mug
 result["text"] = {"composite": list(composite.shape), "views": list(views.shape), "prompt": prompt,
                   "exact_split": bool(torch.equal(torch.cat([views[0], views[1]], dim=1), composite[0]))}
 
+# 1b. New seeds, same inputs (what ComfyUI does on every queue): the LoRA'd model is reused, so
+# the LoRA file is not read again and no FLUX weight is re-patched (the core-node graph's
+# cached LoraLoader gets the same). Spies call through to ComfyUI's own functions.
+import comfy.lora  # noqa: E402
+
+calls = {"lora_file_reads": 0, "weights_patched": 0}
+load_torch_file, calculate_weight = comfy.utils.load_torch_file, comfy.lora.calculate_weight
+
+
+def counting_load(*args, **kwargs):
+    calls["lora_file_reads"] += 1
+    return load_torch_file(*args, **kwargs)
+
+
+def counting_patch(*args, **kwargs):
+    calls["weights_patched"] += 1
+    return calculate_weight(*args, **kwargs)
+
+
+comfy.utils.load_torch_file, comfy.lora.calculate_weight = counting_load, counting_patch
+reruns = [Sampler().sample(model, clip, vae, "a red mug", seed, 2, 3.5, "euler", "simple", panel_prompts="front\nback", lora_path=lora_path)[0]
+          for seed in (2, 3)]
+comfy.utils.load_torch_file, comfy.lora.calculate_weight = load_torch_file, calculate_weight
+result["rerun"] = {**calls, "seeds_differ": bool(not torch.equal(reruns[0], reruns[1]))}
+
 # 2. Image -> other views: reference in panel 1 of a 2x2 of 32 px; same seed, two references.
 def reference(value):
     ref = torch.zeros(1, 48, 40, 3)

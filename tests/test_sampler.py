@@ -79,6 +79,8 @@ def test_sampler_in_real_comfyui_text_and_image_modes(tmp_path):
     # Acceptance 3: default inputs + our LoRA's metadata -> the trained layout.
     assert result["text"]["composite"] == [1, 32, 64, 3] and result["text"]["views"] == [2, 32, 32, 3]
     assert result["text"]["prompt"].startswith("[TWO-VIEWS] a red mug; [LEFT] front; [RIGHT] back") and result["text"]["exact_split"]
+    # Re-queued with new seeds: no LoRA re-read, no weight re-patch (the cost the core graph avoids by caching).
+    assert result["rerun"] == {"lora_file_reads": 0, "weights_patched": 0, "seeds_differ": True}
     # Acceptance 2: reference latents bit-identical, pixels unchanged, a different reference changes the rest, k views.
     assert result["image"]["ref_cells_equal"] == [True, True]
     assert result["image"]["ref_pixels_equal"] == [True, True]
