@@ -6,7 +6,8 @@
 # RUN = name|preset|steps|save_every|extra sd-scripts args|options
 #   preset   one of our presets (80 48 24 16 12 8), or "sdscripts" = the plain sd-scripts command
 #   options  space-separated: memcap=GIB (cap the child's CUDA memory through memcap/sitecustomize.py,
-#            to provoke a real out-of-memory error)
+#            to provoke a real out-of-memory error); profile=START:COUNT (torch.profiler over steps
+#            START+1..START+COUNT through profile/sitecustomize.py; writes profile.txt to the run's results)
 # Needs, carried under .device/ (git-ignored):
 #   whl/         overlay wheels: transformers 4.54.1, tokenizers 0.21.4, huggingface-hub 0.34.3,
 #                diffusers 0.32.1, accelerate 1.6.0, safetensors 0.4.5, imagesize, toml, voluptuous,
@@ -60,7 +61,7 @@ setup() {
     $PY benchmarks/gpu/make_models.py "$MODELS" || echo "SETUP: model generation failed"
   fi
   if [ ! -f "$W/ds/dataset.toml" ]; then
-    $PY -m mvic demo --out "$W/ds" --panel "$PANEL" >/dev/null || cp -r "$DEV/ds" "$W/ds"
+    $PY -m mvic demo --out "$W/ds" --panel "$PANEL" >/dev/null || echo "SETUP: mvic demo failed"
     sed -i -E "s/num_repeats = [0-9]+/num_repeats = 10/; s#image_dir = .*#image_dir = \"$W/ds/images\"#" "$W/ds/dataset.toml"
   fi
   ls "$W/ds/images" | grep -c '\.png$' | sed 's/^/dataset images: /'
@@ -80,6 +81,7 @@ run_one() {
   for opt in $opts; do
     case $opt in
       memcap=*) runenv+=("MVIC_BENCH_CAP_GIB=${opt#memcap=}" "SD_SCRIPTS_PYTHONPATH=$SD_SCRIPTS_PYTHONPATH:$ROOT/benchmarks/gpu/memcap") ;;
+      profile=*) runenv+=("MVIC_BENCH_PROFILE=${opt#profile=}:$dir" "SD_SCRIPTS_PYTHONPATH=$SD_SCRIPTS_PYTHONPATH:$ROOT/benchmarks/gpu/profile") ;;
     esac
   done
   nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader,nounits -lms 250 >"$dir/smi.csv" 2>/dev/null &

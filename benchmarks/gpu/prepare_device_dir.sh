@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build .device/ (git-ignored) on the development machine: everything bench.sh needs on the GPU
-# machine that is not in the repo. Carry it with `run` (carry: [".device"]); ~31 MiB.
-#   benchmarks/gpu/prepare_device_dir.sh [SD_SCRIPTS_CHECKOUT]    (default /work/ext/sd-scripts)
+# machine that is not in the repo. Carry it with `run` (carry: [".device"]); ~31 MiB, ~55 with ComfyUI.
+#   benchmarks/gpu/prepare_device_dir.sh [SD_SCRIPTS_CHECKOUT [COMFYUI_CHECKOUT]]
+#   (defaults /work/ext/sd-scripts; ComfyUI only when given: for sampler.sh)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SRC=${1:-/work/ext/sd-scripts}
@@ -23,7 +24,22 @@ find "$D/bnb/bitsandbytes" -name 'libbitsandbytes_*.so' ! -name '*cuda130*' ! -n
 # sd-scripts without .git, docs, configs, tests (4 MB).
 rm -rf "$D/sd-scripts" && mkdir -p "$D/sd-scripts"
 (cd "$SRC" && tar cf - --exclude=./docs --exclude=./configs --exclude=./tests --exclude=./.git --exclude=__pycache__ .) | tar xf - -C "$D/sd-scripts"
-# Fallback dataset (bench.sh builds its own with `python -m mvic demo` and uses this only if that fails).
-PYBIN=$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)
-rm -rf "$D/ds" && $PYBIN -m mvic demo --out "$D/ds" --panel 512x512 >/dev/null || echo "no fallback dataset (mvic demo failed here)"
-du -sh "$D"
+rm -rf "$D/ds"  # bench.sh builds its dataset on the device with `python -m mvic demo`
+# ComfyUI (sampler benchmark): the checkout without tests, plus wheels of its requirements that the
+# device image may lack; comfy_preflight.py installs there only what does not import. Left out:
+# scipy (the image has it), av (35 MB; benchmarks/gpu/stubs/av stands in), comfy-kitchen (68 MB,
+# optional: ComfyUI falls back to its own code), the frontend (served from an empty folder).
+if [ -n "${2:-}" ]; then
+  rm -rf "$D/comfy" && mkdir -p "$D/comfy/ComfyUI" "$D/comfy/whl"
+  (cd "$2" && tar cf - --exclude=./tests --exclude=./tests-unit --exclude=./.git --exclude=./.github --exclude=__pycache__ \
+     --exclude=./custom_nodes --exclude=./models --exclude=./output --exclude=./input --exclude=./user .) | tar xf - -C "$D/comfy/ComfyUI"
+  mkdir -p "$D/comfy/ComfyUI/custom_nodes" "$D/comfy/ComfyUI/models"
+  # tokenizer data of model families FLUX does not use (read only when such a model loads): 5 MB
+  rm -rf "$D"/comfy/ComfyUI/comfy/text_encoders/{qwen25,ace_lyrics,hydit_clip,t5_pile}_tokenizer
+  $PIP -d "$D/comfy/whl" aiohappyeyeballs==2.7.1 aiohttp==3.14.5 aiosignal==1.4.0 alembic==1.20.1 annotated-types==0.8.0 attrs==26.1.0 \
+    einops==0.8.2 frozenlist==1.8.0 idna==3.20 Mako==1.4.3 MarkupSafe==3.0.4 multidict==7.2.1 propcache==0.5.4 psutil==7.2.2 \
+    pydantic==2.14.4 pydantic-settings==2.16.3 pydantic_core==2.50.5 python-dotenv==1.2.4 PyYAML==6.0.4 requests==2.34.2 \
+    SQLAlchemy==2.1.9 greenlet==3.5.6 torchsde==0.2.6 tqdm==4.70.1 trampoline==0.1.2 typing-inspection==0.4.5 \
+    typing_extensions==4.16.0 yarl==1.25.1
+fi
+du -sh "$D" "$D"/*
