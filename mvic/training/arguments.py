@@ -39,6 +39,7 @@ class TrainingSettings:
     tokenizer_cache_dir: Path | None = None
     gpu_ids: tuple[int, ...] = ()  # >1: accelerate launch --multi_gpu
     attempt: int = 1  # each launch writes into its own folder (see run_state.py)
+    compile: str = "auto"  # torch.compile: "auto" (when the run repays it, see compile.py), "on", "off"
 
     @property
     def output_dir(self) -> Path:
@@ -62,7 +63,7 @@ def sample_prompts_text(prompts: list[str], width: int, height: int, steps: int 
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def training_arguments(settings: TrainingSettings, preset: VramPreset) -> list[str]:
+def training_arguments(settings: TrainingSettings, preset: VramPreset, compile_args: list[str] = ()) -> list[str]:
     m = settings.models
     args = [
         "--pretrained_model_name_or_path", str(m.flux),
@@ -103,6 +104,7 @@ def training_arguments(settings: TrainingSettings, preset: VramPreset) -> list[s
         # Without --skip_until_initial_step sd-scripts trains max_train_steps *more* steps.
         args += ["--resume", str(settings.resume_from), "--skip_until_initial_step"]
     args += preset.arguments()
+    args += list(compile_args)
     args += parse_extra_args(settings.extra_args)
     return args
 

@@ -32,6 +32,8 @@ def add_commands(commands) -> None:
     train.add_argument("--extra-args", default="")
     train.add_argument("--sd-scripts", default="")
     train.add_argument("--gpus", default="", help="e.g. 0,1")
+    train.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                       help="torch.compile; auto: only when the steps repay the compile time (80 preset)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +72,7 @@ def _train(args: argparse.Namespace) -> int:
         models=FluxModelFiles(Path(args.flux), Path(args.clip_l), Path(args.t5xxl), Path(args.ae)),
         run_dir=Path(args.run_dir or f"mvic_runs/{name}").resolve(), output_name=name, steps=args.steps, rank=args.rank,
         alpha=float(args.rank), learning_rate=args.lr, save_every_n_steps=args.save_every, sample_every_n_steps=args.sample_every,
-        extra_args=args.extra_args, gpu_ids=tuple(int(i) for i in args.gpus.split(",") if i.strip()),
+        extra_args=args.extra_args, gpu_ids=tuple(int(i) for i in args.gpus.split(",") if i.strip()), compile=args.compile,
     )
 
     def show(progress):

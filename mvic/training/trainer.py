@@ -17,6 +17,7 @@ from typing import Callable
 from ..export.manifest import read_manifest
 from ..sources.common import safe_name
 from .arguments import TrainingSettings, launch_command, parse_extra_args, sample_prompts_text, training_arguments
+from .compile import plan_compile
 from .environment import TOKENIZERS_DIR, TRAINERS_DIR, TrainerEnvironment, TrainerEnvironmentError, check_environment, child_env
 from .lora_file import write_with_metadata
 from .model_files import check_model_files
@@ -141,7 +142,10 @@ def train_lora(
             settings = replace(settings, resume_from=state.folder)
             callbacks.log(f"[mvic] resuming from {state.folder.parent.name}/{state.folder.name} (step {resumed})")
         settings = replace(settings, attempt=begin_attempt(outputs, resumed, config_key))
-        args = training_arguments(settings, preset)
+        extra = parse_extra_args(settings.extra_args)
+        compiling = plan_compile(settings.compile, preset, settings.steps - resumed, extra)
+        callbacks.log(f"[mvic] torch.compile {'on' if compiling.enabled else 'off'}: {compiling.reason}")
+        args = training_arguments(settings, preset, compiling.arguments(extra))
         if parse_extra_args(settings.extra_args):
             validate_extra_args(environment, args)
         command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py", os.getpid(), args, settings.gpu_ids)
@@ -150,8 +154,12 @@ def train_lora(
             if callbacks.on_progress:  # report real steps, not the resumed run's own count
                 callbacks.on_progress(StepProgress(resumed + p.step, settings.steps, p.loss, p.seconds_per_step))
 
-        result = run_child(command, settings.run_dir / "train.log", child_env(_gpu_env(settings.gpu_ids)), environment.checkout, on_progress, callbacks.should_stop)
+        env = child_env({**_gpu_env(settings.gpu_ids), **compiling.child_env()})
+        result = run_child(command, settings.run_dir / "train.log", env, environment.checkout, on_progress, callbacks.should_stop)
         _raise_for_failure(result, settings, preset)
+        if compiling.enabled:
+            compiling.marker.parent.mkdir(parents=True, exist_ok=True)
+            compiling.marker.touch()
         record_cache_state(dataset_dir)
         losses = [(resumed + p.step, p.loss) for p in result.progress if p.loss is not None]
         _write_json(settings.output_dir / "mvic_finished.json", finished)
