@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 # wheel distribution name -> import name, where they differ
-IMPORT_NAME = {"python_dotenv": "dotenv", "pyyaml": "yaml", "pydantic_settings": "pydantic_settings", "attrs": "attr"}
+IMPORT_NAME = {"python_dotenv": "dotenv", "pyyaml": "yaml", "attrs": "attr"}
 # imported by ComfyUI at start-up or when sampling FLUX (av: see benchmarks/gpu/stubs/av)
 COMFY_NEEDS = ["torch", "torchvision", "numpy", "PIL", "safetensors", "transformers", "tokenizers", "sentencepiece", "einops",
                "torchsde", "aiohttp", "yarl", "yaml", "scipy", "tqdm", "psutil", "pydantic", "requests"]
