@@ -109,3 +109,35 @@ def interrupt_requested() -> bool:
     except ImportError:
         return False
     return mm.processing_interrupted()
+
+
+def local_settings():
+    """This machine's settings (mvic/settings.py), ComfyUI's user folder first when there is one."""
+    from ..mvic.settings import load_settings
+
+    fp = _folder_paths()
+    return load_settings(fp.get_user_directory() if fp else None)
+
+
+def input_directory() -> Path:
+    fp = _folder_paths()
+    return Path(fp.get_input_directory()) if fp else Path.cwd()
+
+
+def output_directory() -> Path:
+    fp = _folder_paths()
+    return Path(fp.get_output_directory()) if fp else Path.cwd()
+
+
+def confined_input_path(text: str, what: str) -> Path:
+    """A widget's path to read: inside ComfyUI's input folder, or under a folder allowed in local settings."""
+    from ..mvic.paths import confined_input
+
+    return confined_input(text, input_directory(), what, local_settings().readable_folders())
+
+
+def confined_output_path(text: str, what: str) -> Path:
+    """A widget's path to write: inside ComfyUI's output folder, never out of it."""
+    from ..mvic.paths import confined_output
+
+    return confined_output(text, output_directory(), what)

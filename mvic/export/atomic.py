@@ -1,23 +1,4 @@
-"""Atomic writes: a reader (or a crash) never sees half a file."""
-from __future__ import annotations
+"""Atomic writes now live in mvic/files.py; kept so existing imports work."""
+from ..files import atomic_write_bytes, atomic_write_text
 
-import os
-import tempfile
-from pathlib import Path
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+__all__ = ["atomic_write_bytes", "atomic_write_text"]
