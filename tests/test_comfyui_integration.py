@@ -16,7 +16,9 @@ def test_object_info_lists_our_nodes_with_their_inputs(comfyui):
         declared = pack.NODE_CLASS_MAPPINGS[key].INPUT_TYPES()
         assert set(node["input"]["required"]) == set(declared["required"])
         assert node["output"] == list(pack.NODE_CLASS_MAPPINGS[key].RETURN_TYPES)
-    assert "IMPORT FAILED" not in comfyui.log()
+    # ComfyUI's own audio nodes fail without torchaudio (none is built for torch 2.14.1); ours must not.
+    failed = [line for line in comfyui.log().splitlines() if "IMPORT FAILED" in line or "Cannot import" in line]
+    assert not [line for line in failed if "MultiView" in line or "custom_nodes" in line], failed
 
 
 def test_loader_composite_save_prompt_writes_the_dataset(comfyui):
