@@ -36,12 +36,13 @@ RETIRED_TOOLTIP = "retired: servers, keys and the cache folder are set on this m
 
 
 def endpoint_choices() -> list[str]:
-    """'template' and every endpoint configured here; a broken settings file lists the built-ins
-    (the run then names the file and what is wrong with it)."""
+    """'template' and every endpoint configured here. INPUT_TYPES must not raise (it would take
+    the node out of /object_info): a broken settings file lists the built-ins, and the run then
+    names the file and what is wrong with it."""
     try:
         return [TEMPLATE, *local_settings().all_endpoints()]
-    except SettingsError as exc:
-        log.warning("%s", exc)
+    except Exception as exc:  # noqa: BLE001 - see above
+        log.warning("GeminiCaptioner lists only the built-in endpoints: %s", exc)
         return [TEMPLATE, *BUILTIN_ENDPOINTS]
 
 
