@@ -202,3 +202,61 @@ def test_cli_build_survives_a_huge_answer_with_bounded_memory(tmp_path):
     assert peaks["huge"] - peaks["normal"] < 64, f"peak RSS MiB: {peaks}"
     records = [json.loads(line) for line in (tmp_path / "huge" / "metadata.jsonl").read_text().splitlines()]
     assert sorted(r["caption"]["backend"] for r in records) == ["openai-compatible", "template"]
+
+
+class ForwardProxy:
+    """A plain HTTP forward proxy (absolute-form requests), as HTTP_PROXY would name."""
+
+    def __init__(self):
+        import http.client
+        import urllib.parse
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.seen = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                proxy.seen.append(self.path)
+                target = urllib.parse.urlsplit(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
+                upstream.request("POST", target.path + (f"?{target.query}" if target.query else ""), body, headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_environments_proxy_is_still_used_with_the_limits(protocol, monkeypatch):
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with ForwardProxy() as proxy, CaptionServer([trickle(0.3)]) as server:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        result, report = captioner.caption_composites(make_test_composites(2), settings(server, protocol, deadline_s=2.0))
+        address = server.url
+    assert len(proxy.seen) == 2 and all(path.startswith(address) for path in proxy.seen)
+    assert [f.reason for f in report.failures] == ["no complete answer within 2 s (the request's deadline)"]

@@ -225,3 +225,24 @@ def test_demo_captions_offline_with_the_template_backend(tmp_path):
     assert "captions: template backend (offline), 6 composite(s) captioned" in out.stdout
     records = [json.loads(line) for line in (tmp_path / "demo" / "metadata.jsonl").read_text().splitlines()]
     assert {r["caption"]["backend"] for r in records} == {"template"}
+
+
+def test_cli_ad_hoc_server_gets_no_environment_key(tmp_path):
+    """--caption-base-url is for a local power user; the environment's key still stays with its own endpoint."""
+    sample = mvic_module("sample_data").ensure_sample_data()
+    env = {**os.environ, "GEMINI_API_KEY": KEY, "MVIC_SETTINGS": str(tmp_path / "settings.json")}
+    key_file = tmp_path / "proxy.key"
+    key_file.write_text("file-key-abcdef\n")
+    base = [sys.executable, "-m", "mvic", "build", "--source", "mvimgnet", "--input", str(sample), "--panel", "64x64",
+            "--max-sets", "1", "--caption-backend", "gemini"]
+    with CaptionServer() as server:
+        runs = [subprocess.run(base + ["--out", str(tmp_path / f"ds{n}"), "--caption-base-url", server.url,
+                                       "--caption-cache-dir", str(tmp_path / f"c{n}")] + extra,
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                for n, extra in enumerate([[], ["--key-file", str(key_file)]])]
+        both = subprocess.run(base + ["--caption-endpoint", "gemini", "--caption-base-url", server.url], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    assert [h.get("x-goog-api-key") for h in server.headers] == ["no-key-needed", "file-key-abcdef"]
+    assert "(no key)" in runs[0].stdout and f"key from key file {key_file}" in runs[1].stdout
+    assert both.returncode == 2 and "give --caption-endpoint NAME or --caption-base-url URL, not both" in both.stderr
