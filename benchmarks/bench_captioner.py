@@ -82,11 +82,14 @@ def main() -> int:
     server, url = start_server(args.latency)
     os.environ["MVIC_BENCH_KEY"] = BENCH_KEY
     # What `python -m mvic config add-endpoint bench --base-url URL --key-env MVIC_BENCH_KEY` configures.
-    endpoint = mvic_module("settings").Endpoint("bench", args.backend, url if args.backend == "gemini" else url + "/v1", ("MVIC_BENCH_KEY",))
+    address = url if args.backend == "gemini" else url + "/v1"
+    endpoint = mvic_module("settings").Endpoint("bench", args.backend, address, ("MVIC_BENCH_KEY",))
     results = []
     try:
         with tempfile.TemporaryDirectory() as cache:
-            settings = captioner.CaptionSettings(endpoint=endpoint, concurrency=args.concurrency, rpm=0, cache_dir=cache, timeout_s=30)
+            settings = captioner.CaptionSettings(
+                endpoint=endpoint, concurrency=args.concurrency, rpm=0, cache_dir=cache, timeout_s=30,
+            )
             # Cold: this process's first run pays the SDK import (~0.4 s), as ComfyUI's first queue does.
             for label, composites in (("cold run", cold_set), ("warm run", warm_set)):
                 elapsed, seen, report = measured_run(captioner, composites, settings, url)

@@ -54,19 +54,21 @@ def _add_caption_args(captions) -> None:
     captions.add_argument("--caption-endpoint", default="", help="template (default, offline), gemini, openai, or an "
                           "endpoint added with `python -m mvic config add-endpoint`; each sends only its own key")
     captions.add_argument("--caption-backend", choices=("template", "gemini", "openai-compatible"), default="",
-                          help="older name of --caption-endpoint (openai-compatible = openai); with --caption-base-url, "
-                          "the protocol that server speaks")
+                          help="older name of --caption-endpoint (openai-compatible = openai); with "
+                          "--caption-base-url, the protocol that server speaks")
     captions.add_argument("--caption-base-url", default="", help="a server for this run only; it gets no key from the "
                           "environment (give --key-file if it needs one)")
     captions.add_argument("--key-file", default="", help="file holding only the key for this run's endpoint")
     captions.add_argument("--caption-model", default="", help="empty = the protocol's default model")
     captions.add_argument("--caption-concurrency", type=int, default=4)
     captions.add_argument("--caption-rpm", type=int, default=10, help="requests per minute (0 = no cap)")
-    captions.add_argument("--appearance-only", action="store_true", help="no pose words for panels the model is unsure about")
+    captions.add_argument("--appearance-only", action="store_true",
+                          help="no pose words for panels the model is unsure about")
     captions.add_argument("--caption-input", choices=("composite", "views"), default="composite")
     captions.add_argument("--caption-cache-dir", default="", help="default: caption_cache_dir in the local settings, "
                           "else ~/.cache/mvic/captions")
-    captions.add_argument("--caption-deadline", type=float, default=DEFAULT_DEADLINE_S, help="seconds one request may take in all")
+    captions.add_argument("--caption-deadline", type=float, default=DEFAULT_DEADLINE_S,
+                          help="seconds one request may take in all")
     captions.add_argument("--caption-max-response-mb", type=float, default=DEFAULT_MAX_RESPONSE_BYTES / 2**20,
                           help="largest answer accepted from the server")
 

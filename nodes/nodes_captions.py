@@ -32,7 +32,8 @@ RETIRED = {
                 "--key-file FILE` (or --key-env VAR), then choose NAME in backend",
     "cache_dir": "set the cache folder on this machine: `python -m mvic config set caption_cache_dir DIR`",
 }
-RETIRED_TOOLTIP = "retired: servers, keys and the cache folder are set on this machine (python -m mvic config); stays empty"
+RETIRED_TOOLTIP = ("retired: servers, keys and the cache folder are set on this machine (python -m mvic config); "
+                   "stays empty")
 
 
 def endpoint_choices() -> list[str]:
@@ -87,8 +88,9 @@ def _fingerprint(settings: dict) -> str:
         try:
             local = local_settings()
             endpoint = local.endpoint(str(state["backend"]))
-            state.update(endpoint=endpoint.to_json(), cache=local.caption_cache_dir,
-                         env_keys=[name for name in endpoint.key_env if os.environ.get(name)], key_stamp=_mtime(endpoint.key_file))
+            env_keys = [name for name in endpoint.key_env if os.environ.get(name)]
+            state.update(endpoint=endpoint.to_json(), cache=local.caption_cache_dir, env_keys=env_keys,
+                         key_stamp=_mtime(endpoint.key_file))
         except SettingsError as exc:  # IS_CHANGED never raises: the run reports the problem
             state.update(settings_error=str(exc))
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
@@ -123,8 +125,9 @@ class GeminiCaptioner:
             "required": {
                 "composites": ("MV_COMPOSITES",),
                 "backend": (endpoint_choices(), {"default": TEMPLATE, "tooltip": (
-                    "template: offline, from category and poses. Other names: captioning endpoints set on this machine "
-                    "(built in: gemini, openai; add one with `python -m mvic config add-endpoint NAME --base-url URL`)")}),
+                    "template: offline, from category and poses. Other names: captioning endpoints set on this "
+                    "machine (built in: gemini, openai; add one with `python -m mvic config add-endpoint NAME "
+                    "--base-url URL`)")}),
                 "model": ("STRING", {"default": "", "tooltip": f"empty = default ({models})"}),
             },
             "optional": {

@@ -132,7 +132,8 @@ def hostile_text() -> Reply:
     return Reply("hostile_text")
 
 
-CONTROL_SAMPLE = "\x00\x1bc\x07\x7f\x9b31m\u202e\r\n"  # NUL, ESC c (terminal reset), BEL, DEL, C1 CSI, bidi override, CRLF
+# NUL, ESC c (terminal reset), BEL, DEL, C1 CSI, bidi override, CRLF
+CONTROL_SAMPLE = "\x00\x1bc\x07\x7f\x9b31m\u202e\r\n"
 
 
 def hostile_annotation(panel_count: int) -> dict:
@@ -349,8 +350,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         reply = self._reply_after_latency(seen, body)
         usage = {"promptTokenCount": USAGE["input"], "candidatesTokenCount": USAGE["output"], "totalTokenCount": sum(USAGE.values())}
-        if self._hostile(reply, seen, lambda text: {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
-                                                                    "finishReason": "STOP", "index": 0}], "usageMetadata": usage}):
+        def envelope(text: str) -> dict:
+            candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
+            return {"candidates": [candidate], "usageMetadata": usage}
+
+        if self._hostile(reply, seen, envelope):
             return
         if reply.kind == "error":
             self._send(reply.status, _google_error(reply.status, reply.message, reply.error_status, reply.details), reply.headers)
@@ -385,9 +389,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         reply = self._reply_after_latency(seen, body)
         usage = {"prompt_tokens": USAGE["input"], "completion_tokens": USAGE["output"], "total_tokens": sum(USAGE.values())}
-        if self._hostile(reply, seen, lambda text: {
-                "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": seen.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "usage": usage}):
+        def envelope(text: str) -> dict:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": seen.model,
+                    "choices": [choice], "usage": usage}
+
+        if self._hostile(reply, seen, envelope):
             return
         if reply.kind == "error":
             payload = {"error": {"message": reply.message, "type": reply.error_status.lower(), "code": reply.openai_code or None}}
@@ -429,7 +436,8 @@ class _Handler(BaseHTTPRequestHandler):
                     packed.write(b" " * 65536)
                 packed.write(b" " * (pad % 65536) + answer)
             body = buffer.getvalue()
-            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+            head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n")
             chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
         else:
             head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {pad + len(answer)}\r\n\r\n"
@@ -473,7 +481,8 @@ class _Handler(BaseHTTPRequestHandler):
         return full, "STOP"
 
 
-def server_endpoint(server: "CaptionServer", protocol: str = "gemini", name: str = "test", key_env=(), key_file: str = ""):
+def server_endpoint(server: "CaptionServer", protocol: str = "gemini", name: str = "test", key_env=(),
+                    key_file: str = ""):
     """A locally configured endpoint (mvic.settings.Endpoint) for this server: what
     `python -m mvic config add-endpoint` would write."""
     from packload import mvic_module

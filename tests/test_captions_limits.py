@@ -82,11 +82,13 @@ def wait_for(condition, seconds: float) -> None:
 def test_an_answer_over_the_size_cap_is_dropped_early(protocol, compressed):
     size = 64 * 2**20  # 64 MiB of JSON (gzip: ~64 KiB on the wire that would inflate to 64 MiB)
     with CaptionServer([huge(size, gzip=compressed)]) as server:
-        (result, report), _ = run_within(60, captioner.caption_composites, make_test_composites(2), settings(server, protocol))
+        (result, report), _ = run_within(60, captioner.caption_composites, make_test_composites(2),
+                                         settings(server, protocol))
         time.sleep(0.2)
         sent = server.stream_log[0]["sent"]
     (failure,) = report.failures
-    assert ("decompressed answer" if compressed else "the answer") + " is larger than 2 MiB (the size cap)" in failure.reason
+    what = "decompressed answer" if compressed else "the answer"
+    assert f"{what} is larger than 2 MiB (the size cap)" in failure.reason
     if not compressed:
         assert sent < 16 * 2**20, f"the client read on: the server sent {sent:,} bytes"
     assert server.count == 2 and sorted(c.caption.backend for c in result.items) == sorted(["template", protocol])
@@ -161,9 +163,12 @@ def test_stopping_the_run_ends_a_request_in_flight_within_a_second(protocol):
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_a_redirect_never_takes_the_key_to_another_host(protocol, monkeypatch):
     monkeypatch.setenv("MY_KEY", "key-for-this-endpoint-only")
-    with Listener() as elsewhere, CaptionServer(default=error(307, "REDIRECT", "moved", headers={"Location": elsewhere.url + "/v1/x"})) as server:
-        endpoint = server_endpoint(server, protocol, key_env=("MY_KEY",))
-        result, report = captioner.caption_composites(make_test_composites(1), settings(server, protocol, endpoint=endpoint))
+    with Listener() as elsewhere:
+        moved = error(307, "REDIRECT", "moved", headers={"Location": elsewhere.url + "/v1/x"})
+        with CaptionServer(default=moved) as server:
+            endpoint = server_endpoint(server, protocol, key_env=("MY_KEY",))
+            result, report = captioner.caption_composites(make_test_composites(1),
+                                                          settings(server, protocol, endpoint=endpoint))
     assert elsewhere.requests == [] and server.count == 1
     assert result.items[0].caption.backend == "template" and report.failures
 
@@ -175,7 +180,8 @@ def test_a_request_to_another_origin_is_refused_before_it_is_sent():
         client = transport.endpoint_client("http://127.0.0.1:9/v1", 5)
         with pytest.raises(base.FatalError, match="refused to send a request to .* its key goes nowhere else"):
             with transport.guarded_request(base.RequestLimits()):
-                client.post(elsewhere.url + "/v1/chat/completions", headers={"Authorization": "Bearer k"}, content=b"{}")
+                client.post(elsewhere.url + "/v1/chat/completions", headers={"Authorization": "Bearer k"},
+                            content=b"{}")
     assert elsewhere.requests == []
 
 
@@ -189,8 +195,8 @@ def test_cli_build_survives_a_huge_answer_with_bounded_memory(tmp_path):
     for label, script in (("normal", [ok()]), ("huge", [huge(200 * 2**20)])):
         with CaptionServer(script) as server:
             env = {**os.environ, "MVIC_SETTINGS": str(tmp_path / "settings.json")}
-            subprocess.run([sys.executable, "-m", "mvic", "config", "add-endpoint", "local", "--base-url", server.openai_url],
-                           cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+            config = [sys.executable, "-m", "mvic", "config", "add-endpoint", "local", "--base-url", server.openai_url]
+            subprocess.run(config, cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
             command = [sys.executable, "-c", code, "build", "--source", "mvimgnet", "--input", str(sample), "--out",
                        str(tmp_path / label), "--panel", "64x64", "--max-sets", "2", "--caption-endpoint", "local",
                        "--caption-concurrency", "1", "--caption-cache-dir", str(tmp_path / f"cache-{label}")]
@@ -256,7 +262,8 @@ def test_the_environments_proxy_is_still_used_with_the_limits(protocol, monkeypa
         monkeypatch.delenv(name, raising=False)
     with ForwardProxy() as proxy, CaptionServer([trickle(0.3)]) as server:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        result, report = captioner.caption_composites(make_test_composites(2), settings(server, protocol, deadline_s=2.0))
+        result, report = captioner.caption_composites(make_test_composites(2),
+                                                      settings(server, protocol, deadline_s=2.0))
         address = server.url
     assert len(proxy.seen) == 2 and all(path.startswith(address) for path in proxy.seen)
     assert [f.reason for f in report.failures] == ["no complete answer within 2 s (the request's deadline)"]

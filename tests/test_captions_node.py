@@ -88,7 +88,8 @@ def test_a_retired_widget_with_a_value_is_refused_by_name(widget, value, fix):
 
 def test_unknown_and_old_backend_values_say_how_to_configure_them_locally():
     message = Captioner.VALIDATE_INPUTS(backend="ollama")
-    assert "no captioning endpoint named 'ollama'" in message and "python -m mvic config add-endpoint ollama --base-url URL" in message
+    assert "no captioning endpoint named 'ollama'" in message
+    assert "python -m mvic config add-endpoint ollama --base-url URL" in message
     message = Captioner.VALIDATE_INPUTS(backend="openai-compatible")
     assert "choose 'openai' for api.openai.com" in message and "python -m mvic config add-endpoint NAME" in message
 
@@ -137,7 +138,8 @@ def test_a_saved_workflow_holds_the_endpoint_name_never_the_key_or_where_it_live
                   mine=settings_mod.Endpoint("mine", "gemini", server.url, (), str(key_file)))
         widgets = widget_values(backend="mine")
         # The API-format prompt and the UI workflow ComfyUI saves (also inside every output PNG).
-        prompt = {"1": {"class_type": "MVIC_CompositeGrid", "inputs": {}}, "2": {"class_type": "MVIC_GeminiCaptioner", "inputs": {"composites": ["1", 0], **widgets}}}
+        prompt = {"1": {"class_type": "MVIC_CompositeGrid", "inputs": {}},
+                  "2": {"class_type": "MVIC_GeminiCaptioner", "inputs": {"composites": ["1", 0], **widgets}}}
         workflow = {"nodes": [{"id": 2, "type": "MVIC_GeminiCaptioner", "widgets_values": list(widgets.values())}]}
         captioned, report = Captioner().caption(make_test_composites(2), **widgets)
         address = server.url
@@ -166,7 +168,8 @@ def test_is_changed_follows_the_local_endpoint_but_never_shows_the_key(local_set
 def test_failed_composites_make_the_next_queue_run_the_node_again(local_settings, tmp_path, monkeypatch):
     monkeypatch.setenv("MY_KEY", KEY)
     with CaptionServer([blocked()], api_key=KEY) as server:
-        configure(local_settings, cache=tmp_path / "cache", mine=settings_mod.Endpoint("mine", "gemini", server.url, ("MY_KEY",)))
+        mine = settings_mod.Endpoint("mine", "gemini", server.url, ("MY_KEY",))
+        configure(local_settings, cache=tmp_path / "cache", mine=mine)
         widgets = widget_values(backend="mine", concurrency=1)
         _, report = Captioner().caption(make_test_composites(2), **widgets)
         assert report.count("template caption used for mug/set000") == 1 and "blocked the prompt" in report

@@ -16,6 +16,7 @@ spec.loader.exec_module(workflow_api)
 
 SAVED = ROOT / "tests" / "fixtures" / "saved_workflows"
 Captioner = node_class("MVIC_GeminiCaptioner")
+CHECKED = ("backend", "model", "base_url", "key_file", "trigger", "cache_dir")  # VALIDATE_INPUTS' arguments
 OLD_DEFAULTS = {"backend": "template", "model": "", "base_url": "", "key_file": "", "trigger": "", "concurrency": 4,
                 "rpm": 10, "appearance_only": False, "input_mode": "composite", "cache_dir": ""}
 
@@ -38,7 +39,7 @@ def captioner_inputs(workflow: dict) -> dict:
 def test_an_old_saved_workflow_converts_with_every_value_in_its_widget(name):
     inputs = captioner_inputs(old_workflow(name))
     assert inputs == OLD_DEFAULTS
-    assert Captioner.VALIDATE_INPUTS(**{k: inputs[k] for k in ("backend", "model", "base_url", "key_file", "trigger", "cache_dir")}) is True
+    assert Captioner.VALIDATE_INPUTS(**{k: inputs[k] for k in CHECKED}) is True
 
 
 @pytest.mark.parametrize("slot, name, value, words", [
@@ -54,7 +55,7 @@ def test_an_old_value_that_a_workflow_may_no_longer_set_is_refused_by_its_widget
     node["widgets_values"][4] = "mvstyle"  # the trigger after it did not move
     inputs = captioner_inputs(workflow)
     assert inputs[name] == value and inputs["trigger"] == "mvstyle" and inputs["concurrency"] == 4
-    message = Captioner.VALIDATE_INPUTS(**{k: inputs[k] for k in ("backend", "model", "base_url", "key_file", "trigger", "cache_dir")})
+    message = Captioner.VALIDATE_INPUTS(**{k: inputs[k] for k in CHECKED})
     assert message.startswith(f"GeminiCaptioner.{name} = ") and words in message
 
 

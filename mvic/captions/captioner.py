@@ -39,7 +39,8 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 
 def check_trigger(trigger: str, what: str = "trigger") -> None:
     if len(trigger) > MAX_TRIGGER_CHARS:
-        raise ValueError(f"{what} is {len(trigger):,} characters long; a trigger word may have at most {MAX_TRIGGER_CHARS}")
+        raise ValueError(f"{what} is {len(trigger):,} characters long; a trigger word may have at most "
+                         f"{MAX_TRIGGER_CHARS}")
     if plain_text(trigger) != " ".join(trigger.split()):
         raise ValueError(f"{what} {trigger[:40]!r} holds control characters; use plain words")
 
@@ -78,11 +79,13 @@ class CaptionSettings:
 
     def check(self) -> None:
         if self.endpoint is not None and self.endpoint.backend not in PROTOCOLS:
-            raise ValueError(f"endpoint {self.endpoint.name!r}: protocol {self.endpoint.backend!r}; use one of {', '.join(PROTOCOLS)}")
+            raise ValueError(f"endpoint {self.endpoint.name!r}: protocol {self.endpoint.backend!r}; "
+                             f"use one of {', '.join(PROTOCOLS)}")
         check_trigger(self.trigger)
         check_model_name(self.model)
         if self.deadline_s <= 0 or self.max_response_bytes < 1024:
-            raise ValueError(f"deadline {self.deadline_s} s, response cap {self.max_response_bytes} bytes: both must be positive (cap >= 1 KiB)")
+            raise ValueError(f"deadline {self.deadline_s} s, response cap {self.max_response_bytes} bytes: "
+                             "the deadline must be positive and the cap at least 1 KiB")
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"caption input mode {self.input_mode!r}: choose one of {', '.join(INPUT_MODES)}")
         if self.concurrency < 1 or self.max_attempts < 1:
@@ -119,7 +122,8 @@ class CaptionReport:
         if self.backend == "template":
             return f"captions: template backend (offline), {self.total} composite(s) captioned"
         where = f" at endpoint {self.endpoint!r}" if self.endpoint else ""
-        who = f"{self.backend} {self.model}{where}" + (f" (key from {self.key_source})" if self.key_source else " (no key)")
+        key = f" (key from {self.key_source})" if self.key_source else " (no key)"
+        who = f"{self.backend} {self.model}{where}{key}"
         cost = "unknown for this model" if self.estimated_cost_usd is None else f"${self.estimated_cost_usd:.4f} (list prices)"
         rate = f", {self.total / self.elapsed_s:.1f} composites/s" if self.elapsed_s > 0 else ""
         lines = [
@@ -192,8 +196,8 @@ def _caption_with_model(composites: Composites, settings: CaptionSettings, on_pr
     endpoint = settings.endpoint
     api_key, key_source = endpoint_key(endpoint)
     limits = RequestLimits(settings.deadline_s, settings.max_response_bytes)
-    config = BackendConfig(endpoint.backend, settings.model, endpoint.base_url, api_key, settings.timeout_s, limits=limits,
-                           endpoint=endpoint.name)
+    config = BackendConfig(endpoint.backend, settings.model, endpoint.base_url, api_key, settings.timeout_s,
+                           limits=limits, endpoint=endpoint.name)
     model = config.model_name
     prompt_version = f"{PROMPT_VERSION}/{settings.input_mode}"
     report = CaptionReport(settings.backend, model, endpoint.name, key_source, total=len(composites.items))
@@ -239,7 +243,8 @@ def _caption_with_model(composites: Composites, settings: CaptionSettings, on_pr
     return Composites(items=items, skipped=list(composites.skipped)), report
 
 
-def _collect(pool, runner, composites: list[Composite], accept, report: CaptionReport, on_progress, check_cancel=None) -> str:
+def _collect(pool, runner, composites: list[Composite], accept, report: CaptionReport, on_progress,
+             check_cancel=None) -> str:
     """Run every composite's job; results are accepted on this thread, in completion order.
     Returns the fatal error that stopped the run, or ''."""
     pending = {pool.submit(runner.run, index, composite) for index, composite in enumerate(composites)}

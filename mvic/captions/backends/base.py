@@ -17,7 +17,10 @@ DEFAULT_MODELS = {"gemini": "gemini-2.5-flash", "openai-compatible": "gpt-4o-min
 # refuses every other origin for that endpoint, so its key cannot travel anywhere else.
 # The names a key file's .env-style lines may use, when the endpoint names no variables of its own.
 CONVENTIONAL_KEY_NAMES = {"gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "openai-compatible": ("OPENAI_API_KEY",)}
-OFFICIAL_BASE_URLS = {"gemini": "https://generativelanguage.googleapis.com/", "openai-compatible": "https://api.openai.com/v1"}
+OFFICIAL_BASE_URLS = {
+    "gemini": "https://generativelanguage.googleapis.com/",
+    "openai-compatible": "https://api.openai.com/v1",
+}
 DEFAULT_DEADLINE_S = 120.0
 DEFAULT_MAX_RESPONSE_BYTES = 2 * 1024 * 1024
 

@@ -86,9 +86,11 @@ def classify_api_error(code: int, body, model: str, key_source: str) -> Exceptio
         return TransientError(short, retry_delay_s(details), code)
     reasons = {str(d.get("reason", "")) for d in _of_type(details, "ErrorInfo")}
     if code in (401, 403) or "API_KEY_INVALID" in reasons or "API key not valid" in message:
-        return FatalError(f"Gemini rejected the API key from {key_source or 'the configuration'} ({short}); check the key set for this endpoint")
+        return FatalError(f"Gemini rejected the API key from {key_source or 'the configuration'} ({short}); "
+                          "check the key set for this endpoint")
     if code == 404:
-        return FatalError(f"Gemini has no model {model!r} at this endpoint ({short}); check the model name and the endpoint's base URL")
+        return FatalError(f"Gemini has no model {model!r} at this endpoint ({short}); "
+                          "check the model name and the endpoint's base URL")
     return RejectedError(short)
 
 
@@ -105,8 +107,8 @@ class GeminiBackend:
         if not config.api_key and official:
             raise ValueError(
                 f"endpoint {config.endpoint or 'gemini'!r} needs an API key: for the built-in gemini endpoint set "
-                "GEMINI_API_KEY or GOOGLE_API_KEY; for one of yours, `python -m mvic config add-endpoint NAME --backend gemini "
-                "--base-url URL --key-env VAR`; or choose the template backend"
+                "GEMINI_API_KEY or GOOGLE_API_KEY; for one of yours, `python -m mvic config add-endpoint NAME "
+                "--backend gemini --base-url URL --key-env VAR`; or choose the template backend"
             )
         self._types = types
         self._config = config
@@ -170,7 +172,8 @@ class GeminiBackend:
                 if is_timeout(exc):
                     raise TransientError(f"no answer within {self._config.timeout_s:g} s") from None
                 if is_connection_error(exc):
-                    raise TransientError(f"cannot reach the Gemini endpoint: {redact(str(exc), self._config.api_key)}") from None
+                    detail = redact(str(exc), self._config.api_key)
+                    raise TransientError(f"cannot reach the Gemini endpoint: {detail}") from None
                 raise
             return self._reply(response)
 

@@ -62,8 +62,8 @@ class OpenAICompatibleBackend:
         self._official = origin_of(config.address)[1] == "api.openai.com"
         if not config.api_key and self._official:
             raise ValueError(
-                f"endpoint {config.endpoint or 'openai'!r} (api.openai.com) needs a key: set OPENAI_API_KEY. For a local "
-                "server (Ollama, vLLM, LM Studio) add it on this machine: "
+                f"endpoint {config.endpoint or 'openai'!r} (api.openai.com) needs a key: set OPENAI_API_KEY. "
+                "For a local server (Ollama, vLLM, LM Studio) add it on this machine: "
                 "`python -m mvic config add-endpoint ollama --base-url http://127.0.0.1:11434/v1`"
             )
         self._config = config
@@ -97,13 +97,15 @@ class OpenAICompatibleBackend:
         # OpenAI's newer models accept only max_completion_tokens; most local servers only max_tokens.
         limit = {"max_completion_tokens" if self._official else "max_tokens": request.max_output_tokens}
         schema = annotation_json_schema(request.schema_panel_count, strict=True)
+        json_schema = {"name": "multiview_annotation", "schema": schema, "strict": True}
+        response_format = {"type": "json_schema", "json_schema": json_schema}
         with guarded_request(self._config.limits, self._stop):
             try:
                 response = self._client.chat.completions.create(
                     model=self.model,
                     messages=self._messages(request),
                     temperature=self._config.temperature,
-                    response_format={"type": "json_schema", "json_schema": {"name": "multiview_annotation", "schema": schema, "strict": True}},
+                    response_format=response_format,
                     **limit,
                 )
             except openai.APIStatusError as exc:
@@ -111,7 +113,8 @@ class OpenAICompatibleBackend:
             except openai.APIConnectionError as exc:
                 if is_timeout(exc):
                     raise TransientError(f"no answer within {self._config.timeout_s:g} s") from None
-                raise TransientError(f"cannot reach {self._client.base_url}: {redact(str(exc), self._config.api_key)}") from None
+                detail = redact(str(exc), self._config.api_key)
+                raise TransientError(f"cannot reach {self._client.base_url}: {detail}") from None
             except (openai.APIResponseValidationError, ValueError) as exc:  # a 200 whose body is not the API's JSON
                 raise ServerFault(f"the server's answer is not chat-completion JSON ({type(exc).__name__})") from None
             return self._reply(response)
@@ -126,9 +129,12 @@ class OpenAICompatibleBackend:
         if code in (408, 409, 429) or code >= 500:
             return TransientError(short, retry_after_s(exc.response.headers), code)
         if code in (401, 403):
-            return FatalError(f"the server rejected the API key from {self._key_source or 'the configuration'} ({short}); check the key configured for endpoint {self._config.endpoint!r}")
+            source = self._key_source or "the configuration"
+            return FatalError(f"the server rejected the API key from {source} ({short}); "
+                              f"check the key configured for endpoint {self._config.endpoint!r}")
         if code == 404:
-            return FatalError(f"no model {self.model!r} or no /chat/completions at {self._client.base_url} ({short}); check the model name and the endpoint's base URL")
+            return FatalError(f"no model {self.model!r} or no /chat/completions at {self._client.base_url} ({short}); "
+                              "check the model name and the endpoint's base URL")
         return RejectedError(short)
 
     def _reply(self, response) -> ModelReply:

@@ -49,7 +49,8 @@ class RequestGuard:
             self.tripped = Cancelled()
             raise httpcore2.ReadError("the captioning run was stopped")
         if self.remaining() <= 0:
-            self.tripped = ServerFault(f"no complete answer within {self.limits.deadline_s:g} s (the request's deadline)")
+            self.tripped = ServerFault(f"no complete answer within {self.limits.deadline_s:g} s "
+                                       "(the request's deadline)")
             raise httpcore2.ReadTimeout(str(self.tripped))
 
     def wait_slice(self, op_end: float | None) -> float:
@@ -60,7 +61,8 @@ class RequestGuard:
     def count(self, size: int, what: str = "answer") -> None:
         self.received += size
         if self.received > self.limits.max_response_bytes:
-            self.tripped = ServerFault(f"the {what} is larger than {_size(self.limits.max_response_bytes)} (the size cap); dropped")
+            cap = _size(self.limits.max_response_bytes)
+            self.tripped = ServerFault(f"the {what} is larger than {cap} (the size cap); dropped")
             raise httpcore2.ReadError(str(self.tripped))
 
 
@@ -124,7 +126,8 @@ class _GuardedStream(httpcore2.NetworkStream):
             guard.check()
             budget = max(0.001, guard.remaining())
             try:
-                self._inner.write(view[start : start + WRITE_CHUNK], budget if timeout is None else min(timeout, budget))
+                wait = budget if timeout is None else min(timeout, budget)
+                self._inner.write(view[start : start + WRITE_CHUNK], wait)
             except httpcore2.WriteTimeout:
                 guard.check()  # the deadline, if that is what ran out
                 raise
@@ -178,7 +181,8 @@ class _DecodedStream(httpx2.SyncByteStream):
                 try:
                     out = decoder.decompress(data, cap - produced + 1)
                 except zlib.error as exc:
-                    raise httpx2.DecodingError(str(_trip(ServerFault(f"cannot decode the compressed answer: {exc}")))) from None
+                    fault = _trip(ServerFault(f"cannot decode the compressed answer: {exc}"))
+                    raise httpx2.DecodingError(str(fault)) from None
                 produced += len(out)
                 if produced > cap:
                     raise httpx2.ReadError(str(_trip(ServerFault(
@@ -232,7 +236,8 @@ class EndpointTransport(httpx2.HTTPTransport):
             return response
         if encoding not in ("gzip", "x-gzip", "deflate"):
             response.close()
-            raise httpx2.DecodingError(str(_trip(ServerFault(f"the answer came with Content-Encoding {encoding!r}, which is not accepted"))))
+            fault = _trip(ServerFault(f"the answer came with Content-Encoding {encoding!r}, which is not accepted"))
+            raise httpx2.DecodingError(str(fault))
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-encoding", b"content-length")]
         return httpx2.Response(response.status_code, headers=headers, stream=_DecodedStream(response.stream),
                                extensions=response.extensions)
@@ -249,4 +254,5 @@ def _environment_proxy(url: str) -> httpx2.Proxy | None:
 
 def endpoint_client(base_url: str, timeout_s: float) -> httpx2.Client:
     """An httpx2 client for one endpoint (both SDKs accept one): no redirects, no other host."""
-    return httpx2.Client(transport=EndpointTransport(base_url), follow_redirects=False, trust_env=False, timeout=timeout_s)
+    transport = EndpointTransport(base_url)
+    return httpx2.Client(transport=transport, follow_redirects=False, trust_env=False, timeout=timeout_s)
