@@ -63,7 +63,7 @@ def check_widgets(backend, model="", base_url="", key_file="", cache_dir="", tri
                              f"{RETIRED[name]}; then clear {name}")
     check_trigger(str(trigger or ""), f"{NODE}.trigger")
     check_model_name(str(model or ""), f"{NODE}.model")
-    if backend == TEMPLATE:
+    if backend in (TEMPLATE, None):  # None: linked, so only known when the node runs (and checked again then)
         return None
     if backend == "openai-compatible":  # the old widget value: which server it meant was in base_url
         raise ValueError(f"{NODE}.backend = 'openai-compatible' comes from a workflow saved before endpoints were set "

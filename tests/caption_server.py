@@ -431,7 +431,7 @@ class _Handler(BaseHTTPRequestHandler):
         pad = max(0, reply.size - len(answer))
         if reply.gzip:
             buffer = io.BytesIO()
-            with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9) as packed:
+            with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6) as packed:
                 for _ in range(pad // 65536):
                     packed.write(b" " * 65536)
                 packed.write(b" " * (pad % 65536) + answer)

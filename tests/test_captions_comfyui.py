@@ -161,6 +161,15 @@ def test_an_old_saved_workflow_still_runs(comfy, local):
     assert written and {record["caption"]["backend"] for record, _ in written} == {"template"}
 
 
+def test_object_info_offers_no_free_address_key_file_or_folder(comfy, local):
+    configure(local)
+    inputs = comfy.get("/object_info/MVIC_GeminiCaptioner")["MVIC_GeminiCaptioner"]["input"]
+    specs = {**inputs["required"], **inputs.get("optional", {})}
+    assert [name for name, spec in specs.items() if spec[0] == "STRING"] == ["model", "trigger"]
+    assert [name for name, spec in specs.items() if spec[0] == [""]] == ["base_url", "key_file", "cache_dir"]
+    assert specs["backend"][0] == ["template", "gemini", "openai"]
+
+
 # -- endpoints configured locally ------------------------------------------------------------
 
 def test_configured_endpoints_caption_and_the_environment_keys_stay_home(comfy, local):

@@ -86,6 +86,12 @@ def test_a_retired_widget_with_a_value_is_refused_by_name(widget, value, fix):
         Captioner().caption(make_test_composites(1), **widget_values(backend="gemini", **{widget: value}))
 
 
+def test_linked_values_are_checked_when_the_node_runs():
+    assert Captioner.VALIDATE_INPUTS(backend=None, model=None, trigger=None) is True  # what ComfyUI passes for links
+    with pytest.raises(ValueError, match="no captioning endpoint named 'elsewhere'"):
+        Captioner().caption(make_test_composites(1), **widget_values(backend="elsewhere"))
+
+
 def test_unknown_and_old_backend_values_say_how_to_configure_them_locally():
     message = Captioner.VALIDATE_INPUTS(backend="ollama")
     assert "no captioning endpoint named 'ollama'" in message
