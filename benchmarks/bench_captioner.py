@@ -80,13 +80,15 @@ def main() -> int:
           f"target >= {target:.1f} composites/s (ideal C/L = {args.concurrency / args.latency:.1f})")
 
     server, url = start_server(args.latency)
-    os.environ["GEMINI_API_KEY" if args.backend == "gemini" else "OPENAI_API_KEY"] = BENCH_KEY
+    os.environ["MVIC_BENCH_KEY"] = BENCH_KEY
+    # What `python -m mvic config add-endpoint bench --base-url URL --key-env MVIC_BENCH_KEY` configures.
+    address = url if args.backend == "gemini" else url + "/v1"
+    endpoint = mvic_module("settings").Endpoint("bench", args.backend, address, ("MVIC_BENCH_KEY",))
     results = []
     try:
         with tempfile.TemporaryDirectory() as cache:
             settings = captioner.CaptionSettings(
-                backend=args.backend, base_url=url if args.backend == "gemini" else url + "/v1",
-                concurrency=args.concurrency, rpm=0, cache_dir=cache, timeout_s=30,
+                endpoint=endpoint, concurrency=args.concurrency, rpm=0, cache_dir=cache, timeout_s=30,
             )
             # Cold: this process's first run pays the SDK import (~0.4 s), as ComfyUI's first queue does.
             for label, composites in (("cold run", cold_set), ("warm run", warm_set)):

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 from . import config_cli
+from .captions.backends.base import DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES
 from .captions.captioner import CaptionRunError, CaptionSettings
+from .settings import Endpoint, load_settings
 from .layout import FIT_MODES, parse_color
 from .loading import SELECTION_METHODS
 from .markers import MarkerStyle
@@ -43,33 +47,68 @@ def _add_build_args(parser: argparse.ArgumentParser, demo: bool) -> None:
     parser.add_argument("--overwrite-edited-captions", action="store_true")
     parser.add_argument("--workers", type=int, default=None)
     if not demo:  # the demo always captions offline with the template backend
-        from .captions.backends.base import BACKENDS
+        _add_caption_args(parser.add_argument_group("captions"))
 
-        captions = parser.add_argument_group("captions")
-        captions.add_argument("--caption-backend", choices=BACKENDS, default="template")
-        captions.add_argument("--caption-model", default="", help="empty = the backend's default model")
-        captions.add_argument("--caption-base-url", default="", help="e.g. http://127.0.0.1:11434/v1 for Ollama")
-        captions.add_argument("--key-file", default="", help="file holding only the API key; else GEMINI_API_KEY / GOOGLE_API_KEY / OPENAI_API_KEY")
-        captions.add_argument("--caption-concurrency", type=int, default=4)
-        captions.add_argument("--caption-rpm", type=int, default=10, help="requests per minute (0 = no cap)")
-        captions.add_argument("--appearance-only", action="store_true", help="no pose words for panels the model is unsure about")
-        captions.add_argument("--caption-input", choices=("composite", "views"), default="composite")
-        captions.add_argument("--caption-cache-dir", default="", help="default ~/.cache/mvic/captions")
+
+def _add_caption_args(captions) -> None:
+    captions.add_argument("--caption-endpoint", default="", help="template (default, offline), gemini, openai, or an "
+                          "endpoint added with `python -m mvic config add-endpoint`; each sends only its own key")
+    captions.add_argument("--caption-backend", choices=("template", "gemini", "openai-compatible"), default="",
+                          help="older name of --caption-endpoint (openai-compatible = openai); with "
+                          "--caption-base-url, the protocol that server speaks")
+    captions.add_argument("--caption-base-url", default="", help="a server for this run only; it gets no key from the "
+                          "environment (give --key-file if it needs one)")
+    captions.add_argument("--key-file", default="", help="file holding only the key for this run's endpoint")
+    captions.add_argument("--caption-model", default="", help="empty = the protocol's default model")
+    captions.add_argument("--caption-concurrency", type=int, default=4)
+    captions.add_argument("--caption-rpm", type=int, default=10, help="requests per minute (0 = no cap)")
+    captions.add_argument("--appearance-only", action="store_true",
+                          help="no pose words for panels the model is unsure about")
+    captions.add_argument("--caption-input", choices=("composite", "views"), default="composite")
+    captions.add_argument("--caption-cache-dir", default="", help="default: caption_cache_dir in the local settings, "
+                          "else ~/.cache/mvic/captions")
+    captions.add_argument("--caption-deadline", type=float, default=DEFAULT_DEADLINE_S,
+                          help="seconds one request may take in all")
+    captions.add_argument("--caption-max-response-mb", type=float, default=DEFAULT_MAX_RESPONSE_BYTES / 2**20,
+                          help="largest answer accepted from the server")
+
+
+def _caption_endpoint(args: argparse.Namespace, settings) -> Endpoint | None:
+    """The endpoint this build sends to: a configured one by name, or (local power use) an ad-hoc
+    --caption-base-url that gets no environment key. None = the template backend."""
+    if args.caption_base_url:
+        if args.caption_endpoint:
+            raise ValueError("give --caption-endpoint NAME or --caption-base-url URL, not both")
+        if not args.caption_base_url.startswith(("http://", "https://")):
+            raise ValueError(f"--caption-base-url {args.caption_base_url!r}: give an http:// or https:// address")
+        protocol = "gemini" if args.caption_backend == "gemini" else "openai-compatible"
+        key_file = str(Path(args.key_file).expanduser().resolve()) if args.key_file else ""
+        return Endpoint("command-line", protocol, args.caption_base_url.rstrip("/"), (), key_file)
+    if args.caption_endpoint and args.caption_backend:
+        raise ValueError("give --caption-endpoint (--caption-backend is its older name), not both")
+    name = args.caption_endpoint or {"openai-compatible": "openai"}.get(args.caption_backend, args.caption_backend)
+    if name in ("", "template"):
+        return None
+    endpoint = settings.endpoint(name)
+    if args.key_file:  # the user pairs this key with this endpoint on their own command line
+        endpoint = replace(endpoint, key_file=str(Path(args.key_file).expanduser().resolve()))
+    return endpoint
 
 
 def _caption_settings(args: argparse.Namespace) -> CaptionSettings:
     if args.command == "demo":
         return CaptionSettings()
+    settings = load_settings()
     return CaptionSettings(
-        backend=args.caption_backend,
+        endpoint=_caption_endpoint(args, settings),
         model=args.caption_model,
-        base_url=args.caption_base_url,
-        key_file=args.key_file,
         concurrency=args.caption_concurrency,
         rpm=args.caption_rpm,
         appearance_only=args.appearance_only,
         input_mode=args.caption_input,
-        cache_dir=args.caption_cache_dir,
+        cache_dir=args.caption_cache_dir or settings.caption_cache_dir,
+        deadline_s=args.caption_deadline,
+        max_response_bytes=int(args.caption_max_response_mb * 2**20),
     )
 
 

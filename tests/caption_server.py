@@ -9,7 +9,15 @@ captioner tests and benchmark. The real google-genai and openai SDKs talk to it.
 
 Each request takes the next reply from `script`, then `default` (a valid answer for
 the panel count the request's response schema asks for). The server counts every
-request and how many were in flight at once. Bound to 127.0.0.1, port 0.
+request and how many were in flight at once, and keeps every POST's headers. Bound to
+127.0.0.1, port 0.
+
+Hostile modes (issue 10), each on the real wire: `trickle(interval)` sends a valid answer
+one byte at a time (status line and headers included); `huge(size)` a 200 whose JSON is
+padded to `size` bytes (`gzip=True`: the same compressed, a decompression bomb);
+`non_json()` a 200 whose body is an HTML error page; `hostile_text()` a valid answer
+whose strings hold NUL, ESC, DEL, C1 and bidi controls and a 120 KB summary. For the
+streamed modes `stream_log` records how many bytes went out before the client hung up.
 
 Run alone (for the benchmark): `python tests/caption_server.py --latency 0.5`
 prints `PORT <n>`; `GET /_stats` returns the counts as JSON.
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import gzip
 import hashlib
 import io
 import json
@@ -38,7 +47,8 @@ USAGE = {"input": 1290, "output": 180}
 
 @dataclass
 class Reply:
-    """What the server sends for one request. kind: ok, answer, error, blocked, max_tokens."""
+    """What the server sends for one request. kind: ok, answer, error, blocked, max_tokens,
+    trickle, huge, non_json, hostile_text."""
 
     kind: str = "ok"
     text: str = ""  # the model's answer text for kind "answer" (malformed JSON etc.)
@@ -49,6 +59,9 @@ class Reply:
     headers: dict = field(default_factory=dict)
     delay_s: float = 0.0
     openai_code: str = ""
+    interval_s: float = 0.0  # trickle: seconds between bytes
+    size: int = 0  # huge: body bytes (before compression)
+    gzip: bool = False
 
 
 def ok(delay_s: float = 0.0) -> Reply:
@@ -97,6 +110,38 @@ def blocked() -> Reply:  # Gemini: promptFeedback.blockReason; OpenAI: finish_re
 
 def max_tokens() -> Reply:  # a third of a valid answer, finishReason MAX_TOKENS / finish_reason length
     return Reply("max_tokens")
+
+
+def trickle(interval_s: float) -> Reply:
+    """A valid answer, one byte every `interval_s` seconds: every read is answered in time."""
+    return Reply("trickle", interval_s=interval_s)
+
+
+def huge(size: int, gzip: bool = False) -> Reply:
+    """A 200 whose valid JSON answer is padded with whitespace to `size` bytes (gzip: sent compressed)."""
+    return Reply("huge", size=size, gzip=gzip)
+
+
+def non_json() -> Reply:
+    """A 200 whose body is an HTML page (a proxy's error page), labelled as such."""
+    return Reply("non_json")
+
+
+def hostile_text() -> Reply:
+    """A schema-valid answer whose strings carry control characters and a 120 KB summary."""
+    return Reply("hostile_text")
+
+
+# NUL, ESC c (terminal reset), BEL, DEL, C1 CSI, bidi override, CRLF
+CONTROL_SAMPLE = "\x00\x1bc\x07\x7f\x9b31m\u202e\r\n"
+
+
+def hostile_annotation(panel_count: int) -> dict:
+    data = valid_annotation(panel_count, object_name=f"red{CONTROL_SAMPLE} mug")
+    data["summary"] = f"A mug{CONTROL_SAMPLE} " + "photographed again and again " * 4300  # ~120 KB
+    for panel in data["panels"]:
+        panel["visible_features"] = [f"handle{CONTROL_SAMPLE}", "glaze " * 500]
+    return data
 
 
 def valid_annotation(panel_count: int, object_name: str = "red ceramic mug") -> dict:
@@ -156,6 +201,8 @@ class CaptionServer:
         self.keep_bodies = keep_bodies
         self.requests: list[SeenRequest] = []
         self.bodies: list[dict] = []
+        self.headers: list[dict] = []  # every POST's headers (names lower-cased), also those refused for a bad key
+        self.stream_log: list[dict] = []  # trickle / huge replies: bytes sent, when the client hung up
         self.posts = 0  # every POST, also those refused for a bad key or a bad body
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -256,6 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.owner
         with owner._lock:
             owner.posts += 1
+            owner.headers.append({name.lower(): value for name, value in self.headers.items()})
             owner.in_flight += 1
             owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
         try:
@@ -302,6 +350,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         reply = self._reply_after_latency(seen, body)
         usage = {"promptTokenCount": USAGE["input"], "candidatesTokenCount": USAGE["output"], "totalTokenCount": sum(USAGE.values())}
+        def envelope(text: str) -> dict:
+            candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
+            return {"candidates": [candidate], "usageMetadata": usage}
+
+        if self._hostile(reply, seen, envelope):
+            return
         if reply.kind == "error":
             self._send(reply.status, _google_error(reply.status, reply.message, reply.error_status, reply.details), reply.headers)
         elif reply.kind == "blocked":
@@ -335,6 +389,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         reply = self._reply_after_latency(seen, body)
         usage = {"prompt_tokens": USAGE["input"], "completion_tokens": USAGE["output"], "total_tokens": sum(USAGE.values())}
+        def envelope(text: str) -> dict:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": seen.model,
+                    "choices": [choice], "usage": usage}
+
+        if self._hostile(reply, seen, envelope):
+            return
         if reply.kind == "error":
             payload = {"error": {"message": reply.message, "type": reply.error_status.lower(), "code": reply.openai_code or None}}
             self._send(reply.status, payload, reply.headers)
@@ -346,6 +407,57 @@ class _Handler(BaseHTTPRequestHandler):
             finish = {"STOP": "stop", "MAX_TOKENS": "length"}[finish]
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
         self._send(200, {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": seen.model, "choices": [choice], "usage": usage})
+
+    # -- hostile replies (issue 10) -------------------------------------------------------
+    def _hostile(self, reply: Reply, seen: SeenRequest, envelope) -> bool:
+        """Send `reply` if it is one of the hostile kinds; `envelope(answer text)` is the protocol's 200 body."""
+        answer_text = json.dumps(valid_annotation(seen.panel_count or 4))
+        if reply.kind == "non_json":
+            page = b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+            self._send(200, page, {"Content-Type": "text/html"})
+        elif reply.kind == "hostile_text":
+            self._send(200, envelope(json.dumps(hostile_annotation(seen.panel_count or 4))))
+        elif reply.kind == "trickle":
+            body = json.dumps(envelope(answer_text)).encode()
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            self._stream([bytes([b]) for b in head + body], reply.interval_s)
+        elif reply.kind == "huge":
+            self._send_huge(json.dumps(envelope(answer_text)).encode(), reply)
+        else:
+            return False
+        return True
+
+    def _send_huge(self, answer: bytes, reply: Reply) -> None:
+        pad = max(0, reply.size - len(answer))
+        if reply.gzip:
+            buffer = io.BytesIO()
+            with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6) as packed:
+                for _ in range(pad // 65536):
+                    packed.write(b" " * 65536)
+                packed.write(b" " * (pad % 65536) + answer)
+            body = buffer.getvalue()
+            head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n")
+            chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
+        else:
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {pad + len(answer)}\r\n\r\n"
+            chunks = (b" " * min(65536, pad - i) for i in range(0, pad, 65536))
+        self._stream(_chain([head.encode()], chunks, [answer]), 0.0)
+
+    def _stream(self, chunks, interval_s: float) -> None:
+        """Write `chunks` one at a time; stop (and note when) the client hangs up."""
+        record = {"sent": 0, "started": time.monotonic(), "hung_up": None}
+        self.owner.stream_log.append(record)
+        self.close_connection = True
+        try:
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                record["sent"] += len(chunk)
+                if interval_s:
+                    time.sleep(interval_s)
+        except (BrokenPipeError, ConnectionResetError):
+            record["hung_up"] = time.monotonic()
 
     # -- shared ------------------------------------------------------------------------
     def _seen(self, protocol, model, texts, images, turns, limit, panel_count) -> SeenRequest | None:
@@ -367,6 +479,21 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.kind == "max_tokens":
             return full[: len(full) // 3], "MAX_TOKENS"
         return full, "STOP"
+
+
+def server_endpoint(server: "CaptionServer", protocol: str = "gemini", name: str = "test", key_env=(),
+                    key_file: str = ""):
+    """A locally configured endpoint (mvic.settings.Endpoint) for this server: what
+    `python -m mvic config add-endpoint` would write."""
+    from packload import mvic_module
+
+    url = server.url if protocol == "gemini" else server.openai_url
+    return mvic_module("settings").Endpoint(name, protocol, url, tuple(key_env), str(key_file))
+
+
+def _chain(*parts):
+    for part in parts:
+        yield from part
 
 
 # -- composites to caption (tests and benchmark) ------------------------------------------

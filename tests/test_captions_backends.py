@@ -16,6 +16,7 @@ from caption_server import (
     quota_exhausted,
     rate_limited,
     retry_info,
+    server_endpoint,
     server_error,
     valid_annotation,
 )
@@ -36,13 +37,15 @@ def api_keys(monkeypatch):
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
 
 
-def base_url(server: CaptionServer, backend: str) -> str:
-    return server.url if backend == "gemini" else server.openai_url
+KEY_ENV = {"gemini": ("GEMINI_API_KEY",), "openai-compatible": ("OPENAI_API_KEY",)}
 
 
-def run(server, backend, count=1, **overrides):
-    options = dict(backend=backend, base_url=base_url(server, backend), use_cache=False, concurrency=1,
-                   retry_base_delay_s=0.01, timeout_s=5, rpm=0)
+def run(server, backend, count=1, key_file="", base_url="", **overrides):
+    """An endpoint for the server, configured (as a user would) with the env key meant for it."""
+    endpoint = server_endpoint(server, backend, key_env=KEY_ENV[backend], key_file=key_file)
+    if base_url:
+        endpoint = endpoint.__class__(**{**endpoint.__dict__, "base_url": base_url})
+    options = dict(endpoint=endpoint, use_cache=False, concurrency=1, retry_base_delay_s=0.01, timeout_s=5, rpm=0)
     options.update(overrides)
     return captioner.caption_composites(make_test_composites(count), captioner.CaptionSettings(**options))
 
@@ -226,12 +229,11 @@ def test_a_rejected_key_stops_the_run_and_names_where_the_key_came_from(backend,
     assert server.count == 1 and KEY not in str(info.value)
 
 
-def test_missing_key_is_a_clear_error_before_any_request(monkeypatch):
+def test_missing_key_for_the_official_endpoint_is_a_clear_error_before_any_request(monkeypatch):
     monkeypatch.delenv("GEMINI_API_KEY")
-    with CaptionServer() as server:
-        with pytest.raises(ValueError, match="needs an API key: set GEMINI_API_KEY or GOOGLE_API_KEY, or give key_file"):
-            run(server, "gemini")
-    assert server.count == 0
+    endpoint = mvic_module("settings").BUILTIN_ENDPOINTS["gemini"]
+    with pytest.raises(ValueError, match="'gemini' needs an API key: for the built-in gemini endpoint set GEMINI_API_KEY"):
+        captioner.caption_composites(make_test_composites(1), captioner.CaptionSettings(endpoint=endpoint, use_cache=False))
 
 
 def test_key_file_wins_over_the_environment(tmp_path):  # the env holds KEY; the server accepts only the file's key
@@ -254,6 +256,7 @@ def test_key_file_may_hold_the_key_alone_or_env_style(tmp_path, content):
 def test_a_key_file_without_a_key_says_what_to_write(tmp_path):
     key_file = tmp_path / "empty.key"
     key_file.write_text("OPENAI_API_KEY=abc\n")
-    with pytest.raises(ValueError, match=r"holds no key for gemini: write only the key in it, or a line GEMINI_API_KEY or GOOGLE_API_KEY=\.\.\.") as info:
-        captioner.caption_composites(make_test_composites(1), captioner.CaptionSettings(backend="gemini", key_file=str(key_file), use_cache=False))
+    endpoint = mvic_module("settings").BUILTIN_ENDPOINTS["gemini"].__class__("mine", "gemini", "", (), str(key_file))
+    with pytest.raises(ValueError, match=r"'mine': key file .* holds no key: write only the key in it, or a line GEMINI_API_KEY or GOOGLE_API_KEY=\.\.\.") as info:
+        captioner.caption_composites(make_test_composites(1), captioner.CaptionSettings(endpoint=endpoint, use_cache=False))
     assert "abc" not in str(info.value)

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from caption_server import CaptionServer, blocked, make_test_composites, rate_limited
+from caption_server import CaptionServer, blocked, make_test_composites, rate_limited, server_endpoint
 from packload import ROOT, mvic_module
 
 captioner = mvic_module("captions.captioner")
@@ -27,7 +27,8 @@ def api_key(monkeypatch):
 
 
 def settings(server, tmp_path, **overrides):
-    options = dict(backend="gemini", base_url=server.url, cache_dir=str(tmp_path / "cache"), concurrency=8, rpm=0, retry_base_delay_s=0.01, timeout_s=5)
+    options = dict(endpoint=server_endpoint(server, key_env=("GEMINI_API_KEY",)), cache_dir=str(tmp_path / "cache"), concurrency=8,
+                   rpm=0, retry_base_delay_s=0.01, timeout_s=5)
     options.update(overrides)
     return captioner.CaptionSettings(**options)
 
@@ -183,10 +184,13 @@ def test_the_key_lands_in_no_file_no_log_line_and_no_report(tmp_path, caplog, ca
 
 def test_cli_build_captions_with_gemini_and_keeps_the_key_out_of_its_output(tmp_path):
     sample = mvic_module("sample_data").ensure_sample_data()
-    env = {**os.environ, "GEMINI_API_KEY": KEY}
+    env = {**os.environ, "GEMINI_API_KEY": KEY, "MVIC_SETTINGS": str(tmp_path / "settings.json")}
     with CaptionServer(api_key=KEY) as server:
+        config = [sys.executable, "-m", "mvic", "config", "add-endpoint", "proxy", "--backend", "gemini", "--base-url", server.url,
+                  "--key-env", "GEMINI_API_KEY"]
+        assert subprocess.run(config, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60).returncode == 0
         command = [sys.executable, "-m", "mvic", "build", "--source", "mvimgnet", "--input", str(sample), "--out", str(tmp_path / "ds"),
-                   "--panel", "64x64", "--caption-backend", "gemini", "--caption-base-url", server.url, "--caption-cache-dir", str(tmp_path / "c")]
+                   "--panel", "64x64", "--caption-endpoint", "proxy", "--caption-cache-dir", str(tmp_path / "c")]
         out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert server.count == 6 and "6 captioned by the model" in out.stdout
@@ -200,10 +204,12 @@ def test_cli_build_captions_with_gemini_and_keeps_the_key_out_of_its_output(tmp_
 def test_cli_build_without_a_key_is_a_clear_error(tmp_path):
     sample = mvic_module("sample_data").ensure_sample_data()
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env["MVIC_SETTINGS"] = str(tmp_path / "settings.json")
     command = [sys.executable, "-m", "mvic", "build", "--source", "mvimgnet", "--input", str(sample), "--out", str(tmp_path / "ds"),
                "--panel", "64x64", "--caption-backend", "gemini", "--caption-cache-dir", str(tmp_path / "c"), "--max-sets", "1"]
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "needs an API key: set GEMINI_API_KEY" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "needs an API key: for the built-in gemini endpoint set GEMINI_API_KEY" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_demo_captions_offline_with_the_template_backend(tmp_path):
@@ -219,3 +225,24 @@ def test_demo_captions_offline_with_the_template_backend(tmp_path):
     assert "captions: template backend (offline), 6 composite(s) captioned" in out.stdout
     records = [json.loads(line) for line in (tmp_path / "demo" / "metadata.jsonl").read_text().splitlines()]
     assert {r["caption"]["backend"] for r in records} == {"template"}
+
+
+def test_cli_ad_hoc_server_gets_no_environment_key(tmp_path):
+    """--caption-base-url is for a local power user; the environment's key still stays with its own endpoint."""
+    sample = mvic_module("sample_data").ensure_sample_data()
+    env = {**os.environ, "GEMINI_API_KEY": KEY, "MVIC_SETTINGS": str(tmp_path / "settings.json")}
+    key_file = tmp_path / "proxy.key"
+    key_file.write_text("file-key-abcdef\n")
+    base = [sys.executable, "-m", "mvic", "build", "--source", "mvimgnet", "--input", str(sample), "--panel", "64x64",
+            "--max-sets", "1", "--caption-backend", "gemini"]
+    with CaptionServer() as server:
+        runs = [subprocess.run(base + ["--out", str(tmp_path / f"ds{n}"), "--caption-base-url", server.url,
+                                       "--caption-cache-dir", str(tmp_path / f"c{n}")] + extra,
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                for n, extra in enumerate([[], ["--key-file", str(key_file)]])]
+        both = subprocess.run(base + ["--caption-endpoint", "gemini", "--caption-base-url", server.url], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    assert [h.get("x-goog-api-key") for h in server.headers] == ["no-key-needed", "file-key-abcdef"]
+    assert "(no key)" in runs[0].stdout and f"key from key file {key_file}" in runs[1].stdout
+    assert both.returncode == 2 and "give --caption-endpoint NAME or --caption-base-url URL, not both" in both.stderr

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..markers import LayoutMarkers
-from .render import clean_text, render_caption
+from .render import clean_text, plain_text, render_caption, shorten
 
 HorizontalView = Literal["front", "front_three_quarter", "side", "back_three_quarter", "back", "indeterminate"]
 Side = Literal["left", "right", "none", "indeterminate"]
@@ -34,6 +34,8 @@ _VIEW_WORDS = {
 }
 _VERTICAL_WORDS = {"high_angle": "high-angle", "low_angle": "low-angle", "top_down": "top-down"}
 _FRAMING_WORDS = {"close_up": "close-up", "partial": "partial"}
+# A model's words are cut to these lengths (not rejected: the rest of a long answer is still good).
+MAX_NAME_CHARS, MAX_SUMMARY_CHARS, MAX_FEATURE_CHARS = 120, 600, 80
 
 
 class PanelAnnotation(BaseModel):
@@ -50,7 +52,7 @@ class PanelAnnotation(BaseModel):
     @field_validator("visible_features")
     @classmethod
     def _features_are_words(cls, features: list[str]) -> list[str]:
-        cleaned = [clean_text(f) for f in features]
+        cleaned = [shorten(plain_text(f), MAX_FEATURE_CHARS) for f in features]
         if any(not f for f in cleaned):
             raise ValueError("visible_features entries must be non-empty phrases")
         return cleaned
@@ -76,12 +78,13 @@ class ImageAnnotation(BaseModel):
 
     @field_validator("object_name", "summary")
     @classmethod
-    def _no_markers(cls, value: str) -> str:
+    def _no_markers(cls, value: str, info: ValidationInfo) -> str:
         if "[" in value or "]" in value:
             raise ValueError("must not contain square brackets (markers are added by the captioner)")
-        if not clean_text(value):
+        value = plain_text(value)
+        if not value:
             raise ValueError("must not be empty")
-        return value
+        return shorten(value, MAX_NAME_CHARS if info.field_name == "object_name" else MAX_SUMMARY_CHARS)
 
     @model_validator(mode="after")
     def _panels_match_layout(self, info: ValidationInfo) -> "ImageAnnotation":

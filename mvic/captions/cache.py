@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..datatypes import Composite
-from ..export.atomic import atomic_write_text
+from ..files import atomic_write_text
 from ..images import array_sha256
 from .annotation import ImageAnnotation
 from .backends.base import TokenUsage

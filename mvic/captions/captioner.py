@@ -1,43 +1,71 @@
 """Stage 3 entry point: attach a marker caption to every composite.
 
 `caption_composites(composites, settings)` -> (composites with captions, report).
-Backends: `template` (offline, default), `gemini`, `openai-compatible`. A composite
-the model fails on (blocked, invalid twice, server kept failing) gets the template
-caption and is named in the report; a fatal error (quota exhausted for the day,
-rejected key) stops the run with CaptionRunError after finished answers are cached.
+`settings.endpoint` None is the offline `template` backend (default); otherwise a
+locally configured endpoint (mvic.settings.Endpoint) that speaks `gemini` or
+`openai-compatible`, with the one key that belongs to it. A composite the model fails
+on (blocked, invalid twice, server kept failing, an answer past the deadline or the
+size cap, a 200 that is not JSON) gets the template caption and is named in the
+report; a fatal error (quota exhausted for the day, rejected key) stops the run with
+CaptionRunError after finished answers are cached.
 """
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from ..datatypes import Caption, Composite, Composites
-from .backends.base import BACKENDS, BackendConfig, FatalError, TokenUsage, import_sdk, make_backend, redact, resolve_api_key
+from ..settings import Endpoint
+from .backends.base import (
+    DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES, PROTOCOLS, BackendConfig, FatalError, RequestLimits, TokenUsage,
+    endpoint_key, import_sdk, make_backend, redact,
+)
 from .prompt import INPUT_MODES, PROMPT_VERSION
 from .ratelimit import Cancelled, RequestGate
+from .render import plain_text, shorten
 from .template import template_caption
 
 log = logging.getLogger("mvic.captions")
+CANCEL_POLL_S = 0.2  # how often a waiting run asks check_cancel (ComfyUI's Cancel must act within seconds)
+MAX_TRIGGER_CHARS = 100
+MAX_REASON_CHARS = 300
+# Model names go into the request's URL path (Gemini) or body: a name, not a path or a query.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+
+
+def check_trigger(trigger: str, what: str = "trigger") -> None:
+    if len(trigger) > MAX_TRIGGER_CHARS:
+        raise ValueError(f"{what} is {len(trigger):,} characters long; a trigger word may have at most "
+                         f"{MAX_TRIGGER_CHARS}")
+    if plain_text(trigger) != " ".join(trigger.split()):
+        raise ValueError(f"{what} {trigger[:40]!r} holds control characters; use plain words")
+
+
+def check_model_name(model: str, what: str = "model") -> None:
+    if model.strip() and (not MODEL_NAME.match(model.strip()) or ".." in model):
+        raise ValueError(f"{what} {model[:60]!r}: a model name such as gemini-2.5-flash, gpt-4o-mini or llava:13b "
+                         "(letters, digits and . _ : / @ + -, at most 128)")
 
 
 @dataclass(frozen=True)
 class CaptionSettings:
-    backend: str = "template"  # "template", "gemini", "openai-compatible"
-    model: str = ""  # "" = the backend's default (gemini-2.5-flash, gpt-4o-mini)
-    base_url: str = ""
-    key_file: str = ""  # a file holding only the key; else GEMINI_API_KEY / GOOGLE_API_KEY / OPENAI_API_KEY
+    endpoint: Endpoint | None = None  # None = the offline template backend; else a configured endpoint (mvic.settings)
+    model: str = ""  # "" = the protocol's default (gemini-2.5-flash, gpt-4o-mini)
     trigger: str = ""
     concurrency: int = 4
     rpm: int = 0  # requests per minute; 0 = no cap
     appearance_only: bool = False
     min_confidence: float = 0.5
     input_mode: str = "composite"  # or "views": the panels as separate images
-    cache_dir: str = ""  # "" = ~/.cache/mvic/captions
+    cache_dir: str = ""  # "" = ~/.cache/mvic/captions (chosen locally: settings or the CLI, never a widget)
     use_cache: bool = True
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # one network operation (connecting, one wait for bytes)
+    deadline_s: float = DEFAULT_DEADLINE_S  # one whole request, however the server trickles
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_attempts: int = 5
     retry_base_delay_s: float = 1.0
     retry_max_delay_s: float = 60.0
@@ -45,9 +73,19 @@ class CaptionSettings:
     max_image_side: int = 1024
     max_consecutive_failures: int = 3  # the server failing this many composites in a row stops the run
 
+    @property
+    def backend(self) -> str:
+        return self.endpoint.backend if self.endpoint is not None else "template"
+
     def check(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"caption backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.endpoint is not None and self.endpoint.backend not in PROTOCOLS:
+            raise ValueError(f"endpoint {self.endpoint.name!r}: protocol {self.endpoint.backend!r}; "
+                             f"use one of {', '.join(PROTOCOLS)}")
+        check_trigger(self.trigger)
+        check_model_name(self.model)
+        if self.deadline_s <= 0 or self.max_response_bytes < 1024:
+            raise ValueError(f"deadline {self.deadline_s} s, response cap {self.max_response_bytes} bytes: "
+                             "the deadline must be positive and the cap at least 1 KiB")
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"caption input mode {self.input_mode!r}: choose one of {', '.join(INPUT_MODES)}")
         if self.concurrency < 1 or self.max_attempts < 1:
@@ -66,6 +104,7 @@ class CaptionFailure:
 class CaptionReport:
     backend: str
     model: str = ""
+    endpoint: str = ""
     key_source: str = ""  # where the key came from ("$GEMINI_API_KEY", "key file ..."), never the key
     total: int = 0
     from_model: int = 0
@@ -82,7 +121,9 @@ class CaptionReport:
     def text(self) -> str:
         if self.backend == "template":
             return f"captions: template backend (offline), {self.total} composite(s) captioned"
-        who = f"{self.backend} {self.model}" + (f" (key from {self.key_source})" if self.key_source else "")
+        where = f" at endpoint {self.endpoint!r}" if self.endpoint else ""
+        key = f" (key from {self.key_source})" if self.key_source else " (no key)"
+        who = f"{self.backend} {self.model}{where}{key}"
         cost = "unknown for this model" if self.estimated_cost_usd is None else f"${self.estimated_cost_usd:.4f} (list prices)"
         rate = f", {self.total / self.elapsed_s:.1f} composites/s" if self.elapsed_s > 0 else ""
         lines = [
@@ -109,12 +150,14 @@ def _caption(text: str, settings: CaptionSettings, model: str, prompt_version: s
     return Caption(text=text, backend=settings.backend, model=model, prompt_version=prompt_version)
 
 
-def caption_composites(composites: Composites, settings: CaptionSettings = CaptionSettings(), on_progress=None) -> tuple[Composites, CaptionReport]:
-    """Caption every composite. `on_progress(done, total)` runs on the calling thread and may
-    raise to interrupt (ComfyUI's cancel button): workers then stop at their next wait."""
+def caption_composites(composites: Composites, settings: CaptionSettings = CaptionSettings(), on_progress=None,
+                       check_cancel=None) -> tuple[Composites, CaptionReport]:
+    """Caption every composite. `on_progress(done, total)` runs on the calling thread, and
+    `check_cancel()` every fraction of a second while requests are in flight; either may raise
+    to interrupt (ComfyUI's Cancel): requests in flight then end within a fraction of a second."""
     settings.check()
     started = time.monotonic()
-    if settings.backend == "template":
+    if settings.endpoint is None:
         items = []
         for done, composite in enumerate(composites.items, start=1):
             items.append(composite.with_caption(template_caption(composite, settings.trigger)))
@@ -122,36 +165,44 @@ def caption_composites(composites: Composites, settings: CaptionSettings = Capti
                 on_progress(done, len(composites.items))
         report = CaptionReport("template", total=len(items), elapsed_s=time.monotonic() - started)
         return Composites(items=items, skipped=list(composites.skipped)), report
-    return _caption_with_model(composites, settings, on_progress, started)
+    return _caption_with_model(composites, settings, on_progress, check_cancel, started)
 
 
-def _caption_with_model(composites: Composites, settings: CaptionSettings, on_progress, started: float):
+def _make_runner(settings: CaptionSettings, config: BackendConfig, key_source: str, stop: threading.Event):
     # Imported here: pydantic and the cache are needed only by model backends.
-    from .annotation import RenderOptions, render_annotation
     from .cache import CaptionCache, default_cache_dir
     from .jobs import JobRunner
-    from .pricing import estimate_cost_usd
     from .retry import RetryPolicy
 
-    threading.Thread(target=import_sdk, args=(settings.backend,), name="mvic-sdk-import", daemon=True).start()
-    api_key, key_source = resolve_api_key(settings.backend, settings.key_file)
-    config = BackendConfig(settings.backend, settings.model, settings.base_url, api_key, settings.timeout_s)
-    model = config.model_name
-    prompt_version = f"{PROMPT_VERSION}/{settings.input_mode}"
-    report = CaptionReport(settings.backend, model, key_source, total=len(composites.items))
-    stop = threading.Event()
-    runner = JobRunner(
-        make_backend=lambda: make_backend(config, key_source),
+    return JobRunner(
+        make_backend=lambda: make_backend(config, key_source, stop),
         cache=CaptionCache(settings.cache_dir or default_cache_dir()) if settings.use_cache else None,
         gate=RequestGate(settings.concurrency, settings.rpm, stop=stop, max_consecutive_failures=settings.max_consecutive_failures),
         policy=RetryPolicy(settings.max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s),
-        prompt_version=prompt_version,
+        prompt_version=f"{PROMPT_VERSION}/{settings.input_mode}",
         backend_name=settings.backend,
-        model=model,
+        model=config.model_name,
         input_mode=settings.input_mode,
         max_side=settings.max_image_side,
         max_output_tokens=settings.max_output_tokens,
     )
+
+
+def _caption_with_model(composites: Composites, settings: CaptionSettings, on_progress, check_cancel, started: float):
+    from .annotation import RenderOptions, render_annotation
+    from .pricing import estimate_cost_usd
+
+    threading.Thread(target=import_sdk, args=(settings.backend,), name="mvic-sdk-import", daemon=True).start()
+    endpoint = settings.endpoint
+    api_key, key_source = endpoint_key(endpoint)
+    limits = RequestLimits(settings.deadline_s, settings.max_response_bytes)
+    config = BackendConfig(endpoint.backend, settings.model, endpoint.base_url, api_key, settings.timeout_s,
+                           limits=limits, endpoint=endpoint.name)
+    model = config.model_name
+    prompt_version = f"{PROMPT_VERSION}/{settings.input_mode}"
+    report = CaptionReport(settings.backend, model, endpoint.name, key_source, total=len(composites.items))
+    stop = threading.Event()
+    runner = _make_runner(settings, config, key_source, stop)
     options = RenderOptions(settings.trigger, settings.appearance_only, settings.min_confidence)
     items: list[Composite | None] = [None] * len(composites.items)
 
@@ -162,7 +213,8 @@ def _caption_with_model(composites: Composites, settings: CaptionSettings, on_pr
             text = render_annotation(result.annotation, composite.markers, options)
             items[result.index] = composite.with_caption(_caption(text, settings, model, prompt_version))
         else:
-            report.failures.append(CaptionFailure(composite.set_name, result.reason))
+            reason = shorten(plain_text(redact(result.reason, api_key)), MAX_REASON_CHARS)  # server words: bounded
+            report.failures.append(CaptionFailure(composite.set_name, reason))
             items[result.index] = composite.with_caption(template_caption(composite, settings.trigger))
 
     # Two workers per request slot: while one waits for its answer, the other hashes and
@@ -171,7 +223,7 @@ def _caption_with_model(composites: Composites, settings: CaptionSettings, on_pr
     pool = ThreadPoolExecutor(max_workers=2 * settings.concurrency, thread_name_prefix="mvic-caption")
     finished_normally = False
     try:
-        fatal = _collect(pool, runner, composites.items, accept, report, on_progress)
+        fatal = _collect(pool, runner, composites.items, accept, report, on_progress, check_cancel)
         finished_normally = True
     finally:
         stop.set()  # wakes every waiting worker; they end with Cancelled
@@ -185,19 +237,22 @@ def _caption_with_model(composites: Composites, settings: CaptionSettings, on_pr
     if missing and not fatal:  # never hand on a partial set as if it were complete
         fatal = f"the run stopped before {missing} composite(s) were captioned"
     if fatal:
-        raise CaptionRunError(redact(fatal, api_key), report)
+        raise CaptionRunError(shorten(plain_text(redact(fatal, api_key)), 4 * MAX_REASON_CHARS), report)
     for failure in report.failures:
         log.warning("caption for %s: %s (template caption used)", failure.name, redact(failure.reason, api_key))
     return Composites(items=items, skipped=list(composites.skipped)), report
 
 
-def _collect(pool, runner, composites: list[Composite], accept, report: CaptionReport, on_progress) -> str:
+def _collect(pool, runner, composites: list[Composite], accept, report: CaptionReport, on_progress,
+             check_cancel=None) -> str:
     """Run every composite's job; results are accepted on this thread, in completion order.
     Returns the fatal error that stopped the run, or ''."""
     pending = {pool.submit(runner.run, index, composite) for index, composite in enumerate(composites)}
     done = 0
     while pending:
-        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        if check_cancel:
+            check_cancel()
+        finished, pending = wait(pending, timeout=CANCEL_POLL_S, return_when=FIRST_COMPLETED)
         for future in finished:
             try:
                 result = future.result()

@@ -6,7 +6,9 @@ every send is counted and every wait is decided here:
 - quota exhausted for the day, a rejected key, an unknown model: FatalError, no retry;
 - invalid JSON or schema: one re-ask quoting the validation error, then a failure;
 - answer cut at max_output_tokens: one retry with twice the budget, then a failure;
-- blocked prompt / answer, or a 400 for this request: a failure, no retry.
+- blocked prompt / answer, or a 400 for this request: a failure, no retry;
+- an answer that broke a limit or the protocol (past the request's deadline, over the
+  size cap, a 200 that is not JSON): a failure, no retry.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from .backends.base import (
     ModelBackend,
     ModelRequest,
     RejectedError,
+    ServerFault,
     TokenUsage,
     TransientError,
     TruncatedError,
@@ -94,6 +97,8 @@ def request_annotation(
                 raise
             except RejectedError as exc:
                 _fail_systemic(gate, f"the server refused the request: {exc}", stats)
+            except ServerFault as exc:
+                _fail_systemic(gate, str(exc), stats)
             except BlockedError as exc:
                 gate.record_success()  # the server works; this image is the problem
                 stats.usage += exc.usage
@@ -134,7 +139,7 @@ def _fail_systemic(gate: RequestGate, reason: str, stats: RequestStats) -> None:
     if tripped:
         error = FatalError(
             f"the caption server failed {failures} composites in a row (last: {reason}); "
-            "check base_url and the server, then re-run (finished captions are cached)"
+            "check the endpoint's server, then re-run (finished captions are cached)"
         )
         error.stats = stats
         raise error

@@ -11,9 +11,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-BACKENDS = ("template", "gemini", "openai-compatible")
+PROTOCOLS = ("gemini", "openai-compatible")  # the wire protocols an endpoint speaks (mvic.settings.Endpoint.backend)
 DEFAULT_MODELS = {"gemini": "gemini-2.5-flash", "openai-compatible": "gpt-4o-mini"}
-KEY_ENV_VARS = {"gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "openai-compatible": ("OPENAI_API_KEY",)}
+# Where an endpoint with no base_url of its own sends: the provider's official address. The transport
+# refuses every other origin for that endpoint, so its key cannot travel anywhere else.
+# The names a key file's .env-style lines may use, when the endpoint names no variables of its own.
+CONVENTIONAL_KEY_NAMES = {"gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "openai-compatible": ("OPENAI_API_KEY",)}
+OFFICIAL_BASE_URLS = {
+    "gemini": "https://generativelanguage.googleapis.com/",
+    "openai-compatible": "https://api.openai.com/v1",
+}
+DEFAULT_DEADLINE_S = 120.0
+DEFAULT_MAX_RESPONSE_BYTES = 2 * 1024 * 1024
 
 
 class Secret:
@@ -51,31 +60,39 @@ def redact(text: str, secret: Secret | None) -> str:
     return text.replace(value, "***") if len(value) >= 4 else text
 
 
-def _key_from_file(text: str, backend: str) -> str:
+def _key_from_file(text: str, names: tuple[str, ...]) -> str:
     """The file holds only the key, or .env-style lines such as `GEMINI_API_KEY=...`."""
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     if len(lines) == 1 and "=" not in lines[0]:
         return lines[0]
     for line in lines:
         name, _, value = line.removeprefix("export ").partition("=")
-        if name.strip() in KEY_ENV_VARS.get(backend, ()):
+        if name.strip() in names:
             return value.strip().strip("'\"")
     return ""
 
 
-def resolve_api_key(backend: str, key_file: str = "") -> tuple[Secret, str]:
-    """(key, where it came from). The key file wins over the environment."""
-    if key_file.strip():
-        path = Path(key_file.strip()).expanduser()
+def endpoint_key(endpoint) -> tuple[Secret, str]:
+    """(key, where it came from) for a locally configured endpoint (mvic.settings.Endpoint).
+    Only the key sources named in that endpoint's own settings are read: an environment
+    key is never sent to an endpoint it was not configured for. The key file wins."""
+    if endpoint.key_file.strip():
+        path = Path(endpoint.key_file.strip()).expanduser()
+        names = endpoint.key_env or CONVENTIONAL_KEY_NAMES.get(endpoint.backend, ("API_KEY",))
         try:
-            value = _key_from_file(path.read_text(encoding="utf-8"), backend)
+            value = _key_from_file(path.read_text(encoding="utf-8"), names)
         except OSError as exc:
-            raise ValueError(f"key file {path}: cannot read it ({exc.strerror}); point key_file at a text file holding only the key") from None
+            raise ValueError(
+                f"endpoint {endpoint.name!r}: cannot read its key file {path} ({exc.strerror}); fix it with "
+                f"`python -m mvic config add-endpoint {endpoint.name} --key-file FILE ...`"
+            ) from None
         if not value:
-            names = " or ".join(KEY_ENV_VARS.get(backend, ("API_KEY",)))
-            raise ValueError(f"key file {path} holds no key for {backend}: write only the key in it, or a line {names}=...")
+            raise ValueError(
+                f"endpoint {endpoint.name!r}: key file {path} holds no key: write only the key in it, "
+                f"or a line {' or '.join(names)}=..."
+            )
         return Secret(value), f"key file {path}"
-    for name in KEY_ENV_VARS.get(backend, ()):
+    for name in endpoint.key_env:
         value = os.environ.get(name, "").strip()
         if value:
             return Secret(value), f"${name}"
@@ -83,13 +100,28 @@ def resolve_api_key(backend: str, key_file: str = "") -> tuple[Secret, str]:
 
 
 @dataclass(frozen=True)
+class RequestLimits:
+    """What one HTTP request may cost: its whole time, first byte sent to last byte read
+    (a server trickling a byte at a time cannot stretch it), and the bytes of its answer."""
+
+    deadline_s: float = DEFAULT_DEADLINE_S
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+
+
+@dataclass(frozen=True)
 class BackendConfig:
     backend: str
     model: str = ""
-    base_url: str = ""
+    base_url: str = ""  # "" = the provider's official address (OFFICIAL_BASE_URLS)
     api_key: Secret = field(default_factory=lambda: Secret(""), repr=False, compare=False)
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # one network operation: connecting, or one wait for bytes
     temperature: float = 0.2
+    limits: RequestLimits = RequestLimits()
+    endpoint: str = ""  # the endpoint's name, for messages
+
+    @property
+    def address(self) -> str:
+        return self.base_url.strip().rstrip("/") or OFFICIAL_BASE_URLS[self.backend].rstrip("/")
 
     @property
     def model_name(self) -> str:
@@ -171,6 +203,11 @@ class RejectedError(BackendError):
     """The server refused this one request (e.g. 400 for this image): not worth retrying."""
 
 
+class ServerFault(BackendError):
+    """This answer broke a limit or the protocol: too slow, too large, not JSON. The composite
+    falls back to the template caption without a retry; it counts towards the run's breaker."""
+
+
 class TruncatedError(BackendError):
     """The answer hit max_output_tokens before the JSON was complete."""
 
@@ -222,14 +259,15 @@ def import_sdk(backend: str) -> None:
             return  # make_backend reports it, with the package to install
 
 
-def make_backend(config: BackendConfig, key_source: str = "") -> ModelBackend:
-    """The SDKs are imported here, on first use: the template backend needs neither."""
+def make_backend(config: BackendConfig, key_source: str = "", stop=None) -> ModelBackend:
+    """The SDKs are imported here, on first use: the template backend needs neither.
+    `stop` (a threading.Event) ends requests in flight within a fraction of a second."""
     if config.backend == "gemini":
         from .gemini import GeminiBackend
 
-        return GeminiBackend(config, key_source)
+        return GeminiBackend(config, key_source, stop)
     if config.backend == "openai-compatible":
         from .openai_compat import OpenAICompatibleBackend
 
-        return OpenAICompatibleBackend(config, key_source)
+        return OpenAICompatibleBackend(config, key_source, stop)
     raise ValueError(f"backend {config.backend!r} is not a model backend; choose gemini or openai-compatible")

@@ -17,6 +17,7 @@ from .base import (
     ModelReply,
     ModelRequest,
     RejectedError,
+    ServerFault,
     TokenUsage,
     TransientError,
     TruncatedError,
@@ -85,39 +86,49 @@ def classify_api_error(code: int, body, model: str, key_source: str) -> Exceptio
         return TransientError(short, retry_delay_s(details), code)
     reasons = {str(d.get("reason", "")) for d in _of_type(details, "ErrorInfo")}
     if code in (401, 403) or "API_KEY_INVALID" in reasons or "API key not valid" in message:
-        return FatalError(f"Gemini rejected the API key from {key_source or 'the configuration'} ({short}); check GEMINI_API_KEY / key_file")
+        return FatalError(f"Gemini rejected the API key from {key_source or 'the configuration'} ({short}); "
+                          "check the key set for this endpoint")
     if code == 404:
-        return FatalError(f"Gemini has no model {model!r} at this endpoint ({short}); check the model name and base URL")
+        return FatalError(f"Gemini has no model {model!r} at this endpoint ({short}); "
+                          "check the model name and the endpoint's base URL")
     return RejectedError(short)
 
 
 class GeminiBackend:
     name = "gemini"
 
-    def __init__(self, config: BackendConfig, key_source: str = ""):
+    def __init__(self, config: BackendConfig, key_source: str = "", stop=None):
         from google import genai
         from google.genai import types
 
-        if not config.api_key:
+        from .transport import endpoint_client, origin_of
+
+        official = origin_of(config.address)[1] == "generativelanguage.googleapis.com"
+        if not config.api_key and official:
             raise ValueError(
-                "the gemini backend needs an API key: set GEMINI_API_KEY or GOOGLE_API_KEY, "
-                "or give key_file (a text file holding only the key); or choose the template backend"
+                f"endpoint {config.endpoint or 'gemini'!r} needs an API key: for the built-in gemini endpoint set "
+                "GEMINI_API_KEY or GOOGLE_API_KEY; for one of yours, `python -m mvic config add-endpoint NAME "
+                "--backend gemini --base-url URL --key-env VAR`; or choose the template backend"
             )
         self._types = types
         self._config = config
         self._key_source = key_source
+        self._stop = stop
         self.model = config.model_name
-        base_url, api_version = config.base_url.strip().rstrip("/"), DEFAULT_API_VERSION
+        base_url, api_version = config.address, DEFAULT_API_VERSION
         for version in ("v1", "v1beta", "v1alpha"):
             if base_url.endswith("/" + version):  # accept ".../v1beta" as well as the bare host
                 base_url, api_version = base_url[: -len(version) - 1], version
         options = types.HttpOptions(
-            base_url=(base_url + "/") if base_url else None,
+            base_url=base_url + "/",
             api_version=api_version,
             timeout=max(1, int(config.timeout_s * 1000)),
             retry_options=types.HttpRetryOptions(attempts=1),
+            httpx_client=endpoint_client(base_url, config.timeout_s),
         )
-        self._client = genai.Client(api_key=config.api_key.reveal(), vertexai=False, http_options=options)
+        # A server of your own may need no key; the SDK wants one anyway (the openai backend does the same).
+        api_key = config.api_key.reveal() or "no-key-needed"
+        self._client = genai.Client(api_key=api_key, vertexai=False, http_options=options)
 
     def _contents(self, request: ModelRequest) -> list:
         types = self._types
@@ -146,19 +157,25 @@ class GeminiBackend:
     def send(self, request: ModelRequest) -> ModelReply:
         from google.genai import errors
 
-        try:
-            response = self._client.models.generate_content(
-                model=self.model, contents=self._contents(request), config=self._generation_config(request)
-            )
-        except errors.APIError as exc:
-            raise classify_api_error(exc.code or 0, exc.details, self.model, self._key_source) from None
-        except Exception as exc:
-            if is_timeout(exc):
-                raise TransientError(f"no answer within {self._config.timeout_s:g} s") from None
-            if is_connection_error(exc):
-                raise TransientError(f"cannot reach the Gemini endpoint: {redact(str(exc), self._config.api_key)}") from None
-            raise
-        return self._reply(response)
+        from .transport import guarded_request
+
+        with guarded_request(self._config.limits, self._stop):
+            try:
+                response = self._client.models.generate_content(
+                    model=self.model, contents=self._contents(request), config=self._generation_config(request)
+                )
+            except errors.APIError as exc:
+                raise classify_api_error(exc.code or 0, exc.details, self.model, self._key_source) from None
+            except ValueError as exc:  # a 200 whose body is not JSON, or not the API's JSON
+                raise ServerFault(f"the server's answer is not Gemini JSON ({type(exc).__name__})") from None
+            except Exception as exc:
+                if is_timeout(exc):
+                    raise TransientError(f"no answer within {self._config.timeout_s:g} s") from None
+                if is_connection_error(exc):
+                    detail = redact(str(exc), self._config.api_key)
+                    raise TransientError(f"cannot reach the Gemini endpoint: {detail}") from None
+                raise
+            return self._reply(response)
 
     def _reply(self, response) -> ModelReply:
         meta = response.usage_metadata

@@ -1,6 +1,6 @@
 """The `openai-compatible` backend through the openai SDK: chat completions with
 data-URI images and a JSON-schema response format. Ollama, vLLM, LM Studio and
-OpenAI itself speak it; point `base_url` at the server's `/v1`.
+OpenAI itself speak it; an endpoint's base_url is the server's `/v1`.
 
 `max_retries=0`: the openai SDK retries twice by default, which would multiply
 requests under our own retry loop.
@@ -20,6 +20,7 @@ from .base import (
     ModelReply,
     ModelRequest,
     RejectedError,
+    ServerFault,
     TokenUsage,
     TransientError,
     TruncatedError,
@@ -53,24 +54,28 @@ def retry_after_s(headers) -> float | None:
 class OpenAICompatibleBackend:
     name = "openai-compatible"
 
-    def __init__(self, config: BackendConfig, key_source: str = ""):
+    def __init__(self, config: BackendConfig, key_source: str = "", stop=None):
         import openai
 
-        base_url = config.base_url.strip().rstrip("/") or None
-        if not config.api_key and base_url is None:
+        from .transport import endpoint_client, origin_of
+
+        self._official = origin_of(config.address)[1] == "api.openai.com"
+        if not config.api_key and self._official:
             raise ValueError(
-                "the openai-compatible backend needs OPENAI_API_KEY or key_file for api.openai.com; "
-                "for a local server (Ollama, vLLM, LM Studio) set base_url, e.g. http://127.0.0.1:11434/v1"
+                f"endpoint {config.endpoint or 'openai'!r} (api.openai.com) needs a key: set OPENAI_API_KEY. "
+                "For a local server (Ollama, vLLM, LM Studio) add it on this machine: "
+                "`python -m mvic config add-endpoint ollama --base-url http://127.0.0.1:11434/v1`"
             )
         self._config = config
         self._key_source = key_source
-        self._official = base_url is None or "api.openai.com" in base_url
+        self._stop = stop
         self.model = config.model_name
         self._client = openai.OpenAI(
             api_key=config.api_key.reveal() or _NO_KEY_PLACEHOLDER,
-            base_url=base_url,
+            base_url=config.address,
             max_retries=0,
             timeout=config.timeout_s,
+            http_client=endpoint_client(config.address, config.timeout_s),
         )
 
     def _messages(self, request: ModelRequest) -> list[dict]:
@@ -87,24 +92,32 @@ class OpenAICompatibleBackend:
     def send(self, request: ModelRequest) -> ModelReply:
         import openai
 
+        from .transport import guarded_request
+
         # OpenAI's newer models accept only max_completion_tokens; most local servers only max_tokens.
         limit = {"max_completion_tokens" if self._official else "max_tokens": request.max_output_tokens}
         schema = annotation_json_schema(request.schema_panel_count, strict=True)
-        try:
-            response = self._client.chat.completions.create(
-                model=self.model,
-                messages=self._messages(request),
-                temperature=self._config.temperature,
-                response_format={"type": "json_schema", "json_schema": {"name": "multiview_annotation", "schema": schema, "strict": True}},
-                **limit,
-            )
-        except openai.APIStatusError as exc:
-            raise self._classify(exc) from None
-        except openai.APIConnectionError as exc:
-            if is_timeout(exc):
-                raise TransientError(f"no answer within {self._config.timeout_s:g} s") from None
-            raise TransientError(f"cannot reach {self._client.base_url}: {redact(str(exc), self._config.api_key)}") from None
-        return self._reply(response)
+        json_schema = {"name": "multiview_annotation", "schema": schema, "strict": True}
+        response_format = {"type": "json_schema", "json_schema": json_schema}
+        with guarded_request(self._config.limits, self._stop):
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.model,
+                    messages=self._messages(request),
+                    temperature=self._config.temperature,
+                    response_format=response_format,
+                    **limit,
+                )
+            except openai.APIStatusError as exc:
+                raise self._classify(exc) from None
+            except openai.APIConnectionError as exc:
+                if is_timeout(exc):
+                    raise TransientError(f"no answer within {self._config.timeout_s:g} s") from None
+                detail = redact(str(exc), self._config.api_key)
+                raise TransientError(f"cannot reach {self._client.base_url}: {detail}") from None
+            except (openai.APIResponseValidationError, ValueError) as exc:  # a 200 whose body is not the API's JSON
+                raise ServerFault(f"the server's answer is not chat-completion JSON ({type(exc).__name__})") from None
+            return self._reply(response)
 
     def _classify(self, exc) -> Exception:
         code = exc.status_code
@@ -116,9 +129,12 @@ class OpenAICompatibleBackend:
         if code in (408, 409, 429) or code >= 500:
             return TransientError(short, retry_after_s(exc.response.headers), code)
         if code in (401, 403):
-            return FatalError(f"the server rejected the API key from {self._key_source or 'the configuration'} ({short}); check OPENAI_API_KEY / key_file")
+            source = self._key_source or "the configuration"
+            return FatalError(f"the server rejected the API key from {source} ({short}); "
+                              f"check the key configured for endpoint {self._config.endpoint!r}")
         if code == 404:
-            return FatalError(f"no model {self.model!r} or no /chat/completions at {self._client.base_url} ({short}); check model and base_url")
+            return FatalError(f"no model {self.model!r} or no /chat/completions at {self._client.base_url} ({short}); "
+                              "check the model name and the endpoint's base URL")
         return RejectedError(short)
 
     def _reply(self, response) -> ModelReply:
