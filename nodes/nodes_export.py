@@ -18,12 +18,13 @@ class SaveICLoRADataset:
         return {
             "required": {
                 "composites": ("MV_COMPOSITES",),
-                "folder": ("STRING", {"default": "iclora_dataset", "tooltip": "a folder inside ComfyUI's output folder (relative; it cannot leave output/)"}),
+                "folder": ("STRING", {"default": "iclora_dataset", "tooltip": "a folder inside ComfyUI's output/"}),
                 "image_format": (list(IMAGE_FORMATS), {"default": "png"}),
             },
             "optional": {
                 "trigger": ("STRING", {"default": "", "tooltip": "word put before every caption"}),
-                "overwrite_edited_captions": ("BOOLEAN", {"default": False, "tooltip": "replace captions you edited by hand (each edit is kept in replaced/)"}),
+                "overwrite_edited_captions": ("BOOLEAN", {
+                    "default": False, "tooltip": "replace captions you edited by hand (each kept in replaced/)"}),
                 "num_repeats": ("INT", {"default": 1, "min": 1, "max": 1000}),
                 "base_model": ("STRING", {"default": "black-forest-labs/FLUX.1-dev", "tooltip": "ai-toolkit's name_or_path"}),
             },
@@ -34,7 +35,7 @@ class SaveICLoRADataset:
 
         target = confined_output_path(folder, "SaveICLoRADataset.folder")
         if target == output_directory().resolve():
-            raise ValueError(f"SaveICLoRADataset.folder {folder!r} is the output folder itself: give the dataset its own folder name")
+            raise ValueError(f"SaveICLoRADataset.folder {folder!r} is the output folder itself: name a folder in it")
         report = save_dataset(
             composites, target, image_format, trigger, overwrite_edited_captions, num_repeats, base_model,
             tool="ComfyUI (SaveICLoRADataset)",

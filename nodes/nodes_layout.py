@@ -41,15 +41,17 @@ class CompositeGrid:
         layout = CompositeLayout(rows, cols, panel_width, panel_height, divider_width, parse_color(divider_color))
         if layout.width * layout.height > MAX_COMPOSITE_PIXELS:
             raise ValueError(
-                f"CompositeGrid: a {rows}x{cols} grid of {panel_width}x{panel_height} panels is {layout.width}x{layout.height} "
-                f"pixels, more than {MAX_COMPOSITE_PIXELS // 1_000_000} MP: use smaller panels or fewer of them"
+                f"CompositeGrid: a {rows}x{cols} grid of {panel_width}x{panel_height} panels is "
+                f"{layout.width}x{layout.height} pixels, more than {MAX_COMPOSITE_PIXELS // 1_000_000} MP: "
+                "use smaller panels or fewer of them"
             )
         style = MarkerStyle(marker_prefix, panel_marker)
         try:
             markers_for(rows, cols, style)  # the workflow's marker style, checked before any image is read
         except ValueError as exc:
             raise ValueError(f"CompositeGrid marker_prefix / panel_marker: {exc}") from None
-        result = build_composites(mv_sets, layout, fit, parse_color(pad_color), style, on_progress=Progress(len(mv_sets.sets)))
+        progress = Progress(len(mv_sets.sets))
+        result = build_composites(mv_sets, layout, fit, parse_color(pad_color), style, on_progress=progress)
         if not result.items:
             raise ValueError(f"CompositeGrid: every set was skipped.\n{result.report()}")
         return (result, images_to_tensor([c.image for c in result.items]), result.report())

@@ -24,8 +24,9 @@ class MultiViewLoader:
             "required": {
                 "source": (list(SOURCE_KINDS), {"default": "sample", "tooltip": "auto detects folder / MVImgNet / video; sample renders the embedded demo objects"}),
                 "path": ("STRING", {"default": "", "tooltip": (
-                    "Folder or video inside ComfyUI's input folder (relative path). An absolute path works only under a "
-                    "folder allowed on this machine: python -m mvic config allow-folder DIR. Ignored for 'sample'.")}),
+                    "Folder or video inside ComfyUI's input folder (relative path). An absolute path works only "
+                    "under a folder allowed on this machine: python -m mvic config allow-folder DIR. "
+                    "Ignored for 'sample'.")}),
                 "views": ("INT", {"default": 4, "min": 1, "max": 20}),
                 "selection": (list(SELECTION_METHODS), {"default": "auto", "tooltip": "auto: by camera pose when poses exist, else evenly in frame order"}),
                 "max_sets": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "0 = all sets"}),

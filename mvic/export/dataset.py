@@ -34,9 +34,13 @@ from ..datatypes import Caption, Composite, Composites, SkippedInput
 from ..images import array_sha256, file_sha256
 from ..sources.common import display_path, is_utf8, safe_name
 from .contact_sheet import contact_sheet_png
-from .manifest import IMAGES_DIR, MANIFEST_NAME, ManifestRecord, composite_stem, manifest_text, panel_records, read_manifest
-from .trainer_configs import AI_TOOLKIT_YAML, DEFAULT_BASE_MODEL, SD_SCRIPTS_TOML, ai_toolkit_yaml, sd_scripts_dataset_toml
-from .transaction import BuildLock, Transaction, real_subdir, recover
+from .manifest import (
+    IMAGES_DIR, MANIFEST_NAME, ManifestRecord, composite_stem, manifest_text, panel_records, read_manifest,
+)
+from .trainer_configs import (
+    AI_TOOLKIT_YAML, DEFAULT_BASE_MODEL, SD_SCRIPTS_TOML, ai_toolkit_yaml, sd_scripts_dataset_toml,
+)
+from .transaction import BuildLock, Transaction, describe_owner, real_subdir, recover
 
 IMAGE_FORMATS = ("png", "jpg")
 CONTACT_SHEET = "contact_sheet.png"
@@ -123,19 +127,23 @@ def save_dataset(
     try:
         report = ExportReport(folder=folder.resolve(), skipped=list(composites.skipped))
         if lock.previous_owner:
-            report.notes.append(f"took over the lock of a build that had ended without releasing it: {lock.previous_owner}")
+            owner = describe_owner(lock.previous_owner)
+            report.notes.append(f"took over the lock of a build that ended without releasing it: {owner}")
         recovered = recover(folder)  # 1. finish or discard what a killed build left
         report.notes += [recovered] if recovered else []
         real_subdir(folder, IMAGES_DIR)
         previous = read_manifest(folder, report.notes)  # 2. what the last completed build wrote
-        transaction = Transaction(folder)
-        transaction.begin()  # 3. the journal, first
+        export = _Export(Transaction(folder), options, previous, report)
+        export.transaction.begin()  # 3. the journal, first
         try:
-            _stage_all(transaction, items, previous, options, report)  # 4. every new file, in full
+            export.stage_all(items)  # 4. every new file, in full, outside the dataset's own places
         except BaseException as exc:
-            transaction.abandon()
-            raise _no_space(exc, folder) from exc
-        transaction.commit()  # 5. the commit point, then renames; manifest and dataset.toml last
+            export.transaction.abandon()
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OSError(exc.errno, f"no space left on the device while writing {display_path(folder)}: "
+                                         "nothing in the dataset was changed; free some space and run again") from exc
+            raise
+        export.transaction.commit()  # 5. the commit point, then renames; manifest and dataset.toml last
         return report
     finally:
         if own_lock:
@@ -160,65 +168,17 @@ def check_destination(folder: str | Path, options: ExportOptions) -> None:
     trigger = options.trigger
     if len(trigger) > MAX_TRIGGER_CHARS or trigger.translate(_CONTROL) != trigger:
         raise ValueError(
-            f"trigger {trigger[:40]!r}{'...' if len(trigger) > 40 else ''} ({len(trigger)} characters): use one short word "
-            f"or phrase (at most {MAX_TRIGGER_CHARS} characters, no control characters)"
+            f"trigger {trigger[:40]!r}{'...' if len(trigger) > 40 else ''} ({len(trigger)} characters): use one "
+            f"short word or phrase (at most {MAX_TRIGGER_CHARS} characters, no control characters)"
         )
+    if len(options.base_model) > 1000:
+        raise ValueError(f"base_model is {len(options.base_model)} characters long: give a model name or path")
     text = str(Path(folder).expanduser().absolute())
     if not is_utf8(text):
         raise ValueError(
-            f"output folder {os.fsencode(text)!r} is not valid UTF-8: dataset.toml (TOML 1.0, UTF-8 only) cannot name it, "
-            "so sd-scripts could not find the images; choose a folder whose name is valid UTF-8"
+            f"output folder {os.fsencode(text)!r} is not valid UTF-8: dataset.toml (TOML 1.0, UTF-8 only) cannot "
+            "name it, so sd-scripts could not find the images; choose a folder whose name is valid UTF-8"
         )
-
-
-def _no_space(exc: BaseException, folder: Path) -> BaseException:
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OSError(exc.errno, f"no space left on the device while writing {display_path(folder)}: "
-                                  "nothing in the dataset was changed; free some space and run again")
-    return exc
-
-
-def _stage_all(transaction: Transaction, items: list[Composite], previous: dict[str, ManifestRecord], options: ExportOptions, report: ExportReport) -> None:
-    folder = transaction.folder
-    unique: dict[str, Composite] = {}
-    for composite in items:
-        stem = composite_stem(composite)
-        if stem in unique:
-            report.skipped.append(SkippedInput(composite.set_name, f"duplicate set name (stem {stem}); kept the first"))
-        else:
-            unique[stem] = composite
-    records, captions = _stage_composites(transaction, unique, previous, options, report)
-    _stage_dropped(transaction, previous, set(unique), report)
-    _report_strays(transaction, records, report)
-    width, height = items[0].layout.width, items[0].layout.height
-    image_dir = folder.resolve() / IMAGES_DIR
-    run_name = safe_name(options.name or folder.resolve().name, "iclora")
-    sheet = contact_sheet_png([c.image for c in unique.values()], [r.stem for r in records])
-    transaction.stage(CONTACT_SHEET, sheet)
-    transaction.stage(AI_TOOLKIT_YAML, ai_toolkit_yaml(image_dir, run_name, options.base_model, captions[:2]).encode())
-    transaction.stage(MANIFEST_NAME, manifest_text(records).encode("utf-8"))
-    transaction.stage(SD_SCRIPTS_TOML, sd_scripts_dataset_toml(image_dir, width, height, options.num_repeats).encode("utf-8"))
-
-
-def _stage_composites(transaction, unique, previous, options, report) -> tuple[list[ManifestRecord], list[str]]:
-    folder = transaction.folder
-    frame_hashes = _frame_hashes(list(unique.values()))
-    workers = options.workers or default_workers()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pixels = dict(zip(unique, pool.map(lambda c: array_sha256(c.image), unique.values())))
-        current = dict(zip(unique, pool.map(lambda s: _image_is_current(folder, previous.get(s), pixels[s], options.image_format), unique)))
-        stale = [stem for stem in unique if current[stem] is None]
-        # Encoding dominates export time; PIL's encoders release the GIL, so threads scale.
-        encoded = dict(zip(stale, pool.map(lambda s: encode_image(unique[s].image, options.image_format), stale)))
-    records, captions = [], []
-    for stem, composite in unique.items():
-        old = previous.get(stem)
-        image_sha = current[stem] or _stage_image(transaction, stem, old, encoded[stem], options, report)
-        caption_sha, provenance, text, caption_written = _stage_caption(transaction, stem, composite, old, options, report)
-        (report.written if (caption_written or current[stem] is None) else report.unchanged).append(stem)
-        records.append(_record(stem, composite, options.image_format, pixels[stem], image_sha, caption_sha, provenance, frame_hashes))
-        captions.append(text)
-    return records, captions
 
 
 def _files(stem: str, image_format: str) -> tuple[str, str]:
@@ -247,58 +207,6 @@ def own_file_sha256(path: Path) -> str | None:
         return digest.hexdigest()
 
 
-def _image_is_current(folder: Path, old: ManifestRecord | None, pixels_hash: str, image_format: str) -> str | None:
-    """The image file's hash when the file on disk is exactly what the last completed build wrote
-    for these pixels; None when it must be written."""
-    image_file = _files(old.stem, image_format)[0] if old else ""
-    if old is None or old.composite_sha256 != pixels_hash or old.image_file != image_file:
-        return None
-    on_disk = own_file_sha256(folder / image_file)
-    if on_disk is None:
-        return None
-    if not old.image_sha256:  # manifest of an older version: the file is trusted once, as it was then
-        return on_disk
-    return on_disk if on_disk == old.image_sha256 else None
-
-
-def _stage_image(transaction, stem, old, data: bytes, options: ExportOptions, report: ExportReport) -> str:
-    image_file = _files(stem, options.image_format)[0]
-    if old is not None and old.image_file == image_file:
-        # An older version's manifest has no file hash: its file is trusted as ours.
-        expected = old.image_sha256 or own_file_sha256(transaction.folder / image_file) or ""
-    else:
-        expected = ""
-    _keep_if_foreign(transaction, image_file, expected, options.stamp, report, "an image the last build had not written:")
-    transaction.stage(image_file, data)
-    if old is not None and old.image_file != image_file:  # format switched png <-> jpg
-        if old.image_sha256 and own_file_sha256(transaction.folder / old.image_file) == old.image_sha256:
-            transaction.delete_if_unchanged(old.image_file, old.image_sha256)
-        else:
-            _keep_if_foreign(transaction, old.image_file, "", options.stamp, report, "an image the last build had not written:")
-    return hashlib.sha256(data).hexdigest()
-
-
-def _keep_if_foreign(transaction, relative: str, ours: str, stamp: str, report: ExportReport, what: str) -> None:
-    """A file about to be replaced that is not what we wrote goes to replaced/, dated."""
-    path = transaction.folder / relative
-    if not os.path.lexists(path) or (ours and own_file_sha256(path) == ours):
-        return
-    target = _unique_name(transaction, REPLACED_DIR, Path(relative), stamp)
-    transaction.move(relative, target)
-    report.replaced.append(f"{what} {relative} (kept as {target})")
-
-
-def _unique_name(transaction, directory: str, name: Path, stamp: str) -> str:
-    real_subdir(transaction.folder, directory)
-    planned = {step[2] for step in transaction.plan if step[0] == "move"}
-    for number in range(1, 10_000):
-        suffix = f".{stamp}" + (f"-{number}" if number > 1 else "")
-        candidate = f"{directory}/{name.stem}{suffix}{name.suffix}"
-        if candidate not in planned and not os.path.lexists(transaction.folder / candidate):
-            return candidate
-    raise OSError(f"{transaction.folder / directory}: too many copies named {name.stem}.{stamp}*")
-
-
 def clean_caption(text: str) -> tuple[str, bool]:
     """Control characters dropped, length capped; (text, whether it was shortened)."""
     text = text.translate(_CONTROL)
@@ -307,84 +215,167 @@ def clean_caption(text: str) -> tuple[str, bool]:
     return text[:MAX_CAPTION_CHARS].rstrip(), True
 
 
-def _stage_caption(transaction, stem, composite, old, options: ExportOptions, report: ExportReport):
-    """(hash for the record, provenance, caption text as it will be, written?)."""
-    caption_file = _files(stem, options.image_format)[1]
-    caption: Caption = composite.caption or template_caption(composite, options.trigger)
-    text, shortened = clean_caption(caption.text)
-    if shortened:
-        report.notes.append(f"caption of {stem} shortened to {MAX_CAPTION_CHARS} characters (it had {len(caption.text)})")
-    generated = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    provenance = {"backend": caption.backend, "model": caption.model, "prompt_version": caption.prompt_version, "edited_by_person": False}
-    path = transaction.folder / caption_file
-    on_disk = own_file_sha256(path)
-    if on_disk == generated:
-        return generated, provenance, text, False
-    if on_disk is not None and not (old is not None and on_disk == old.caption_sha256):
-        # Not what the last completed build wrote: a person's edit.
-        if not options.overwrite_edited_captions:
-            report.captions_kept.append(caption_file)
-            kept = {**(old.caption if old else {}), "edited_by_person": True}
-            return (old.caption_sha256 if old else generated), kept, _read_text(path), False
-        _keep_if_foreign(transaction, caption_file, "", options.stamp, report, "edited caption")
-    elif on_disk is None and os.path.lexists(path):  # a link or a pipe where a caption belongs
-        _keep_if_foreign(transaction, caption_file, "", options.stamp, report, "a link or special file at")
-    transaction.stage(caption_file, text.encode("utf-8"))
-    return generated, provenance, text, True
-
-
 def _read_text(path: Path) -> str:
     with open(path, "rb") as handle:  # a regular file (checked by the caller), read bounded
         return handle.read(MAX_CAPTION_CHARS * 4).decode("utf-8", "replace")[:MAX_CAPTION_CHARS]
 
 
-def _record(stem, composite, image_format, pixels_hash, image_sha, caption_sha, provenance, frame_hashes) -> ManifestRecord:
-    image_file, caption_file = _files(stem, image_format)
-    return ManifestRecord(
-        stem=stem,
-        image_file=image_file,
-        caption_file=caption_file,
-        composite_sha256=pixels_hash,
-        caption_sha256=caption_sha,
-        caption=provenance,
-        layout=composite.layout.describe(),
-        markers=composite.markers.as_dict(),
-        fit=composite.fit,
-        set_name=composite.set_name,
-        category=composite.category,
-        panels=panel_records(composite, frame_hashes),
-        image_sha256=image_sha,
-    )
+@dataclass
+class _Export:
+    """One export: its transaction, its options, what the last completed build wrote, its report."""
 
+    transaction: Transaction
+    options: ExportOptions
+    previous: dict[str, ManifestRecord]
+    report: ExportReport
 
-def _stage_dropped(transaction, previous: dict[str, ManifestRecord], seen: set[str], report: ExportReport) -> None:
-    """Sets no longer in the run: their files move to removed/ (inside the dataset; never deleted)."""
-    for stem, old in previous.items():
-        if stem in seen:
-            continue
-        for name in (old.image_file, old.caption_file):
-            if os.path.lexists(transaction.folder / name):
-                transaction.move(name, _removed_name(transaction, Path(name).name, report))
-        report.moved_to_removed.append(stem)
+    @property
+    def folder(self) -> Path:
+        return self.transaction.folder
 
+    def stage_all(self, items: list[Composite]) -> None:
+        unique: dict[str, Composite] = {}
+        for composite in items:
+            stem = composite_stem(composite)
+            if stem in unique:
+                reason = f"duplicate set name (stem {stem}); kept the first"
+                self.report.skipped.append(SkippedInput(composite.set_name, reason))
+            else:
+                unique[stem] = composite
+        records, captions = self.stage_composites(unique)
+        self.stage_dropped(set(unique))
+        self.report_strays(records)
+        width, height = items[0].layout.width, items[0].layout.height
+        image_dir = self.folder.resolve() / IMAGES_DIR
+        options = self.options
+        run_name = safe_name(options.name or self.folder.resolve().name, "iclora")
+        stage = self.transaction.stage
+        stage(CONTACT_SHEET, contact_sheet_png([c.image for c in unique.values()], [r.stem for r in records]))
+        stage(AI_TOOLKIT_YAML, ai_toolkit_yaml(image_dir, run_name, options.base_model, captions[:2]).encode())
+        stage(MANIFEST_NAME, manifest_text(records).encode("utf-8"))
+        stage(SD_SCRIPTS_TOML, sd_scripts_dataset_toml(image_dir, width, height, options.num_repeats).encode("utf-8"))
 
-def _removed_name(transaction, name: str, report: ExportReport) -> str:
-    real_subdir(transaction.folder, REMOVED_DIR)
-    plain = f"{REMOVED_DIR}/{name}"
-    planned = {step[2] for step in transaction.plan if step[0] == "move"}
-    if plain not in planned and not os.path.lexists(transaction.folder / plain):
-        return plain
-    return _unique_name(transaction, REMOVED_DIR, Path(name), datetime.now().strftime("%Y%m%d-%H%M%S"))
+    def stage_composites(self, unique: dict[str, Composite]) -> tuple[list[ManifestRecord], list[str]]:
+        frame_hashes = _frame_hashes(list(unique.values()))
+        image_format = self.options.image_format
+        with ThreadPoolExecutor(max_workers=self.options.workers or default_workers()) as pool:
+            pixels = dict(zip(unique, pool.map(lambda c: array_sha256(c.image), unique.values())))
+            current = dict(zip(unique, pool.map(lambda s: self.image_is_current(s, pixels[s]), unique)))
+            stale = [stem for stem in unique if current[stem] is None]
+            # Encoding dominates export time; PIL's encoders release the GIL, so threads scale.
+            encoded = dict(zip(stale, pool.map(lambda s: encode_image(unique[s].image, image_format), stale)))
+        records, captions = [], []
+        for stem, composite in unique.items():
+            image_sha = current[stem] or self.stage_image(stem, encoded.pop(stem))
+            caption_sha, provenance, text, caption_written = self.stage_caption(stem, composite)
+            (self.report.written if (caption_written or current[stem] is None) else self.report.unchanged).append(stem)
+            image_file, caption_file = _files(stem, image_format)
+            records.append(ManifestRecord(
+                stem=stem, image_file=image_file, caption_file=caption_file, composite_sha256=pixels[stem],
+                caption_sha256=caption_sha, caption=provenance, layout=composite.layout.describe(),
+                markers=composite.markers.as_dict(), fit=composite.fit, set_name=composite.set_name,
+                category=composite.category, panels=panel_records(composite, frame_hashes), image_sha256=image_sha,
+            ))
+            captions.append(text)
+        return records, captions
 
+    def image_is_current(self, stem: str, pixels_hash: str) -> str | None:
+        """The image file's hash when the file on disk is exactly what the last completed build
+        wrote for these pixels; None when it must be written."""
+        old, image_file = self.previous.get(stem), _files(stem, self.options.image_format)[0]
+        if old is None or old.composite_sha256 != pixels_hash or old.image_file != image_file:
+            return None
+        on_disk = own_file_sha256(self.folder / old.image_file)
+        if on_disk is None:
+            return None
+        if not old.image_sha256:  # manifest of an older version: the file is trusted once, as it was then
+            return on_disk
+        return on_disk if on_disk == old.image_sha256 else None
 
-def _report_strays(transaction: Transaction, records: list[ManifestRecord], report: ExportReport) -> None:
-    """Images or captions in images/ that no record names: trainers will read them, so say so."""
-    ours = {name for r in records for name in (r.image_file, r.caption_file)}
-    ours |= {step[1] for step in transaction.plan if step[0] in ("move", "delete")}  # leaving images/ now
-    strays = sorted(
-        f"{IMAGES_DIR}/{display_path(p.name)}" for p in (transaction.folder / IMAGES_DIR).iterdir()
-        if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".txt") and f"{IMAGES_DIR}/{p.name}" not in ours
-    )
-    if strays:
-        report.notes.append(f"{IMAGES_DIR}/ also holds {len(strays)} file(s) this dataset does not list (trainers read them): "
-                            + ", ".join(strays[:20]) + (" ..." if len(strays) > 20 else ""))
+    def stage_image(self, stem: str, data: bytes) -> str:
+        old, image_file = self.previous.get(stem), _files(stem, self.options.image_format)[0]
+        expected = ""
+        if old is not None and old.image_file == image_file:
+            # An older version's manifest has no file hash: its file is trusted as ours.
+            expected = old.image_sha256 or own_file_sha256(self.folder / image_file) or ""
+        self.keep_if_foreign(image_file, expected, "an image the last build had not written:")
+        self.transaction.stage(image_file, data)
+        if old is not None and old.image_file != image_file:  # format switched png <-> jpg
+            if old.image_sha256 and own_file_sha256(self.folder / old.image_file) == old.image_sha256:
+                self.transaction.delete_if_unchanged(old.image_file, old.image_sha256)
+            else:
+                self.keep_if_foreign(old.image_file, "", "an image the last build had not written:")
+        return hashlib.sha256(data).hexdigest()
+
+    def stage_caption(self, stem: str, composite: Composite) -> tuple[str, dict, str, bool]:
+        """(hash for the record, provenance, caption text as it will be, written?)."""
+        old, caption_file = self.previous.get(stem), _files(stem, self.options.image_format)[1]
+        caption: Caption = composite.caption or template_caption(composite, self.options.trigger)
+        text, shortened = clean_caption(caption.text)
+        if shortened:
+            self.report.notes.append(
+                f"caption of {stem} shortened to {MAX_CAPTION_CHARS} characters (it had {len(caption.text)})"
+            )
+        generated = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        provenance = {"backend": caption.backend, "model": caption.model, "prompt_version": caption.prompt_version,
+                      "edited_by_person": False}
+        path = self.folder / caption_file
+        on_disk = own_file_sha256(path)
+        if on_disk == generated:
+            return generated, provenance, text, False
+        if on_disk is not None and not (old is not None and on_disk == old.caption_sha256):
+            # Not what the last completed build wrote: a person's edit.
+            if not self.options.overwrite_edited_captions:
+                self.report.captions_kept.append(caption_file)
+                kept = {**(old.caption if old else {}), "edited_by_person": True}
+                return (old.caption_sha256 if old else generated), kept, _read_text(path), False
+            self.keep_if_foreign(caption_file, "", "edited caption")
+        elif on_disk is None and os.path.lexists(path):  # a link or a pipe where a caption belongs
+            self.keep_if_foreign(caption_file, "", "a link or special file at")
+        self.transaction.stage(caption_file, text.encode("utf-8"))
+        return generated, provenance, text, True
+
+    def keep_if_foreign(self, relative: str, ours: str, what: str) -> None:
+        """A file about to be replaced that is not what we wrote goes to replaced/, dated."""
+        path = self.folder / relative
+        if not os.path.lexists(path) or (ours and own_file_sha256(path) == ours):
+            return
+        target = self.free_name(REPLACED_DIR, Path(relative), self.options.stamp)
+        self.transaction.move(relative, target)
+        self.report.replaced.append(f"{what} {relative} (kept as {target})")
+
+    def free_name(self, directory: str, name: Path, stamp: str = "") -> str:
+        """`directory/name`, dated when `stamp` is given or the plain name is taken; never an existing file."""
+        real_subdir(self.folder, directory)
+        planned = {step[2] for step in self.transaction.plan if step[0] == "move"}
+        candidates = [f"{directory}/{name.name}"] if not stamp else []
+        stamp = stamp or datetime.now().strftime("%Y%m%d-%H%M%S")
+        for number in range(1, 1000):
+            candidates.append(f"{directory}/{name.stem}.{stamp}{f'-{number}' if number > 1 else ''}{name.suffix}")
+        for candidate in candidates:
+            if candidate not in planned and not os.path.lexists(self.folder / candidate):
+                return candidate
+        raise OSError(f"{self.folder / directory}: too many copies named {name.stem}.{stamp}*")
+
+    def stage_dropped(self, seen: set[str]) -> None:
+        """Sets no longer in the run: their files move to removed/ (inside the dataset; never deleted)."""
+        for stem, old in self.previous.items():
+            if stem in seen:
+                continue
+            for name in (old.image_file, old.caption_file):
+                if os.path.lexists(self.folder / name):
+                    self.transaction.move(name, self.free_name(REMOVED_DIR, Path(name)))
+            self.report.moved_to_removed.append(stem)
+
+    def report_strays(self, records: list[ManifestRecord]) -> None:
+        """Images or captions in images/ that no record names: trainers will read them, so say so."""
+        ours = {name for r in records for name in (r.image_file, r.caption_file)}
+        ours |= {step[1] for step in self.transaction.plan if step[0] in ("move", "delete")}  # leaving images/ now
+        strays = sorted(
+            f"{IMAGES_DIR}/{display_path(p.name)}" for p in (self.folder / IMAGES_DIR).iterdir()
+            if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".txt") and f"{IMAGES_DIR}/{p.name}" not in ours
+        )
+        if strays:
+            listed = ", ".join(strays[:20]) + (" ..." if len(strays) > 20 else "")
+            self.report.notes.append(f"{IMAGES_DIR}/ also holds {len(strays)} file(s) this dataset does not list "
+                                     f"(trainers read them): {listed}")

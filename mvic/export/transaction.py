@@ -125,8 +125,9 @@ class BuildLock:
     def _claim(self, fd: int) -> None:
         self.previous_owner = _read_owner(fd)
         if self.previous_owner:
-            logger.info("%s: taking over the lock of a build that ended without releasing it: %s", self.folder, self.previous_owner)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": datetime.now().isoformat(timespec="seconds"), "tool": self.tool}
+            logger.info("%s: taking over the lock of a build that ended without releasing it: %s",
+                        self.folder, describe_owner(self.previous_owner))
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "tool": self.tool}
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, json.dumps(me).encode())
@@ -164,15 +165,22 @@ def _read_owner(fd: int) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
+
+
+def describe_owner(owner: dict) -> str:
+    """'python -m mvic build (pid 12 on host h, started 2025-01-01T10:00:00)'."""
+    if not owner:
+        return "another build"
+    return (f"{owner.get('tool', 'a build')} (pid {owner.get('pid', '?')} on host {owner.get('host', '?')}, "
+            f"started {owner.get('started', '?')})")
+
+
 def _busy_message(folder: Path, owner: dict) -> str:
-    who = (
-        f"{owner.get('tool', 'a build')} (pid {owner.get('pid', '?')} on host {owner.get('host', '?')}, "
-        f"started {owner.get('started', '?')})"
-        if owner else "another build"
-    )
     return (
-        f"another build is writing into {folder}: {who}. Wait until it has finished and run again, or choose "
-        f"another folder. The lock frees itself when that process ends (even if it is killed)."
+        f"another build is writing into {folder}: {describe_owner(owner)}. Wait until it has finished and run again, "
+        f"or choose another folder. The lock frees itself when that process ends (even if it is killed)."
     )
 
 
@@ -209,7 +217,7 @@ class Transaction:
     def begin(self) -> None:
         real_subdir(self.folder, WORK_DIR)
         real_subdir(self.work, STAGED)
-        journal = {"run": self.run_id, "pid": os.getpid(), "host": socket.gethostname(), "started": datetime.now().isoformat(timespec="seconds")}
+        journal = {"run": self.run_id, "pid": os.getpid(), "host": socket.gethostname(), "started": _now()}
         atomic_write_text(self.work / JOURNAL, json.dumps(journal))
 
     def stage(self, target: str, data: bytes) -> None:
@@ -257,6 +265,10 @@ def apply_steps(folder: Path, steps: list[list[str]]) -> None:
             raise ValueError(f"{folder / WORK_DIR / COMMIT}: unknown step {kind!r}")
 
 
+def _is_step(step) -> bool:
+    return isinstance(step, list) and all(isinstance(part, str) for part in step)
+
+
 def recover(folder: Path) -> str:
     """Finish or discard what a killed run left (call with the lock held). Returns a line for the report."""
     work = folder / WORK_DIR
@@ -278,7 +290,7 @@ def recover(folder: Path) -> str:
         shutil.rmtree(work)
         return f"discarded an unfinished build (started {started}); it had not changed the dataset"
     steps = plan.get("steps") if isinstance(plan, dict) else None
-    if not isinstance(steps, list) or not all(isinstance(s, list) and all(isinstance(x, str) for x in s) for s in steps):
+    if not isinstance(steps, list) or not all(_is_step(step) for step in steps):
         raise ValueError(f"{work / COMMIT} is malformed; remove {work} and run again")
     apply_steps(folder, steps)
     shutil.rmtree(work)

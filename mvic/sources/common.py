@@ -48,7 +48,9 @@ def usable_names(paths, problems: list[str] | None) -> list[Path]:
 def list_images(folder: Path, problems: list[str] | None = None) -> list[Path]:
     """Image files directly in `folder`, natural-sorted; other files are ignored. Names that are
     not UTF-8 are left out and, when `problems` is given, reported there."""
-    found = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    found = (
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
     return sorted(usable_names(found, problems), key=lambda p: natural_key(p.name))
 
 
@@ -71,7 +73,8 @@ def require_dir(path: str | Path, what: str) -> Path:
     folder = Path(path).expanduser()
     if not folder.exists():
         raise FileNotFoundError(
-            f"{what} {display_path(folder)} does not exist: check the path (absolute, or relative to ComfyUI's input folder)"
+            f"{what} {display_path(folder)} does not exist: check the path "
+            "(absolute, or relative to ComfyUI's input folder)"
         )
     if not folder.is_dir():
         raise NotADirectoryError(f"{what} {display_path(folder)} is a file, not a folder of sets")

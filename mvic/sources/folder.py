@@ -28,5 +28,6 @@ def load_folder_sets(root: str | Path) -> tuple[list[MultiViewSet], list[Skipped
         if not frames:
             skipped.append(SkippedInput(name, "; ".join(["no .jpg/.jpeg/.png/.webp images in the folder", *problems])))
             continue
-        sets.append(MultiViewSet(name=name, category=category_from_name(name), frames=frames, source="folder", warnings=problems))
+        category = category_from_name(name)
+        sets.append(MultiViewSet(name=name, category=category, frames=frames, source="folder", warnings=problems))
     return sets, skipped
