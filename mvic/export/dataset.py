@@ -134,16 +134,17 @@ def save_dataset(
         real_subdir(folder, IMAGES_DIR)
         previous = read_manifest(folder, report.notes)  # 2. what the last completed build wrote
         export = _Export(Transaction(folder), options, previous, report)
-        export.transaction.begin()  # 3. the journal, first
         try:
+            export.transaction.begin()  # 3. the journal, first
             export.stage_all(items)  # 4. every new file, in full, outside the dataset's own places
+            export.transaction.seal()  # 5. the commit point
         except BaseException as exc:
             export.transaction.abandon()
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise OSError(exc.errno, f"no space left on the device while writing {display_path(folder)}: "
                                          "nothing in the dataset was changed; free some space and run again") from exc
             raise
-        export.transaction.commit()  # 5. the commit point, then renames; manifest and dataset.toml last
+        export.transaction.apply()  # 6. renames and moves; manifest and dataset.toml last
         return report
     finally:
         if own_lock:

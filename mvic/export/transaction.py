@@ -203,7 +203,7 @@ def _inside_plan(folder: Path, relative: str, staged_ok: bool = False) -> Path:
 
 @dataclass
 class Transaction:
-    """One run's staging area; `plan` collects the steps that `commit` makes real."""
+    """One run's staging area; `plan` collects the steps that `seal` commits and `apply` makes real."""
 
     folder: Path
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
@@ -234,8 +234,11 @@ class Transaction:
     def delete_if_unchanged(self, relative: str, sha256: str) -> None:
         self.plan.append(["delete", relative, sha256])
 
-    def commit(self) -> None:
+    def seal(self) -> None:
+        """The commit point: once commit.json exists, the run will happen, now or on the next start."""
         atomic_write_text(self.work / COMMIT, json.dumps({"run": self.run_id, "steps": self.plan}))
+
+    def apply(self) -> None:
         apply_steps(self.folder, self.plan)
         shutil.rmtree(self.work)
 
