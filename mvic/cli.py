@@ -9,6 +9,7 @@ from pathlib import Path
 from . import config_cli
 from .captions.backends.base import DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES
 from .captions.captioner import CaptionRunError, CaptionSettings
+from .export.transaction import DatasetBusy
 from .settings import Endpoint, load_settings
 from .layout import FIT_MODES, parse_color
 from .loading import SELECTION_METHODS
@@ -46,6 +47,10 @@ def _add_build_args(parser: argparse.ArgumentParser, demo: bool) -> None:
     parser.add_argument("--panel-marker", default="")
     parser.add_argument("--overwrite-edited-captions", action="store_true")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument(
+        "--wait-for-lock", type=float, default=0.0, metavar="SECONDS",
+        help="when another build is writing into --out, wait up to this long for it (default: stop at once)",
+    )
     if not demo:  # the demo always captions offline with the template backend
         _add_caption_args(parser.add_argument_group("captions"))
 
@@ -158,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             style=MarkerStyle(args.marker_prefix, args.panel_marker),
             captions=_caption_settings(args),
+            wait_for_lock=args.wait_for_lock,
         )
         build_dataset(settings)
-    except (ValueError, OSError, CaptionRunError) as exc:
+    except (ValueError, OSError, CaptionRunError, DatasetBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from .datatypes import MultiViewSets, SkippedInput
 from .sources import discover_sets
+from .sources.common import display_path
 from .views import select_views_by_pose, select_views_evenly, usable_frames, view_angles
 
 SELECTION_METHODS = ("auto", "pose", "frame_order")
@@ -41,7 +42,7 @@ def load_multiview_sets(
             continue
         if len(usable) < views:
             reason = f"has {len(usable)} usable frame(s), fewer than the {views} views asked for"
-            skipped.append(SkippedInput(mv_set.name, reason))
+            skipped.append(SkippedInput(mv_set.name, "; ".join([reason, *mv_set.warnings])))
             continue
         posed = [i for i in usable if mv_set.frames[i].pose is not None]
         if selection != "frame_order" and len(posed) >= views:
@@ -57,4 +58,4 @@ def load_multiview_sets(
             mv_set.chosen = [usable[i] for i in select_views_evenly(len(usable), views)]
             mv_set.selection = "frame_order"
         kept.append(mv_set)
-    return MultiViewSets(sets=kept, skipped=skipped, root="embedded sample" if kind == "sample" else str(path))
+    return MultiViewSets(sets=kept, skipped=skipped, root="embedded sample" if kind == "sample" else display_path(path))

@@ -6,6 +6,7 @@ saver and the sampler must agree on them exactly; they all call `markers_for`.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 
 _NUMBER_WORDS = (
@@ -22,6 +23,13 @@ _NAMED_POSITIONS: dict[tuple[int, int], tuple[str, ...]] = {
 }
 
 _MARKER_RE = re.compile(r"^\[[A-Z0-9][A-Z0-9_-]*\]$")
+
+# A style arrives in a workflow (untrusted): fields {n} / {row} / {col} only, with an
+# optional fill/align/zero flag and a width of at most 3 (`{n:0>50000000}` would make a
+# 50 MB marker in every caption).
+PATTERN_FIELDS = ("n", "row", "col")
+_FORMAT_SPEC_RE = re.compile(r"^(?:[0-9A-Z_-]?[<>^=])?0?[1-3]?$")
+MAX_MARKER_CHARS = 64
 
 
 def number_word(n: int) -> str:
@@ -80,11 +88,31 @@ def _check_marker(marker: str, what: str) -> str:
     return marker
 
 
+def check_panel_pattern(pattern: str) -> str:
+    """The pattern, if it only uses {n} / {row} / {col} with widths <= 3; else ValueError naming the part."""
+    hint = "use {n}, {row} or {col}, optionally with a width of at most 3, e.g. [SCENE-{n}] or [V{n:02}]"
+    if len(pattern) > MAX_MARKER_CHARS:
+        raise ValueError(f"panel marker pattern is {len(pattern)} characters long (at most {MAX_MARKER_CHARS}): {hint}")
+    try:
+        fields = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        raise ValueError(f"panel marker pattern {pattern!r} is malformed ({exc}): {hint}") from None
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in PATTERN_FIELDS or conversion or not _FORMAT_SPEC_RE.match(spec or ""):
+            field = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"panel marker pattern {pattern!r}: field {field[:40]!r} is not allowed: {hint}")
+    return pattern
+
+
 def markers_for(rows: int, cols: int, style: MarkerStyle = DEFAULT_STYLE) -> LayoutMarkers:
     count = rows * cols
+    if len(style.prefix.strip()) > MAX_MARKER_CHARS:
+        raise ValueError(f"marker prefix is {len(style.prefix.strip())} characters long (at most {MAX_MARKER_CHARS})")
     prefix = _check_marker(style.prefix.strip(), "marker prefix") if style.prefix.strip() else count_prefix(count)
     if style.panel_pattern.strip():
-        pattern = style.panel_pattern.strip()
+        pattern = check_panel_pattern(style.panel_pattern.strip())
         panels = []
         for r in range(1, rows + 1):
             for c in range(1, cols + 1):

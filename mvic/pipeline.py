@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .captions.captioner import CaptionSettings, caption_composites
 from .composites import build_composites
-from .export.dataset import ExportReport, save_dataset
+from .export.dataset import ExportOptions, ExportReport, check_destination, save_dataset
+from .export.transaction import BuildLock
 from .layout import CompositeLayout
 from .loading import load_multiview_sets
 from .markers import DEFAULT_STYLE, MarkerStyle
@@ -35,18 +36,27 @@ class BuildSettings:
     workers: int | None = None
     style: MarkerStyle = DEFAULT_STYLE
     captions: CaptionSettings = CaptionSettings()  # template (offline) unless a model backend is chosen
+    wait_for_lock: float = 0.0  # seconds to wait when another build writes into `out`; 0 = stop at once
 
 
 def build_dataset(settings: BuildSettings, log=print) -> ExportReport:
+    """The folder is locked for the whole build (before any captioning request is paid for)."""
     layout = CompositeLayout(settings.rows, settings.cols, settings.panel_width, settings.panel_height, settings.divider_width)
-    sets = load_multiview_sets(
-        settings.source, settings.input, layout.count, settings.selection, settings.max_sets,
-        settings.reject_blurred, settings.reject_duplicates,
-    )
-    log(sets.report())
-    composites = build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
-    captioned, caption_report = caption_composites(composites, replace(settings.captions, trigger=settings.trigger))
-    log(caption_report.text())
-    report = save_dataset(captioned, Path(settings.out), settings.image_format, settings.trigger, settings.overwrite_edited_captions, workers=settings.workers)
+    out = Path(settings.out).expanduser()
+    check_destination(out, ExportOptions(settings.image_format, settings.trigger))
+    out.mkdir(parents=True, exist_ok=True)
+    with BuildLock(out, "python -m mvic build").held(settings.wait_for_lock) as lock:
+        sets = load_multiview_sets(
+            settings.source, settings.input, layout.count, settings.selection, settings.max_sets,
+            settings.reject_blurred, settings.reject_duplicates,
+        )
+        log(sets.report())
+        composites = build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
+        captioned, caption_report = caption_composites(composites, replace(settings.captions, trigger=settings.trigger))
+        log(caption_report.text())
+        report = save_dataset(
+            captioned, out, settings.image_format, settings.trigger, settings.overwrite_edited_captions,
+            workers=settings.workers, lock=lock,
+        )
     log(report.text())
     return report

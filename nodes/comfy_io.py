@@ -33,16 +33,6 @@ def _folder_paths():
     return folder_paths
 
 
-def resolve_input_path(text: str) -> str:
-    """Relative paths are relative to ComfyUI's input folder (else the working directory)."""
-    text = text.strip()
-    if not text or Path(text).expanduser().is_absolute():
-        return str(Path(text).expanduser()) if text else text
-    fp = _folder_paths()
-    base = Path(fp.get_input_directory()) if fp else Path.cwd()
-    return str(base / text)
-
-
 def resolve_output_path(text: str) -> Path:
     """Relative paths are relative to ComfyUI's output folder (else the working directory)."""
     path = Path(text.strip() or "iclora_dataset").expanduser()

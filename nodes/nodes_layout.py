@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from ..mvic.layout import FIT_MODES, CompositeLayout, parse_color, split_boxes
-from ..mvic.markers import MarkerStyle
+from ..mvic.markers import MarkerStyle, markers_for
 from .comfy_io import Progress, images_to_tensor
+
+MAX_COMPOSITE_PIXELS = 4096 * 4096  # what FLUX trains on comfortably; a workflow cannot ask for gigapixels
 
 
 class CompositeGrid:
@@ -37,9 +39,19 @@ class CompositeGrid:
         from ..mvic.composites import build_composites
 
         layout = CompositeLayout(rows, cols, panel_width, panel_height, divider_width, parse_color(divider_color))
-        result = build_composites(
-            mv_sets, layout, fit, parse_color(pad_color), MarkerStyle(marker_prefix, panel_marker), on_progress=Progress(len(mv_sets.sets))
-        )
+        if layout.width * layout.height > MAX_COMPOSITE_PIXELS:
+            raise ValueError(
+                f"CompositeGrid: a {rows}x{cols} grid of {panel_width}x{panel_height} panels is "
+                f"{layout.width}x{layout.height} pixels, more than {MAX_COMPOSITE_PIXELS // 1_000_000} MP: "
+                "use smaller panels or fewer of them"
+            )
+        style = MarkerStyle(marker_prefix, panel_marker)
+        try:
+            markers_for(rows, cols, style)  # the workflow's marker style, checked before any image is read
+        except ValueError as exc:
+            raise ValueError(f"CompositeGrid marker_prefix / panel_marker: {exc}") from None
+        progress = Progress(len(mv_sets.sets))
+        result = build_composites(mv_sets, layout, fit, parse_color(pad_color), style, on_progress=progress)
         if not result.items:
             raise ValueError(f"CompositeGrid: every set was skipped.\n{result.report()}")
         return (result, images_to_tensor([c.image for c in result.items]), result.report())

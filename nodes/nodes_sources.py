@@ -6,7 +6,7 @@ import os
 
 from ..mvic.loading import SELECTION_METHODS, load_multiview_sets
 from ..mvic.sources import SOURCE_KINDS
-from .comfy_io import images_to_tensor, resolve_input_path
+from .comfy_io import confined_input_path, images_to_tensor
 
 PREVIEW_SIZE = 256
 
@@ -23,7 +23,10 @@ class MultiViewLoader:
         return {
             "required": {
                 "source": (list(SOURCE_KINDS), {"default": "sample", "tooltip": "auto detects folder / MVImgNet / video; sample renders the embedded demo objects"}),
-                "path": ("STRING", {"default": "", "tooltip": "Folder or video; relative paths start in ComfyUI's input folder. Ignored for 'sample'."}),
+                "path": ("STRING", {"default": "", "tooltip": (
+                    "Folder or video inside ComfyUI's input folder (relative path). An absolute path works only "
+                    "under a folder allowed on this machine: python -m mvic config allow-folder DIR. "
+                    "Ignored for 'sample'.")}),
                 "views": ("INT", {"default": 4, "min": 1, "max": 20}),
                 "selection": (list(SELECTION_METHODS), {"default": "auto", "tooltip": "auto: by camera pose when poses exist, else evenly in frame order"}),
                 "max_sets": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "0 = all sets"}),
@@ -36,13 +39,22 @@ class MultiViewLoader:
 
     @classmethod
     def IS_CHANGED(cls, source, path, **_):
-        return folder_fingerprint(resolve_input_path(path)) if source != "sample" else "sample"
+        """Never raises (ComfyUI would only log it): a refused path's fingerprint is its error,
+        and load() reports it properly."""
+        if source == "sample":
+            return "sample"
+        try:
+            return folder_fingerprint(str(confined_input_path(path, "MultiViewLoader.path")))
+        except (ValueError, OSError) as exc:
+            return f"unusable path: {exc}"
 
     def load(self, source, path, views, selection, max_sets, reject_blurred=False, reject_duplicates=False):
         from ..mvic.composites import fitted_panels
         from ..mvic.layout import CompositeLayout
 
-        sets = load_multiview_sets(source, resolve_input_path(path), views, selection, max_sets, reject_blurred, reject_duplicates)
+        # 'sample' never takes a path from the workflow: the sample data lives in its own cache.
+        folder = "" if source == "sample" else confined_input_path(path, "MultiViewLoader.path")
+        sets = load_multiview_sets(source, folder, views, selection, max_sets, reject_blurred, reject_duplicates)
         if not sets.sets:
             raise ValueError(f"MultiViewLoader: no usable set under {path!r}.\n{sets.report()}")
         thumb = CompositeLayout(1, 1, PREVIEW_SIZE, PREVIEW_SIZE)
@@ -51,17 +63,27 @@ class MultiViewLoader:
 
 
 def folder_fingerprint(path: str) -> str:
-    """Changes when any file under `path` is added, removed, resized or touched."""
-    digest = hashlib.sha256(path.encode())
-    if os.path.isfile(path):
-        stat = os.stat(path)
-        digest.update(f"{stat.st_size}|{stat.st_mtime_ns}".encode())
+    """Changes when any file under `path` is added, removed, resized or touched. Entries that
+    vanish or dangle (a link to nothing) count by their link's own data, never raise."""
+    digest = hashlib.sha256(os.fsencode(path))
+    digest.update(_stat_key(path))
     for root, dirs, files in os.walk(path):
         dirs.sort()
         for name in sorted(files):
-            stat = os.stat(os.path.join(root, name))
-            digest.update(f"{root}/{name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+            full = os.path.join(root, name)
+            digest.update(os.fsencode(full) + b"|" + _stat_key(full))
     return digest.hexdigest()
+
+
+def _stat_key(path: str) -> bytes:
+    try:
+        st = os.stat(path)
+    except OSError:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return b"missing"
+    return f"{st.st_size}|{st.st_mtime_ns}".encode()
 
 
 NODE_CLASS_MAPPINGS = {"MVIC_MultiViewLoader": MultiViewLoader}

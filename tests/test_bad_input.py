@@ -31,7 +31,9 @@ def test_missing_root_names_the_path(tmp_path):
         loading.load_multiview_sets("folder", "  ")
 
 
-def test_empty_root_is_a_clear_node_error(tmp_path):
+def test_empty_root_is_a_clear_node_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MVIC_SETTINGS", str(tmp_path / "settings.json"))
+    monkeypatch.setenv("MVIC_ALLOWED_FOLDERS", str(tmp_path))  # outside ComfyUI an absolute path needs allowing too
     loader = node_class("MVIC_MultiViewLoader")()
     with pytest.raises(ValueError, match="no usable set"):
         loader.load("folder", str(tmp_path), 4, "auto", 0)

@@ -46,15 +46,18 @@ def test_grid_needs_as_many_views_as_panels(loaded):
         node_class("MVIC_CompositeGrid")().compose(loaded[0], 2, 3, 64, 64, "crop")
 
 
-def test_save_node_writes_and_reports(loaded, tmp_path):
+def test_save_node_writes_and_reports(loaded, tmp_path, monkeypatch):
     composites, _, _ = node_class("MVIC_CompositeGrid")().compose(loaded[0], 2, 2, 64, 64, "crop")
-    out = node_class("MVIC_SaveICLoRADataset")().save(composites, str(tmp_path / "ds"), "jpg", "trig")
+    monkeypatch.chdir(tmp_path)  # outside ComfyUI the output folder is the working directory
+    out = node_class("MVIC_SaveICLoRADataset")().save(composites, "ds", "jpg", "trig")
     folder, text = out["result"]
     assert folder == str((tmp_path / "ds").resolve()) and out["ui"]["text"] == [text]
     assert len(list((tmp_path / "ds" / "images").glob("*.jpg"))) == 3
 
 
-def test_loader_is_changed_follows_the_folder(tmp_path):
+def test_loader_is_changed_follows_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("MVIC_SETTINGS", str(tmp_path / "settings.json"))
+    monkeypatch.setenv("MVIC_ALLOWED_FOLDERS", str(tmp_path))
     write_folder_sets(tmp_path, ["a"], frames=4)
     loader = node_class("MVIC_MultiViewLoader")
     first = loader.IS_CHANGED(source="folder", path=str(tmp_path))

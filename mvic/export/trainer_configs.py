@@ -12,8 +12,10 @@ DEFAULT_BASE_MODEL = "black-forest-labs/FLUX.1-dev"
 
 
 def _toml_string(value: str) -> str:
-    # A JSON string is a valid TOML basic string (same escapes), Windows paths included.
-    return json.dumps(value, ensure_ascii=False)
+    """A TOML 1.0 basic string. JSON's escapes are TOML's, except that TOML also forbids a raw
+    DEL (U+007F), which JSON leaves as it is. Text that is not UTF-8 cannot be written at all."""
+    value.encode("utf-8")  # raises on lone surrogates (a non-UTF-8 file name): callers check first
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def sd_scripts_dataset_toml(image_dir: Path, width: int, height: int, num_repeats: int = 1, batch_size: int = 1) -> str:

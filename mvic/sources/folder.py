@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..datatypes import Frame, MultiViewSet, SkippedInput
-from .common import list_dirs, list_images, require_dir
+from .common import display_path, list_dirs, list_images, require_dir
 
 
 def category_from_name(name: str) -> str:
@@ -16,15 +16,18 @@ def category_from_name(name: str) -> str:
 
 def load_folder_sets(root: str | Path) -> tuple[list[MultiViewSet], list[SkippedInput]]:
     root = require_dir(root, "folder of sets")
-    sets, skipped = [], []
-    folders = list_dirs(root)
-    if not folders and list_images(root):
+    sets, skipped, bad_folders = [], [], []
+    folders = list_dirs(root, bad_folders)
+    skipped += [SkippedInput("(folder)", problem) for problem in bad_folders]
+    if not folders and not bad_folders and list_images(root):
         folders = [root]
     for folder in folders:
-        frames = [Frame(path=p) for p in list_images(folder)]
-        name = folder.name
+        problems: list[str] = []
+        frames = [Frame(path=p) for p in list_images(folder, problems)]
+        name = display_path(folder.name)  # the root itself may be the set; its name is not checked above
         if not frames:
-            skipped.append(SkippedInput(name, "no .jpg/.jpeg/.png/.webp images in the folder"))
+            skipped.append(SkippedInput(name, "; ".join(["no .jpg/.jpeg/.png/.webp images in the folder", *problems])))
             continue
-        sets.append(MultiViewSet(name=name, category=category_from_name(name), frames=frames, source="folder"))
+        category = category_from_name(name)
+        sets.append(MultiViewSet(name=name, category=category, frames=frames, source="folder", warnings=problems))
     return sets, skipped

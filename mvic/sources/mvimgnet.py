@@ -43,19 +43,20 @@ def load_mvimgnet_sets(root: str | Path) -> tuple[list[MultiViewSet], list[Skipp
     root = require_dir(root, "MVImgNet root")
     category_file = _find_category_file(root)
     names = read_category_names(category_file) if category_file else {}
-    sets, skipped = [], []
-    for class_dir in list_dirs(root):
-        for instance in list_dirs(class_dir):
+    sets, skipped, bad_folders = [], [], []
+    for class_dir in list_dirs(root, bad_folders):
+        for instance in list_dirs(class_dir, bad_folders):
             set_name = f"{class_dir.name}/{instance.name}"
             image_dir = instance / "images"
             if not image_dir.is_dir():
                 skipped.append(SkippedInput(set_name, "no images/ folder"))
                 continue
-            paths = list_images(image_dir)
+            warnings: list[str] = []
+            paths = list_images(image_dir, warnings)
             if not paths:
-                skipped.append(SkippedInput(set_name, "images/ holds no images"))
+                skipped.append(SkippedInput(set_name, "; ".join(["images/ holds no images", *warnings])))
                 continue
-            poses, warnings = {}, []
+            poses = {}
             sparse = instance / "sparse" / "0"
             if (sparse / "images.bin").is_file():
                 try:
@@ -65,4 +66,5 @@ def load_mvimgnet_sets(root: str | Path) -> tuple[list[MultiViewSet], list[Skipp
             frames = [Frame(path=p, pose=poses.get(p.name) or poses.get(f"images/{p.name}")) for p in paths]
             category = names.get(class_dir.name, f"object class {class_dir.name}" if class_dir.name.isdigit() else class_dir.name)
             sets.append(MultiViewSet(name=set_name, category=category, frames=frames, source="mvimgnet", warnings=warnings))
+    skipped += [SkippedInput("(folder)", problem) for problem in bad_folders]
     return sets, skipped

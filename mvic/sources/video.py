@@ -7,11 +7,12 @@ video's size and mtime, so view selection and provenance work on real files.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 
 from ..datatypes import Frame, MultiViewSet, SkippedInput
-from .common import list_images, natural_key, safe_name
+from .common import usable_names, display_path, list_images, natural_key, safe_name
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 _DONE = ".complete"
@@ -23,7 +24,8 @@ def default_cache_dir() -> Path:
 
 def _video_key(path: Path) -> str:
     stat = path.stat()
-    return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    key = os.fsencode(path.resolve()) + f"|{stat.st_size}|{stat.st_mtime_ns}".encode()
+    return hashlib.sha256(key).hexdigest()[:12]
 
 
 def extract_frames(video: Path, cache_dir: Path, max_frames: int = 64) -> list[Path]:
@@ -60,14 +62,15 @@ def extract_frames(video: Path, cache_dir: Path, max_frames: int = 64) -> list[P
 def load_video_sets(path: str | Path, cache_dir: Path | None = None, max_frames: int = 64) -> tuple[list[MultiViewSet], list[SkippedInput]]:
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"video {path} does not exist: give a video file or a folder of videos")
-    videos = [path] if path.is_file() else sorted(
-        (p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES), key=lambda p: natural_key(p.name)
-    )
-    if not videos:
-        raise FileNotFoundError(f"{path} holds no videos ({', '.join(VIDEO_SUFFIXES)})")
+        raise FileNotFoundError(f"video {display_path(path)} does not exist: give a video file or a folder of videos")
+    bad_names: list[str] = []
+    found = [path] if path.is_file() else (p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    videos = sorted(usable_names(found, bad_names), key=lambda p: natural_key(p.name))
+    skipped = [SkippedInput("(video)", problem) for problem in bad_names]
+    if not videos and not skipped:
+        raise FileNotFoundError(f"{display_path(path)} holds no videos ({', '.join(VIDEO_SUFFIXES)})")
     cache_dir = cache_dir or default_cache_dir()
-    sets, skipped = [], []
+    sets = []
     for video in videos:
         try:
             frames = extract_frames(video, cache_dir, max_frames)
