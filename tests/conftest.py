@@ -121,7 +121,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("real tiers")
     for label, count in _tier_counts(config).items():
         line = f"{label}: {count['passed']} passed, {count['failed']} failed, {count['skipped']} skipped"
-        if require_real() and _whole_suite(config) and count["passed"] == 0:
+        if require_real() and _whole_suite(config) and exitstatus == 0 and count["passed"] == 0:
             line += f"  <- no {label} test ran: {REQUIRE_REAL_ENV}=1 fails the run"
         terminalreporter.line(line)
 
