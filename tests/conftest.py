@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -6,6 +7,123 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from comfy_harness import ComfyServer, comfyui_paths  # noqa: E402
+
+# MVIC_REQUIRE_REAL=1 (set by .ci/run): CI has prepared ComfyUI, sd-scripts and Chromium, so a test that
+# skips means a real tier did not run; every skip then fails the run, whatever its reason or wording, so
+# skips added later are covered too. Unset (a newcomer's checkout): those tests skip with their reason.
+REQUIRE_REAL_ENV = "MVIC_REQUIRE_REAL"
+_TIER_RESULTS = pytest.StashKey[dict]()  # marker -> {node id: outcome}
+
+# The real tiers, for the summary: a test counts under a tier when it carries the marker (mark new
+# real-tier tests with it), uses one of the fixtures, or its node id starts with one of the prefixes.
+TIERS = {
+    "real_comfyui": ("real-ComfyUI", ("comfyui", "servers", "frontend"), (
+        "tests/test_sampler.py::test_sampler_in_real_comfyui",
+        "tests/test_training_sdscripts.py::test_the_lora_applies_in_real_comfyui")),
+    "real_sd_scripts": ("real-sd-scripts", (), (
+        "tests/test_training_sdscripts.py::", "tests/test_export.py::test_sd_scripts_own_loader",
+        "tests/test_workflows_comfyui.py::test_train_lora", "tests/test_workflows_comfyui.py::test_full_pipeline")),
+    "browser": ("browser", ("frontend",), ("tests/test_workflows_browser.py::",)),
+}
+
+
+def require_real() -> bool:
+    return os.environ.get(REQUIRE_REAL_ENV, "").strip() not in ("", "0")
+
+
+def pytest_configure(config):
+    for marker, (label, _, _) in TIERS.items():
+        config.addinivalue_line("markers", f"{marker}: a {label} test (counted in the real-tier summary)")
+    config.stash[_TIER_RESULTS] = {marker: {} for marker in TIERS}
+
+
+def pytest_report_header(config):
+    sd = os.environ.get("SD_SCRIPTS_DIR") or "unset"
+    lines = [f"real tiers: COMFYUI_DIR={os.environ.get('COMFYUI_DIR') or 'unset'}  SD_SCRIPTS_DIR={sd}  "
+             f"MVIC_CHROMIUM={os.environ.get('MVIC_CHROMIUM') or 'unset'}"]
+    lines.append(f"{REQUIRE_REAL_ENV}=1: every skip fails the run" if require_real() else
+                 f"{REQUIRE_REAL_ENV} unset: tests of a real tier that is not configured are skipped")
+    return lines
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker, (_, fixtures, prefixes) in TIERS.items():
+            if item.get_closest_marker(marker) is None and (
+                    any(name in item.fixturenames for name in fixtures) or item.nodeid.startswith(prefixes)):
+                item.add_marker(marker)
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _as_required_failure(report) -> None:
+    report.outcome = "failed"
+    report.longrepr = (f"skipped under {REQUIRE_REAL_ENV}=1, where every real tier was prepared and nothing may skip.\n"
+                       f"Skip reason: {_skip_reason(report)}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if require_real() and report.skipped and not hasattr(report, "wasxfail"):
+        _as_required_failure(report)
+    results = item.config.stash[_TIER_RESULTS]
+    for marker in TIERS:
+        if item.get_closest_marker(marker) is not None:
+            outcomes = results[marker]
+            # A test's outcome: its first failure or skip, else "passed" once its call phase passed.
+            if report.outcome != "passed":
+                outcomes.setdefault(item.nodeid, report.outcome)
+            elif report.when == "call":
+                outcomes.setdefault(item.nodeid, "passed")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A whole module skipped at import (`pytest.importorskip`, `allow_module_level`) fails too."""
+    outcome = yield
+    report = outcome.get_result()
+    if require_real() and report.skipped:
+        _as_required_failure(report)
+
+
+def _tier_counts(config) -> dict[str, dict[str, int]]:
+    counts = {}
+    for marker, (label, _, _) in TIERS.items():
+        outcomes = list(config.stash[_TIER_RESULTS][marker].values())
+        counts[label] = {name: outcomes.count(name) for name in ("passed", "failed", "skipped")}
+    return counts
+
+
+def _whole_suite(config) -> bool:
+    """The whole suite ran: not narrowed to some files, -k or -m, and not --collect-only."""
+    return (config.args_source == pytest.Config.ArgsSource.TESTPATHS and not config.option.collectonly
+            and not config.option.keyword and not config.option.markexpr)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under CI a tier that ran no test at all (its tests renamed, moved or not collected) fails the run."""
+    if require_real() and _whole_suite(session.config) and session.exitstatus == 0:
+        if any(count["passed"] == 0 for count in _tier_counts(session.config).values()):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if config.option.collectonly:
+        return
+    terminalreporter.section("real tiers")
+    for label, count in _tier_counts(config).items():
+        line = f"{label}: {count['passed']} passed, {count['failed']} failed, {count['skipped']} skipped"
+        if require_real() and _whole_suite(config) and exitstatus == 0 and count["passed"] == 0:
+            line += f"  <- no {label} test ran: {REQUIRE_REAL_ENV}=1 fails the run"
+        terminalreporter.line(line)
 
 
 @pytest.fixture(scope="session")
