@@ -151,11 +151,11 @@ def train_lora(
         callbacks.log(f"[mvic] torch.compile {'on' if compiling.enabled else 'off'}: {compiling.reason}")
         fp8 = plan_fp8(settings.fp8_matmul, preset, gpus, compiling.enabled, extra)
         callbacks.log(f"[mvic] fp8 matmul {'on' if fp8.matmul else 'off'}: {fp8.reason}")
-        args = training_arguments(settings, preset, compiling.arguments(extra))
+        args = training_arguments(settings, preset)
         if parse_extra_args(settings.extra_args):
             validate_extra_args(environment, args)
         command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py", os.getpid(), args,
-                                 settings.gpu_ids, fp8.launcher_args())
+                                 settings.gpu_ids, compiling.launcher_args(extra) + fp8.launcher_args())
 
         def on_progress(p: StepProgress) -> None:
             if callbacks.on_progress:  # report real steps, not the resumed run's own count
