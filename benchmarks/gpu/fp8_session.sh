@@ -7,7 +7,7 @@ set -u
 START=$(date +%s)
 OUT=${OUT:-/tmp/mvic-fp8-out}
 mkdir -p "$OUT"
-export OUT PYTHONUNBUFFERED=1
+export OUT PYTHONUNBUFFERED=1 TORCH_LOGS=recompiles  # a recompiling block would show in train.log
 W=/tmp/mvic-bench
 if [ -d "$HOME/mvic-bench/models" ] || { [ ! -d /tmp/mvic-bench/models ] && [ "$(df -Pk /tmp | awk 'NR==2{print $4}')" -lt 45000000 ]; }; then
   W=$HOME/mvic-bench
