@@ -1,13 +1,15 @@
 """Whether to compile FLUX with torch.compile: only when the run repays the compile, by costs
-measured on the GPU machine (BENCHMARKS.md, H200, 80 preset): compiled steps 0.45-0.49 s against
-0.68-0.70 s eager, saving ~0.2 s a step, for a one-time 224 s on the first compiled run (cold
-inductor cache) and 22 s once the cache is warm (sd-scripts' whole-model --torch_compile). That
-breaks even near 1100 steps cold and 110 warm. Other presets were not measured with it, so "auto"
-leaves them eager; "on" and "off" are the user's call.
+measured on the GPU machine (BENCHMARKS.md, one H200, 80 preset).
 
-Our launcher compiles block by block (`--compile-blocks`, trainers/compile_blocks.py): one graph
-per block kind instead of all 57 blocks in one. A user's own --torch_compile in extra_args still
-gets sd-scripts' whole-model compile instead."""
+Our launcher compiles block by block (`--compile-blocks`, trainers/compile_blocks.py): one graph per
+block kind instead of sd-scripts' whole-model --torch_compile (all 57 blocks in one graph: first
+step 224 s with a cold inductor cache, 22 s warm). Block by block, the first step took 30 s (bf16)
+and 48 s (FP8) with a cold cache and 14 s warm, against ~2 s eager; compiled steps ran 0.43-0.46 s
+against 0.70 eager, ~0.25 s saved a step. That repays a cold compile after ~180 steps and a warm one
+after ~50: "auto" compiles the 80 preset from 200 steps cold, 50 warm. Other presets were not
+measured compiled, so "auto" leaves them eager; "on" and "off" are the user's call. A user's own
+--torch_compile in extra_args gets sd-scripts' whole-model compile instead.
+"""
 from __future__ import annotations
 
 import os
@@ -18,8 +20,8 @@ from .presets import VramPreset
 
 COMPILE_CHOICES = ("auto", "on", "off")
 LAUNCHER_ARGS = ("--compile-blocks",)
-MIN_STEPS_COLD_CACHE = 1200
-MIN_STEPS_WARM_CACHE = 150
+MIN_STEPS_COLD_CACHE = 200
+MIN_STEPS_WARM_CACHE = 50
 MEASURED_PRESETS = ("80",)
 
 
