@@ -145,24 +145,21 @@ def test_the_launcher_side_refuses_without_fp8_tensor_cores():
 # -- the plan: fp8_matmul auto / on / off --------------------------------------------------------------
 
 @pytest.mark.parametrize("choice, preset, gpus, compiling, on", [
-    ("auto", "80", [H200], False, False),  # eager bf16: quantising in separate kernels costs what FP8 saves
-    ("auto", "80", [H200], True, True),
-    ("auto", "24", [H200], False, True),  # the base is fp8 already
-    ("auto", "8", [RTX4060], False, True),
-    ("auto", "24", [A100], False, False),  # no FP8 tensor cores: bf16, no error
-    ("auto", "cpu", [], False, False),
-    ("off", "24", [H200], True, False),
-    ("on", "80", [H200], False, True),
+    ("auto", "80", [H200], True, True),  # measured: 0.434 vs 0.462 s/step (H200)
+    ("auto", "80", [H200], False, False),  # eager: the quantisation runs in separate kernels
+    ("auto", "24", [H200], False, False),  # measured: 1.25 s/step FP8 vs 1.09 sd-scripts' fp8_base
+    ("auto", "24", [H200], True, False),  # not measured compiled
+    ("auto", "8", [RTX4060], False, False),
+    ("auto", "80", [A100], True, False),  # no FP8 tensor cores: bf16, no error
+    ("auto", "cpu", [], True, False),
+    ("off", "80", [H200], True, False),
+    ("on", "24", [RTX4060], False, True),
 ])
 def test_plan(choice, preset, gpus, compiling, on):
     chosen = presets.CPU_PRESET if preset == "cpu" else presets.PRESETS[preset]
     plan = fp8.plan_fp8(choice, chosen, gpus, compiling)
     assert plan.matmul == on, plan.reason
     assert ("--fp8-matmul" in plan.launcher_args()) == on
-
-
-def test_auto_follows_an_fp8_base_given_in_extra_args():
-    assert fp8.plan_fp8("auto", presets.PRESETS["80"], [H200], False, ["--fp8_base"]).matmul
 
 
 @pytest.mark.parametrize("gpus, says", [([], "no CUDA GPU is visible"), ([A100], "GPU 1 (NVIDIA A100-SXM4-80GB) has compute capability 8.0"),

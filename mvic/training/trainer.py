@@ -149,7 +149,7 @@ def train_lora(
         extra = parse_extra_args(settings.extra_args)
         compiling = plan_compile(settings.compile, preset, settings.steps - resumed, extra)
         callbacks.log(f"[mvic] torch.compile {'on' if compiling.enabled else 'off'}: {compiling.reason}")
-        fp8 = plan_fp8(settings.fp8_matmul, preset, gpus, compiling.enabled, extra)
+        fp8 = plan_fp8(settings.fp8_matmul, preset, gpus, compiling.enabled)
         callbacks.log(f"[mvic] fp8 matmul {'on' if fp8.matmul else 'off'}: {fp8.reason}")
         args = training_arguments(settings, preset)
         if parse_extra_args(settings.extra_args):
