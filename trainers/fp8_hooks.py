@@ -50,7 +50,8 @@ def install_fp8_matmul() -> None:
         model = loaded[1]
         started = time.monotonic()
         count = fp8_linear.swap_linears(model, work_device=_work_device())
-        _log(f"fp8 matmul: {count} FLUX linears stored in e4m3 with channel scales ({time.monotonic() - started:.1f} s)")
+        seconds = time.monotonic() - started
+        _log(f"fp8 matmul: {count} FLUX linears stored in e4m3 with channel scales ({seconds:.1f} s)")
         return loaded
 
     flux_utils.load_flow_model = load_with_fp8_linears

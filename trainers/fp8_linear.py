@@ -34,7 +34,8 @@ def fp8_unavailable_reason(device: torch.device | str | None = None) -> str | No
     major, minor = torch.cuda.get_device_capability(index)
     if (major, minor) < MIN_CAPABILITY:
         name = torch.cuda.get_device_name(index)
-        return f"{name} has compute capability {major}.{minor}; FP8 tensor cores need 8.9 or newer (Ada, Hopper, Blackwell)"
+        return (f"{name} has compute capability {major}.{minor}; FP8 tensor cores need 8.9 or newer "
+                "(Ada, Hopper, Blackwell)")
     return None
 
 
@@ -128,7 +129,8 @@ class Linear(torch.nn.Linear):
         return self
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, fp8=e4m3"
+        bias = self.bias is not None
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}, fp8=e4m3"
 
 
 def is_token_linear(parent: torch.nn.Module, module: torch.nn.Module) -> bool:

@@ -18,7 +18,8 @@ def parse_gpu_ids(text: str) -> tuple[int, ...]:
     """'0, 1' -> (0, 1); names the input and the fix on anything else."""
     parts = [p.strip() for p in (text or "").split(",") if p.strip()]
     if not all(p.isdigit() for p in parts):
-        raise MultiGpuRefused(f"gpu_ids {text!r}: give GPU numbers separated by commas, e.g. 0,1 (or leave it empty for one GPU)")
+        raise MultiGpuRefused(f"gpu_ids {text!r}: give GPU numbers separated by commas, e.g. 0,1 "
+                              "(or leave it empty for one GPU)")
     ids = tuple(int(p) for p in parts)
     if len(set(ids)) != len(ids):
         raise MultiGpuRefused(f"gpu_ids {text!r}: each GPU may appear once")
@@ -33,8 +34,8 @@ def check_gpu_selection(gpu_ids: tuple[int, ...], gpus: list[dict]) -> list[dict
     missing = [i for i in gpu_ids if i not in visible]
     if missing:
         seen = ", ".join(str(i) for i in visible) or "none"
-        raise MultiGpuRefused(f"gpu_ids {','.join(map(str, gpu_ids))}: GPU {', '.join(map(str, missing))} is not visible to sd-scripts' "
-                              f"Python (visible: {seen})")
+        chosen, absent = ",".join(map(str, gpu_ids)), ", ".join(map(str, missing))
+        raise MultiGpuRefused(f"gpu_ids {chosen}: GPU {absent} is not visible to sd-scripts' Python (visible: {seen})")
     return [visible[i] for i in gpu_ids]
 
 
@@ -48,9 +49,11 @@ def check_multi_gpu(gpu_ids: tuple[int, ...], preset: VramPreset, extra_args: li
         swap = int(extra_args[at]) if at < len(extra_args) and extra_args[at].isdigit() else swap
     if swap:
         raise MultiGpuRefused(
-            f"the '{preset.name}' preset swaps {swap} FLUX blocks between CPU and GPU, and sd-scripts' block swapping does not "
-            f"work with several GPUs (its author: \"block swapping doesn't work well with multi-GPU training\", sd-scripts PR "
-            f"#1988): train on one GPU, or choose the '24' preset or larger if each of the {len(gpu_ids)} cards has the memory"
+            f"the '{preset.name}' preset swaps {swap} FLUX blocks between CPU and GPU, and sd-scripts' block swapping "
+            f"does not work with several GPUs (its author: \"block swapping doesn't work well with multi-GPU training\", "
+            f"sd-scripts PR #1988): train on one GPU, or choose the '24' preset or larger if each of the "
+            f"{len(gpu_ids)} cards has the memory"
         )
     if "--cpu_offload_checkpointing" in extra_args:
-        raise MultiGpuRefused("--cpu_offload_checkpointing does not work with several GPUs in sd-scripts: remove it or train on one GPU")
+        raise MultiGpuRefused("--cpu_offload_checkpointing does not work with several GPUs in sd-scripts: "
+                              "remove it or train on one GPU")
