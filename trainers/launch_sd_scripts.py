@@ -35,7 +35,10 @@ def parent_alive(pid: int) -> bool:
 def watch(pid: int) -> None:
     while parent_alive(pid):
         time.sleep(0.5)
-    print("[mvic] parent process is gone: stopping training", file=sys.stderr, flush=True)
+    try:
+        print("[mvic] parent process is gone: stopping training", file=sys.stderr, flush=True)
+    except OSError:  # the parent's end of our output pipe went with it: kill all the same
+        pass
     if os.name == "nt":
         os._exit(1)
     os.killpg(os.getpgrp(), signal.SIGKILL)
