@@ -119,8 +119,9 @@ RANK_SCRIPT = textwrap.dedent(
 
 
 def test_every_rank_runs_our_launcher_and_ends_when_its_group_is_killed(tmp_path, sd_env):
-    """What happens when ComfyUI interrupts (or dies) during a 2-GPU run: the trainer kills the
-    launcher's process group with SIGKILL after its grace period; ranks live in other sessions."""
+    """What happens when ComfyUI dies during a 2-GPU run: the launcher's process group goes (the
+    trainer kills it on an interrupt, with SIGKILL after its grace period), and so does the reading end
+    of the output pipe; ranks live in other sessions and must still end."""
     script = tmp_path / "rank_script.py"
     script.write_text(RANK_SCRIPT)
     command = arguments.launch_command(sd_env.python, tmp_path, LAUNCHER, os.getpid(), [], gpu_ids=(0, 1))
@@ -140,6 +141,7 @@ def test_every_rank_runs_our_launcher_and_ends_when_its_group_is_killed(tmp_path
     assert sorted(ranks) == [0, 1], "".join(lines)[-3000:]
     assert all(r["via"] == "launch_sd_scripts.py" for r in ranks.values())  # hooks and watchdog in every rank
     assert all(r["sid"] != launcher.pid for r in ranks.values())  # out of reach of the group kill
+    launcher.stdout.close()  # a dead ComfyUI takes its end of the output pipe with it
     os.killpg(launcher.pid, signal.SIGKILL)
     launcher.wait()
     killed = time.monotonic()
