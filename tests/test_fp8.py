@@ -218,3 +218,18 @@ def test_block_swap_from_extra_args_is_refused_too():
         multi_gpu.check_multi_gpu((0, 1), presets.PRESETS["24"], ["--blocks_to_swap", "4"])
     with pytest.raises(multi_gpu.MultiGpuRefused, match="cpu_offload_checkpointing"):
         multi_gpu.check_multi_gpu((0, 1), presets.PRESETS["48"], ["--cpu_offload_checkpointing"])
+
+
+@pytest.mark.parametrize("preset, gpu_ids, says", [
+    ("24", (0, 1), "out of memory with the '24' preset on GPUs 0,1 (each holds the whole model): choose the '16' VRAM preset on one GPU"),
+    ("48", (0, 1), "out of memory with the '48' preset on GPUs 0,1 (each holds the whole model): choose the '24' VRAM preset."),
+    ("24", (), "out of memory with the '24' preset: choose the '16' VRAM preset."),
+])
+def test_out_of_memory_names_the_preset_and_a_way_out(tmp_path, preset, gpu_ids, says):
+    trainer = mvic_module("training.trainer")
+    process = mvic_module("training.process")
+    result = process.ChildResult(returncode=1, log_path=tmp_path / "train.log", out_of_memory=True)
+    with pytest.raises(trainer.TrainingError) as error:
+        trainer._raise_for_failure(result, arguments.TrainingSettings(
+            dataset_dir=tmp_path, models=None, run_dir=tmp_path, output_name="x", gpu_ids=gpu_ids), presets.PRESETS[preset])
+    assert says in str(error.value)

@@ -18,8 +18,8 @@ from ..export.manifest import read_manifest
 from ..sources.common import safe_name
 from .arguments import TrainingSettings, launch_command, parse_extra_args, sample_prompts_text, training_arguments
 from .compile import plan_compile
-from .fp8 import check_fp8_choice, plan_fp8
 from .environment import TOKENIZERS_DIR, TRAINERS_DIR, TrainerEnvironment, TrainerEnvironmentError, check_environment, child_env
+from .fp8 import check_fp8_choice, plan_fp8
 from .lora_file import write_with_metadata
 from .model_files import check_model_files
 from .multi_gpu import check_gpu_selection, check_multi_gpu
