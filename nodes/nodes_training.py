@@ -55,6 +55,7 @@ class LoRATrainer:
                 "t5xxl_path": ("STRING", {"default": ""}),
                 "ae_path": ("STRING", {"default": ""}),
                 "compile": (["auto", "on", "off"], {"default": "auto", "tooltip": "torch.compile: auto = only when the steps repay the compile time (80 GB preset)"}),
+                "fp8_matmul": (["auto", "on", "off"], {"default": "auto", "tooltip": "FP8 products for the frozen FLUX weights (RTX 40xx, H100 and newer); auto = where measured faster"}),
             },
         }
 
@@ -75,11 +76,12 @@ class LoRATrainer:
 
     def train(self, dataset_dir, flux_model, clip_l, t5xxl, ae, lora_name, steps, rank, learning_rate, vram_preset,
               alpha=16.0, seed=42, save_every_n_steps=250, sample_every_n_steps=0, loras_subfolder="mvic", extra_args="",
-              sd_scripts_dir="", gpu_ids="", flux_path="", clip_l_path="", t5xxl_path="", ae_path="", compile="auto"):
+              sd_scripts_dir="", gpu_ids="", flux_path="", clip_l_path="", t5xxl_path="", ae_path="", compile="auto", fp8_matmul="auto"):
         from ..mvic.sources.common import safe_name
         from ..mvic.training.arguments import FluxModelFiles, TrainingSettings
         from ..mvic.training.environment import find_environment
         from ..mvic.training.loss_curve import loss_curve_image
+        from ..mvic.training.multi_gpu import parse_gpu_ids
         from ..mvic.training.trainer import TrainingCallbacks, train_lora
 
         def pick(choice, path, folder, what):
@@ -99,7 +101,7 @@ class LoRATrainer:
             dataset_dir=resolve_output_path(dataset_dir), models=models, run_dir=resolve_output_path(f"mvic_runs/{name}"), output_name=name,
             steps=steps, rank=rank, alpha=alpha, learning_rate=learning_rate, seed=seed,
             save_every_n_steps=save_every_n_steps, sample_every_n_steps=sample_every_n_steps, extra_args=extra_args,
-            gpu_ids=tuple(int(i) for i in gpu_ids.replace(" ", "").split(",") if i), compile=compile,
+            gpu_ids=parse_gpu_ids(gpu_ids), compile=compile, fp8_matmul=fp8_matmul,
         )
         environment = find_environment(sd_scripts_dir)
         free_comfy_memory()

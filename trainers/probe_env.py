@@ -33,7 +33,8 @@ try:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
-            report["gpus"].append({"index": i, "name": props.name, "total_gib": round(props.total_memory / 2**30, 2)})
+            report["gpus"].append({"index": i, "name": props.name, "total_gib": round(props.total_memory / 2**30, 2),
+                                   "capability": f"{props.major}.{props.minor}"})
 except Exception:  # noqa: BLE001
     pass
 print("MVIC_PROBE " + json.dumps(report))

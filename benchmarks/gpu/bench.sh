@@ -7,7 +7,9 @@
 #   preset   one of our presets (80 48 24 16 12 8), or "sdscripts" = the plain sd-scripts command
 #   options  space-separated: memcap=GIB (cap the child's CUDA memory through memcap/sitecustomize.py,
 #            to provoke a real out-of-memory error); profile=START:COUNT (torch.profiler over steps
-#            START+1..START+COUNT through profile/sitecustomize.py; writes profile.txt to the run's results)
+#            START+1..START+COUNT through profile/sitecustomize.py; writes profile.txt to the run's results);
+#            fp8=auto|on|off and compile=auto|on|off (our trainer's --fp8-matmul / --compile);
+#            losslog (every step's loss to the run's losses.txt through losslog/sitecustomize.py)
 # Needs, carried under .device/ (git-ignored):
 #   whl/         overlay wheels: transformers 4.54.1, tokenizers 0.21.4, huggingface-hub 0.34.3,
 #                diffusers 0.32.1, accelerate 1.6.0, safetensors 0.4.5, imagesize, toml, voluptuous,
@@ -77,11 +79,14 @@ run_one() {
   echo "== $name: preset $preset, $steps steps, extra '$extra', options '$opts' (${remaining}s left)"
   rm -rf "$dir" "$W/runs/$name"; mkdir -p "$dir" "$W/runs/$name"
   rm -f "$W"/ds/images/*.npz "$W/ds/.mvic_cache_state.json"   # cold caches: start-up includes caching
-  local runenv=(env)
+  local runenv=(env) trainer=()
   for opt in $opts; do
     case $opt in
       memcap=*) runenv+=("MVIC_BENCH_CAP_GIB=${opt#memcap=}" "SD_SCRIPTS_PYTHONPATH=$SD_SCRIPTS_PYTHONPATH:$ROOT/benchmarks/gpu/memcap") ;;
       profile=*) runenv+=("MVIC_BENCH_PROFILE=${opt#profile=}:$dir" "SD_SCRIPTS_PYTHONPATH=$SD_SCRIPTS_PYTHONPATH:$ROOT/benchmarks/gpu/profile") ;;
+      losslog) runenv+=("MVIC_BENCH_LOSSLOG=$dir/losses.txt" "SD_SCRIPTS_PYTHONPATH=$SD_SCRIPTS_PYTHONPATH:$ROOT/benchmarks/gpu/losslog") ;;
+      fp8=*) trainer+=(--fp8-matmul "${opt#fp8=}") ;;
+      compile=*) trainer+=(--compile "${opt#compile=}") ;;
     esac
   done
   nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader,nounits -lms 250 >"$dir/smi.csv" 2>/dev/null &
@@ -104,7 +109,7 @@ run_one() {
     follow=$!
     timeout -s TERM "$remaining" "${runenv[@]}" $PY benchmarks/gpu/mvic_train.py train --dataset "$W/ds" --flux "$FLUX" --clip-l "$CLIP" --t5xxl "$T5" --ae "$AE" \
       --name "$name" --steps "$steps" --preset "$preset" --save-every "$save" --extra-args "$extra" \
-      --sd-scripts "$DEV/sd-scripts" --loras-dir "$W/loras" --run-dir "$W/runs/$name" 2>&1 \
+      --sd-scripts "$DEV/sd-scripts" --loras-dir "$W/loras" --run-dir "$W/runs/$name" "${trainer[@]}" 2>&1 \
       | $PY benchmarks/gpu/tstamp.py "$t0" >"$dir/console.ts"
     rc=${PIPESTATUS[0]}
     sleep 0.3; kill "$follow" 2>/dev/null; wait "$follow" 2>/dev/null

@@ -40,6 +40,7 @@ class TrainingSettings:
     gpu_ids: tuple[int, ...] = ()  # >1: accelerate launch --multi_gpu
     attempt: int = 1  # each launch writes into its own folder (see run_state.py)
     compile: str = "auto"  # torch.compile: "auto" (when the run repays it, see compile.py), "on", "off"
+    fp8_matmul: str = "auto"  # FP8 products for the frozen FLUX linears: "auto" (see fp8.py), "on", "off"
 
     @property
     def output_dir(self) -> Path:
@@ -116,11 +117,12 @@ def parse_extra_args(text: str) -> list[str]:
         raise ValueError(f"extra sd-scripts arguments {text!r}: {exc}; quote values that contain spaces") from None
 
 
-def launch_command(python: str, checkout: Path, launcher: Path, parent_pid: int, args: list[str], gpu_ids: tuple[int, ...] = ()) -> list[str]:
+def launch_command(python: str, checkout: Path, launcher: Path, parent_pid: int, args: list[str], gpu_ids: tuple[int, ...] = (),
+                   launcher_args: list[str] = ()) -> list[str]:
     """Our launcher (trainers/launch_sd_scripts.py) runs the training script in-process,
-    under accelerate when several GPUs are selected."""
+    under accelerate when several GPUs are selected; `launcher_args` are its own (e.g. --fp8-matmul)."""
     script = str(Path(checkout) / TRAIN_SCRIPT)
     head = [python, str(launcher), "--watch-parent", str(parent_pid)]
     if len(gpu_ids) > 1:
         head += ["--accelerate", "--num-processes", str(len(gpu_ids))]
-    return head + ["--", script, *args]
+    return head + list(launcher_args) + ["--", script, *args]

@@ -34,6 +34,8 @@ def add_commands(commands) -> None:
     train.add_argument("--gpus", default="", help="e.g. 0,1")
     train.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                        help="torch.compile; auto: only when the steps repay the compile time (80 preset)")
+    train.add_argument("--fp8-matmul", choices=("auto", "on", "off"), default="auto",
+                       help="FP8 products for the frozen FLUX weights (compute capability 8.9+); auto: where measured faster")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +66,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..sources.common import safe_name
     from .arguments import FluxModelFiles, TrainingSettings
     from .environment import find_environment
+    from .multi_gpu import parse_gpu_ids
     from .trainer import TrainingCallbacks, train_lora
 
     name = safe_name(args.name, "iclora")
@@ -72,7 +75,7 @@ def _train(args: argparse.Namespace) -> int:
         models=FluxModelFiles(Path(args.flux), Path(args.clip_l), Path(args.t5xxl), Path(args.ae)),
         run_dir=Path(args.run_dir or f"mvic_runs/{name}").resolve(), output_name=name, steps=args.steps, rank=args.rank,
         alpha=float(args.rank), learning_rate=args.lr, save_every_n_steps=args.save_every, sample_every_n_steps=args.sample_every,
-        extra_args=args.extra_args, gpu_ids=tuple(int(i) for i in args.gpus.split(",") if i.strip()), compile=args.compile,
+        extra_args=args.extra_args, gpu_ids=parse_gpu_ids(args.gpus), compile=args.compile, fp8_matmul=args.fp8_matmul,
     )
 
     def show(progress):

@@ -1,9 +1,15 @@
-"""Whether sd-scripts should compile FLUX (`--torch_compile --dynamo_backend inductor`): only
-when the run repays the compile, by costs measured on the GPU machine (BENCHMARKS.md, H200,
-80 preset): compiled steps 0.45-0.49 s against 0.68-0.70 s eager, saving ~0.2 s a step, for a
-one-time 224 s on the first compiled run (cold inductor cache) and 22 s once the cache is warm.
-That breaks even near 1100 steps cold and 110 warm. Other presets were not measured with it,
-so "auto" leaves them eager; "on" and "off" are the user's call."""
+"""Whether to compile FLUX with torch.compile: only when the run repays the compile, by costs
+measured on the GPU machine (BENCHMARKS.md, one H200, 80 preset).
+
+Our launcher compiles block by block (`--compile-blocks`, trainers/compile_blocks.py): one graph per
+block kind instead of sd-scripts' whole-model --torch_compile (all 57 blocks in one graph: first
+step 224 s with a cold inductor cache, 22 s warm). Block by block, the first step took 30 s (bf16)
+and 48 s (FP8) with a cold cache and 14 s warm, against ~2 s eager; compiled steps ran 0.43-0.46 s
+against 0.70 eager, ~0.25 s saved a step. That repays a cold compile after ~180 steps and a warm one
+after ~50: "auto" compiles the 80 preset from 200 steps cold, 50 warm. Other presets were not
+measured compiled, so "auto" leaves them eager; "on" and "off" are the user's call. A user's own
+--torch_compile in extra_args gets sd-scripts' whole-model compile instead.
+"""
 from __future__ import annotations
 
 import os
@@ -13,9 +19,9 @@ from pathlib import Path
 from .presets import VramPreset
 
 COMPILE_CHOICES = ("auto", "on", "off")
-COMPILE_ARGS = ("--torch_compile", "--dynamo_backend", "inductor")
-MIN_STEPS_COLD_CACHE = 1200
-MIN_STEPS_WARM_CACHE = 150
+LAUNCHER_ARGS = ("--compile-blocks",)
+MIN_STEPS_COLD_CACHE = 200
+MIN_STEPS_WARM_CACHE = 50
 MEASURED_PRESETS = ("80",)
 
 
@@ -26,8 +32,8 @@ class CompilePlan:
     cache_dir: Path
     marker: Path  # written after a compiled run succeeded: the cache is warm for this preset
 
-    def arguments(self, extra_args: list[str]) -> list[str]:
-        return list(COMPILE_ARGS) if self.enabled and "--torch_compile" not in extra_args else []
+    def launcher_args(self, extra_args: list[str]) -> list[str]:
+        return list(LAUNCHER_ARGS) if self.enabled and "--torch_compile" not in extra_args else []
 
     def child_env(self) -> dict[str, str]:
         # A cache of our own, not /tmp/torchinductor_<user>: it survives reboots and /tmp cleaners.

@@ -19,8 +19,10 @@ from ..sources.common import safe_name
 from .arguments import TrainingSettings, launch_command, parse_extra_args, sample_prompts_text, training_arguments
 from .compile import plan_compile
 from .environment import TOKENIZERS_DIR, TRAINERS_DIR, TrainerEnvironment, TrainerEnvironmentError, check_environment, child_env
+from .fp8 import check_fp8_choice, plan_fp8
 from .lora_file import write_with_metadata
 from .model_files import check_model_files
+from .multi_gpu import check_gpu_selection, check_multi_gpu
 from .presets import VramPreset, next_lower, resolve_preset
 from .process import ChildResult, run_child
 from .progress import StepProgress
@@ -106,8 +108,10 @@ def train_lora(
     report = check_environment(environment, load_parser=False)
     if not report.ok:
         raise TrainerEnvironmentError("the sd-scripts environment is not ready:\n" + report.text())
-    gpus = [g for g in report.gpus if not settings.gpu_ids or g["index"] in settings.gpu_ids]
+    gpus = check_gpu_selection(settings.gpu_ids, report.gpus)
     preset = resolve_preset(preset_choice, min(g["total_gib"] for g in gpus) if gpus else None)
+    check_multi_gpu(settings.gpu_ids, preset, parse_extra_args(settings.extra_args))
+    check_fp8_choice(settings.fp8_matmul, gpus)
     callbacks.log(f"[mvic] preset {preset.name}" + (f" for {gpus[0]['name']} ({gpus[0]['total_gib']} GiB)" if gpus else " (no GPU)"))
     if preset.needs_bitsandbytes and not report.packages.get("bitsandbytes"):
         raise TrainerEnvironmentError(
@@ -145,10 +149,13 @@ def train_lora(
         extra = parse_extra_args(settings.extra_args)
         compiling = plan_compile(settings.compile, preset, settings.steps - resumed, extra)
         callbacks.log(f"[mvic] torch.compile {'on' if compiling.enabled else 'off'}: {compiling.reason}")
-        args = training_arguments(settings, preset, compiling.arguments(extra))
+        fp8 = plan_fp8(settings.fp8_matmul, preset, gpus, compiling.enabled)
+        callbacks.log(f"[mvic] fp8 matmul {'on' if fp8.matmul else 'off'}: {fp8.reason}")
+        args = training_arguments(settings, preset)
         if parse_extra_args(settings.extra_args):
             validate_extra_args(environment, args)
-        command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py", os.getpid(), args, settings.gpu_ids)
+        command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py", os.getpid(), args,
+                                 settings.gpu_ids, compiling.launcher_args(extra) + fp8.launcher_args())
 
         def on_progress(p: StepProgress) -> None:
             if callbacks.on_progress:  # report real steps, not the resumed run's own count
@@ -201,7 +208,11 @@ def _raise_for_failure(result: ChildResult, settings: TrainingSettings, preset: 
     if result.out_of_memory:
         lower = next_lower(preset)
         hint = f"choose the '{lower.name}' VRAM preset" if lower else "lower the resolution or close other programs using the GPU"
-        raise TrainingError(f"CUDA ran out of memory with the '{preset.name}' preset: {hint}. Log: {result.log_path}")
+        where = ""
+        if len(settings.gpu_ids) > 1:
+            where = f" on GPUs {','.join(map(str, settings.gpu_ids))} (each holds the whole model)"
+            hint += " on one GPU" if lower and lower.blocks_to_swap else ""
+        raise TrainingError(f"CUDA ran out of memory with the '{preset.name}' preset{where}: {hint}. Log: {result.log_path}")
     if result.no_data:
         raise TrainingError(f"sd-scripts found no training images (\"No data found\") in {settings.dataset_dir}: check the dataset folder. Log: {result.log_path}")
     if result.returncode != 0:
