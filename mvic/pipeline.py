@@ -7,7 +7,9 @@ from pathlib import Path
 
 from .captions.captioner import CaptionSettings, caption_composites
 from .composites import build_composites
+from .datatypes import Composites, MultiViewSets
 from .export.dataset import ExportReport, save_dataset
+from .importing import build_imported_composites, is_imported, skipped_summary
 from .layout import CompositeLayout
 from .loading import load_multiview_sets
 from .markers import DEFAULT_STYLE, MarkerStyle
@@ -18,9 +20,9 @@ class BuildSettings:
     source: str = "auto"
     input: str = ""
     out: str = "iclora_dataset"
-    rows: int = 2
+    rows: int = 2  # 0: 2 for view sets; composites: read from their captions
     cols: int = 2
-    panel_width: int = 512
+    panel_width: int = 512  # 0: 512 for view sets; composites: their own size (least refit)
     panel_height: int = 512
     fit: str = "crop"
     pad_color: tuple[int, int, int] = (0, 0, 0)
@@ -37,14 +39,31 @@ class BuildSettings:
     captions: CaptionSettings = CaptionSettings()  # template (offline) unless a model backend is chosen
 
 
+def _composites(settings: BuildSettings, sets: MultiViewSets) -> Composites:
+    if is_imported(sets):
+        grid = (settings.rows, settings.cols) if settings.rows and settings.cols else None
+        composites = build_imported_composites(
+            sets, grid, (settings.panel_width, settings.panel_height), settings.fit, settings.pad_color, settings.style,
+            settings.divider_width, workers=settings.workers,
+        )
+        if not composites.items:
+            raise ValueError(f"no composite could be imported from {settings.input}:\n{skipped_summary(composites.skipped)}")
+        return composites
+    layout = CompositeLayout(settings.rows or 2, settings.cols or 2, settings.panel_width or 512, settings.panel_height or 512,
+                             settings.divider_width)
+    return build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
+
+
 def build_dataset(settings: BuildSettings, log=print) -> ExportReport:
-    layout = CompositeLayout(settings.rows, settings.cols, settings.panel_width, settings.panel_height, settings.divider_width)
+    views = (settings.rows or 2) * (settings.cols or 2)
     sets = load_multiview_sets(
-        settings.source, settings.input, layout.count, settings.selection, settings.max_sets,
+        settings.source, settings.input, views, settings.selection, settings.max_sets,
         settings.reject_blurred, settings.reject_duplicates,
     )
     log(sets.report())
-    composites = build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
+    composites = _composites(settings, sets)
+    for note in composites.notes:
+        log(note)
     captioned, caption_report = caption_composites(composites, replace(settings.captions, trigger=settings.trigger))
     log(caption_report.text())
     report = save_dataset(captioned, Path(settings.out), settings.image_format, settings.trigger, settings.overwrite_edited_captions, workers=settings.workers)
