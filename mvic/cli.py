@@ -88,7 +88,8 @@ def _caption_settings(args: argparse.Namespace) -> CaptionSettings:
 def main(argv: list[str] | None = None) -> int:
     from .pipeline import BuildSettings, build_dataset
 
-    parser = argparse.ArgumentParser(prog="python -m mvic", description="Multi-view IC-LoRA: dataset builder and trainer")
+    prog = "mvic" if sys.argv and sys.argv[0].endswith(("/mvic", "\\mvic", "mvic.exe")) else "python -m mvic"  # the installed command
+    parser = argparse.ArgumentParser(prog=prog, description="Multi-view IC-LoRA: dataset builder and trainer")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_build_args(commands.add_parser("build", help="source -> views -> composites -> captions -> dataset"), demo=False)
     _add_build_args(commands.add_parser("demo", help="the same on the embedded sample data (nothing to download, no key)"), demo=True)
