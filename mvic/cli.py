@@ -35,12 +35,18 @@ def _grid(text: str) -> tuple[int, int]:
 def _add_build_args(parser: argparse.ArgumentParser, demo: bool) -> None:
     if not demo:
         parser.add_argument("--source", choices=SOURCE_KINDS, default="auto")
-        parser.add_argument("--input", required=True, help="folder of sets, MVImgNet root, video, or folder of composites + .txt captions")
+        parser.add_argument(
+            "--input", required=True, help="folder of sets, MVImgNet root, video, or composites + .txt captions"
+        )
     parser.add_argument("--out", default="iclora_demo" if demo else "iclora_dataset", help="dataset folder to write")
-    parser.add_argument("--grid", default="" if not demo else "2x2",
-                        help="ROWSxCOLS, e.g. 3x1 for three panels stacked (default 2x2; composites: read from the captions)")
-    parser.add_argument("--panel", type=_panel_size, default=(256, 256) if demo else (0, 0),
-                        help="panel WIDTHxHEIGHT, multiples of 16 (default 512x512; composites: their own size, least refit)")
+    parser.add_argument(
+        "--grid", default="2x2" if demo else "",
+        help="ROWSxCOLS, e.g. 3x1 for three panels stacked (default 2x2; composites: from their captions)",
+    )
+    parser.add_argument(
+        "--panel", type=_panel_size, default=(256, 256) if demo else (0, 0),
+        help="panel WIDTHxHEIGHT, multiples of 16 (default 512x512; composites: their own size, least refit)",
+    )
     parser.add_argument("--fit", choices=FIT_MODES, default="crop")
     parser.add_argument("--pad-color", default="#000000")
     parser.add_argument("--divider", type=int, default=0, help="divider width in pixels (painted over panel edges)")
@@ -88,7 +94,8 @@ def _caption_settings(args: argparse.Namespace) -> CaptionSettings:
 def main(argv: list[str] | None = None) -> int:
     from .pipeline import BuildSettings, build_dataset
 
-    prog = "mvic" if sys.argv and sys.argv[0].endswith(("/mvic", "\\mvic", "mvic.exe")) else "python -m mvic"  # the installed command
+    installed = sys.argv and sys.argv[0].endswith(("/mvic", "\\mvic", "mvic.exe"))  # the command of `pip install .`
+    prog = "mvic" if installed else "python -m mvic"
     parser = argparse.ArgumentParser(prog=prog, description="Multi-view IC-LoRA: dataset builder and trainer")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_build_args(commands.add_parser("build", help="source -> views -> composites -> captions -> dataset"), demo=False)

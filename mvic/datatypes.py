@@ -156,7 +156,7 @@ class Composites:
 
     items: list[Composite]
     skipped: list[SkippedInput] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what a stage wants the person to know (e.g. how composites were imported)
+    notes: list[str] = field(default_factory=list)  # what a stage wants the person to know (how it imported…)
 
     def report(self) -> str:
         lines = [f"{len(self.items)} composite(s)", *self.notes]

@@ -4,6 +4,7 @@ refit to multiples of 16 with the least change, and the composite is put togethe
 Its caption travels word for word (backend "imported"): the template captioner and the
 dataset saver keep it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,22 +57,30 @@ def _seamed(image: np.ndarray, grids) -> list[tuple[int, int]]:
     return [g for g in grids if all(cut.found for cut in panel_boxes(image, *g)[1])]
 
 
-def resolve_grid(image: np.ndarray, grids: tuple[tuple[int, int], ...], grid: tuple[int, int] | None) -> tuple[int, int]:
+def resolve_grid(
+    image: np.ndarray, grids: tuple[tuple[int, int], ...], grid: tuple[int, int] | None
+) -> tuple[int, int]:
     """The caption's grid. Markers that fit several grids (e.g. [SCENE-{n}]: 3x1 or 1x3) are told
     apart by where the seams are; a grid asked for must fit the markers and not contradict the seams."""
     seamed = _seamed(image, grids) if len(grids) > 1 else list(grids)
     if grid is not None:
         grid = tuple(grid)
         if grid not in grids:
-            raise ValueError(f"its caption's markers make a {_grid_text(grids)} layout, not {grid[0]}x{grid[1]}: "
-                             f"set the grid (rows x cols) to {_grid_text(grids)}")
+            raise ValueError(
+                f"its caption's markers make a {_grid_text(grids)} layout, not {grid[0]}x{grid[1]}: "
+                f"set the grid (rows x cols) to {_grid_text(grids)}"
+            )
         if len(seamed) == 1 and seamed[0] != grid:
-            raise ValueError(f"its panels meet as {_grid_name(*seamed[0])}, not {_grid_name(*grid)}: "
-                             f"set the grid (rows x cols) to {seamed[0][0]}x{seamed[0][1]}")
+            raise ValueError(
+                f"its panels meet as {_grid_name(*seamed[0])}, not {_grid_name(*grid)}: "
+                f"set the grid (rows x cols) to {seamed[0][0]}x{seamed[0][1]}"
+            )
         return grid
     if len(seamed) == 1:
         return seamed[0]
-    raise ValueError(f"its caption's markers fit {_grid_text(grids)} and the seams do not tell which: give the grid (rows x cols)")
+    raise ValueError(
+        f"its caption's markers fit {_grid_text(grids)} and the seams do not tell which: give the grid (rows x cols)"
+    )
 
 
 def split_composite(mv_set: MultiViewSet, grid: tuple[int, int] | None, style: MarkerStyle) -> ImportedSplit:
@@ -85,7 +94,9 @@ def split_composite(mv_set: MultiViewSet, grid: tuple[int, int] | None, style: M
     boxes, cuts = panel_boxes(image, rows, cols)
     too_small = [(b - t, r - l) for t, b, l, r in boxes if b - t < ALIGN or r - l < ALIGN]
     if too_small:
-        raise ValueError(f"a {image.shape[1]}x{image.shape[0]} image makes {rows}x{cols} panels smaller than {ALIGN} pixels")
+        raise ValueError(
+            f"a {image.shape[1]}x{image.shape[0]} image makes {rows}x{cols} panels smaller than {ALIGN} pixels"
+        )
     panels = [image[t:b, l:r] for t, b, l, r in boxes]
     return ImportedSplit(mv_set, rows, cols, layout.markers, panels, sum(c.position != c.nominal for c in cuts))
 
@@ -122,8 +133,9 @@ def check_panel_shape(splits: list[ImportedSplit], width: int, height: int, fit:
         keep_w, keep_h = least_refit_size(splits)
         verb = "crop away" if fit == "crop" else "stretch"
         raise ValueError(
-            f"the imported panels are about {have_w:.0f}x{have_h:.0f}; {width}x{height} panels would {verb} {loss:.0%} of each: "
-            f"set the panel size to 0 to keep their own ({keep_w}x{keep_h}), choose a size of the same shape, or fit 'pad'"
+            f"the imported panels are about {have_w:.0f}x{have_h:.0f}; {width}x{height} panels would {verb} "
+            f"{loss:.0%} of each: set the panel size to 0 to keep their own ({keep_w}x{keep_h}), "
+            "choose a size of the same shape, or fit 'pad'"
         )
 
 
@@ -139,7 +151,9 @@ def skipped_summary(skipped: list[SkippedInput], limit: int = 4) -> str:
     return "\n".join(lines)
 
 
-def _split_all(sets: MultiViewSets, grid, style, workers, on_progress) -> tuple[list[ImportedSplit], list[SkippedInput]]:
+def _split_all(
+    sets: MultiViewSets, grid, style, workers, on_progress
+) -> tuple[list[ImportedSplit], list[SkippedInput]]:
     def one(mv_set):
         try:
             return split_composite(mv_set, grid, style)
@@ -162,8 +176,13 @@ def _one_layout(splits: list[ImportedSplit], skipped: list[SkippedInput]) -> lis
     (rows, cols), _ = Counter((s.rows, s.cols) for s in splits).most_common(1)[0]
     for s in splits:
         if (s.rows, s.cols) != (rows, cols):
-            skipped.append(SkippedInput(s.mv_set.frames[0].path.name, f"is {s.rows}x{s.cols}, the others are {rows}x{cols}: "
-                                        "one layout per dataset (import it into its own dataset)"))
+            skipped.append(
+                SkippedInput(
+                    s.mv_set.frames[0].path.name,
+                    f"is {s.rows}x{s.cols}, the others are {rows}x{cols}: "
+                    "one layout per dataset (import it into its own dataset)",
+                )
+            )
     return [s for s in splits if (s.rows, s.cols) == (rows, cols)]
 
 
@@ -171,8 +190,12 @@ def _composite(split: ImportedSplit, layout: CompositeLayout, fit: str, pad_colo
     panels = [refit_panel(p, layout.panel_width, layout.panel_height, fit, pad_color) for p in split.panels]
     path = str(split.mv_set.frames[0].path)
     return Composite(
-        set_name=split.mv_set.name, category=split.mv_set.category, layout=layout, markers=split.markers,
-        image=compose(panels, layout), fit=fit,
+        set_name=split.mv_set.name,
+        category=split.mv_set.category,
+        layout=layout,
+        markers=split.markers,
+        image=compose(panels, layout),
+        fit=fit,
         panels=[PanelSource(split.mv_set.name, split.mv_set.category, path, index) for index in range(layout.count)],
         caption=Caption(text=split.mv_set.caption or "", backend=IMPORTED),
     )
@@ -213,7 +236,9 @@ def build_imported_composites(
     # 4. refit and re-compose
     items = [_composite(s, layout, fit, pad_color) for s in splits]
     moved = sum(s.seams_moved for s in splits)
-    note = (f"imported {len(items)} composite(s) as {layout.rows}x{layout.cols}, panels {width}x{height}; "
-            f"{moved} seam(s) found off the exact fractions")
+    note = (
+        f"imported {len(items)} composite(s) as {layout.rows}x{layout.cols}, panels {width}x{height}; "
+        f"{moved} seam(s) found off the exact fractions"
+    )
     log.info(note)
     return Composites(items=items, skipped=skipped, notes=[note])

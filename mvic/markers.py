@@ -104,7 +104,9 @@ def markers_for(rows: int, cols: int, style: MarkerStyle = DEFAULT_STYLE) -> Lay
 
 _CAPTION_MARKER_RE = re.compile(r"\[[A-Z0-9][A-Z0-9_-]*\]")
 _NUMBERED_RE = re.compile(r"^\[([A-Z0-9_-]*?[A-Z_-])(\d+)\]$")
-KNOWN_TABLES = "[TOP-LEFT] [TOP-RIGHT] …, [LEFT] [RIGHT], [TOP] [BOTTOM], [TOP] [MIDDLE] [BOTTOM], [IMAGE1] …, [ROW1-COL1] …"
+KNOWN_TABLES = (
+    "[TOP-LEFT] [TOP-RIGHT] …, [LEFT] [RIGHT], [TOP] [BOTTOM], [TOP] [MIDDLE] [BOTTOM], [IMAGE1] …, [ROW1-COL1] …"
+)
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,9 @@ def caption_layout(text: str, style: MarkerStyle = DEFAULT_STYLE) -> CaptionLayo
     ValueError saying what does not fit (the caller names the file)."""
     found = _CAPTION_MARKER_RE.findall(text)
     if not found:
-        raise ValueError("has no [MARKERS]: an IC-LoRA caption starts with a prefix like [FOUR-VIEWS] and names each panel")
+        raise ValueError(
+            "has no [MARKERS]: an IC-LoRA caption starts with a prefix like [FOUR-VIEWS] and names each panel"
+        )
     prefix, panels = found[0], found[1:]
     wanted_prefix = style.prefix.strip()
     if wanted_prefix and prefix != wanted_prefix:
@@ -176,7 +180,9 @@ def caption_layout(text: str, style: MarkerStyle = DEFAULT_STYLE) -> CaptionLayo
     n = len(panels)
     own = MarkerStyle(prefix, style.panel_pattern)
     grids = tuple(
-        (rows, n // rows) for rows in range(1, n + 1) if n % rows == 0 and markers_for(rows, n // rows, own).panels == tuple(panels)
+        (rows, n // rows)
+        for rows in range(1, n + 1)
+        if n % rows == 0 and markers_for(rows, n // rows, own).panels == tuple(panels)
     )
     if not grids:
         raise ValueError(_no_grid_error(prefix, panels, style))

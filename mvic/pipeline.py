@@ -47,10 +47,13 @@ def _composites(settings: BuildSettings, sets: MultiViewSets) -> Composites:
             settings.divider_width, workers=settings.workers,
         )
         if not composites.items:
-            raise ValueError(f"no composite could be imported from {settings.input}:\n{skipped_summary(composites.skipped)}")
+            summary = skipped_summary(composites.skipped)
+            raise ValueError(f"no composite could be imported from {settings.input}:\n{summary}")
         return composites
-    layout = CompositeLayout(settings.rows or 2, settings.cols or 2, settings.panel_width or 512, settings.panel_height or 512,
-                             settings.divider_width)
+    layout = CompositeLayout(
+        settings.rows or 2, settings.cols or 2, settings.panel_width or 512, settings.panel_height or 512,
+        settings.divider_width,
+    )
     return build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
 
 

@@ -8,6 +8,7 @@ the picture changes across most of its width. Where nothing clearly stands out, 
 the nominal line runs through a flat band (a divider, a letterbox bar), the nominal line
 is kept: our own composites, cut exactly, split exactly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

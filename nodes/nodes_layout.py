@@ -48,8 +48,10 @@ class CompositeGrid:
                 raise ValueError(f"CompositeGrid: no composite could be imported.\n{skipped_summary(result.skipped)}")
         else:
             if not panel_width or not panel_height:
-                raise ValueError("CompositeGrid: panel_width / panel_height 0 keeps the size of imported composites only "
-                                 "(MultiViewLoader source 'composites'); give the panel size, e.g. 512")
+                raise ValueError(
+                    "CompositeGrid: panel_width / panel_height 0 keeps the size of imported composites only "
+                    "(MultiViewLoader source 'composites'); give the panel size, e.g. 512"
+                )
             layout = CompositeLayout(rows, cols, panel_width, panel_height, divider_width, parse_color(divider_color))
             result = build_composites(mv_sets, layout, fit, parse_color(pad_color), style, on_progress=progress)
         if not result.items:
@@ -60,8 +62,9 @@ class CompositeGrid:
 class SplitComposite:
     CATEGORY = "MultiView ICLoRA"
     DESCRIPTION = (
-        "Cuts composites into their panels (reading order): the exact inverse of CompositeGrid; on composites made "
-        "elsewhere, cuts where the panels really meet (a few pixels off the exact fractions) and trims them to one size."
+        "Cuts composites into their panels (reading order): the exact inverse of CompositeGrid; on composites "
+        "made elsewhere, cuts where the panels really meet (a few pixels off the exact fractions) and trims "
+        "them to one size."
     )
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("views",)
@@ -79,7 +82,8 @@ class SplitComposite:
 
         # Seams are found on the uint8 picture; slicing the float tensor keeps values bit-exact.
         # Every panel of the batch is trimmed around its centre to the smallest one (IMAGE is one size).
-        found = [(index, box) for index, frame in enumerate(tensor_to_images(image)) for box in panel_boxes(frame, rows, cols)[0]]
+        frames = tensor_to_images(image)
+        found = [(index, box) for index, frame in enumerate(frames) for box in panel_boxes(frame, rows, cols)[0]]
         boxes = equal_size_boxes([box for _, box in found])
         views = [image[index : index + 1, t:b, l:r] for (index, _), (t, b, l, r) in zip(found, boxes)]
         return (torch.cat(views, dim=0),)

@@ -1,6 +1,7 @@
 """Finished IC-LoRA composites written to disk for tests, the way they come from elsewhere:
 uneven sizes, seams a few pixels off the exact fractions, captions in two marker styles,
 and the hidden files a Mac leaves behind."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,10 +15,14 @@ FILMS = {"film1": (270, [115, 111, 115]), "film2": (268, [117, 120, 116]), "film
 # 2x2 grids: (column widths, row heights).
 BAGS = {"bag1": ([128, 133], [131, 128]), "bag2": ([128, 128], [128, 128]), "bag3": ([127, 123], [129, 133])}
 
-FILM_CAPTION = ("[MOVIE-SHOTS] In a quiet town, [SCENE-1] <Ana> opens the bakery at dawn, [SCENE-2] kneads dough "
-                "while the radio plays, [SCENE-3] and hands a warm loaf to the first customer.\n")
-BAG_CAPTION = ("[FOUR-VIEWS] This set of four images shows a light blue bag from different angles; [TOP-LEFT] front view; "
-               "[TOP-RIGHT] left side view; [BOTTOM-LEFT] back view; [BOTTOM-RIGHT] right side view.")
+FILM_CAPTION = (
+    "[MOVIE-SHOTS] In a quiet town, [SCENE-1] <Ana> opens the bakery at dawn, [SCENE-2] kneads dough "
+    "while the radio plays, [SCENE-3] and hands a warm loaf to the first customer.\n"
+)
+BAG_CAPTION = (
+    "[FOUR-VIEWS] This set of four images shows a light blue bag from different angles; [TOP-LEFT] front view; "
+    "[TOP-RIGHT] left side view; [BOTTOM-LEFT] back view; [BOTTOM-RIGHT] right side view."
+)
 
 
 @dataclass
@@ -45,8 +50,9 @@ def grid_of(panels: list[np.ndarray], widths: list[int], heights: list[int]) -> 
     return np.concatenate(rows, axis=0)
 
 
-def write_composite(folder: Path, name: str, widths: list[int], heights: list[int], caption: str | None,
-                    seed: int, fmt: str = "png") -> WrittenComposite:
+def write_composite(
+    folder: Path, name: str, widths: list[int], heights: list[int], caption: str | None, seed: int, fmt: str = "png"
+) -> WrittenComposite:
     panels = [smooth_panel(w, h, seed * 10 + i) for i, (h, w) in enumerate((h, w) for h in heights for w in widths)]
     image = folder / f"{name}.{fmt}"
     Image.fromarray(grid_of(panels, widths, heights)).save(image, **({"quality": 93} if fmt == "jpg" else {}))
@@ -64,15 +70,19 @@ def write_mac_leftovers(folder: Path) -> None:
 
 def write_films(folder: Path, fmt: str = "png") -> dict[str, WrittenComposite]:
     folder.mkdir(parents=True, exist_ok=True)
-    out = {name: write_composite(folder, name, [w], heights, FILM_CAPTION.replace("<Ana>", f"<Ana{i}>"), i, fmt)
-           for i, (name, (w, heights)) in enumerate(FILMS.items(), start=1)}
+    out = {
+        name: write_composite(folder, name, [w], heights, FILM_CAPTION.replace("<Ana>", f"<Ana{i}>"), i, fmt)
+        for i, (name, (w, heights)) in enumerate(FILMS.items(), start=1)
+    }
     write_mac_leftovers(folder)
     return out
 
 
 def write_bags(folder: Path, fmt: str = "jpg") -> dict[str, WrittenComposite]:
     folder.mkdir(parents=True, exist_ok=True)
-    out = {name: write_composite(folder, name, widths, heights, BAG_CAPTION.replace("light blue", colour), 20 + i, fmt)
-           for i, ((name, (widths, heights)), colour) in enumerate(zip(BAGS.items(), ("red", "green", "blue")))}
+    out = {
+        name: write_composite(folder, name, widths, heights, BAG_CAPTION.replace("light blue", colour), 20 + i, fmt)
+        for i, ((name, (widths, heights)), colour) in enumerate(zip(BAGS.items(), ("red", "green", "blue")))
+    }
     write_mac_leftovers(folder)
     return out

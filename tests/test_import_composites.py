@@ -4,6 +4,7 @@ The composites are made here the way they come from elsewhere: uneven sizes, sea
 pixels off the exact fractions, captions in two marker styles ([FOUR-VIEWS]/[TOP-LEFT]… and
 [MOVIE-SHOTS]/[SCENE-n]), Mac leftovers (`._*`, `.DS_Store`) beside them.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,7 +80,10 @@ def our_composites(draw):
     fit = draw(st.sampled_from(layout_mod.FIT_MODES))
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
-    sources = [Image.fromarray(smooth_panel(int(rng.integers(20, 200)), int(rng.integers(20, 200)), seed + i)) for i in range(layout.count)]
+    sources = [
+        Image.fromarray(smooth_panel(int(rng.integers(20, 200)), int(rng.integers(20, 200)), seed + i))
+        for i in range(layout.count)
+    ]
     return layout, [np.asarray(layout_mod.fit_panel(s, pw, ph, fit, (0, 0, 0))) for s in sources]
 
 
@@ -106,14 +110,21 @@ def test_the_layout_comes_from_known_markers_or_the_given_pattern():
     assert markers.caption_layout("[THREE-VIEWS] x [TOP] a [MIDDLE] b [BOTTOM] c").grids == ((3, 1),)
 
 
-@pytest.mark.parametrize("caption, style, message", [
-    ("just words", ("", ""), "has no \\[MARKERS\\]"),
-    ("[FOUR-VIEWS] x [TOP] a [MIDDLE] b [BOTTOM] c", ("", ""), "starts with \\[FOUR-VIEWS\\] but names 3"),
-    ("[X] x [TOP] a [TOP] b", ("", ""), "\\[TOP\\] more than once"),
-    ("[X] x [LEFT] a [RIGHT]", ("", ""), "no words after \\[RIGHT\\]"),
-    ("[MOVIE-SHOTS] x [SCENE-1] a [SCENE-2] b", ("[FILM]", "[SCENE-{n}]"), "not with the marker prefix \\[FILM\\]"),
-    ("[MOVIE-SHOTS] x [SHOT-1] a [SHOT-2] b", ("", "[SCENE-{n}]"), "the pattern \\[SCENE-\\{n\\}\\] makes \\[SCENE-1\\] \\[SCENE-2\\]"),
-])
+@pytest.mark.parametrize(
+    "caption, style, message",
+    [
+        ("just words", ("", ""), "has no \\[MARKERS\\]"),
+        ("[FOUR-VIEWS] x [TOP] a [MIDDLE] b [BOTTOM] c", ("", ""), "starts with \\[FOUR-VIEWS\\] but names 3"),
+        ("[X] x [TOP] a [TOP] b", ("", ""), "\\[TOP\\] more than once"),
+        ("[X] x [LEFT] a [RIGHT]", ("", ""), "no words after \\[RIGHT\\]"),
+        ("[MOVIE-SHOTS] x [SCENE-1] a [SCENE-2] b", ("[FILM]", "[SCENE-{n}]"), "not with the marker prefix \\[FILM\\]"),
+        (
+            "[MOVIE-SHOTS] x [SHOT-1] a [SHOT-2] b",
+            ("", "[SCENE-{n}]"),
+            "the pattern \\[SCENE-\\{n\\}\\] makes \\[SCENE-1\\] \\[SCENE-2\\]",
+        ),
+    ],
+)
 def test_captions_that_do_not_fit_a_layout_say_why(caption, style, message):
     with pytest.raises(ValueError, match=message):
         markers.caption_layout(caption, markers.MarkerStyle(*style))
@@ -137,7 +148,20 @@ def build(*args) -> int:
 def test_stacked_films_import_word_for_word_and_refit_least(tmp_path, capsys):
     films = write_films(tmp_path / "films")
     out = tmp_path / "ds"
-    assert build("--source", "composites", "--input", str(tmp_path / "films"), "--out", str(out), "--grid", "3x1", *FILM_STYLE) == 0
+    assert (
+        build(
+            "--source",
+            "composites",
+            "--input",
+            str(tmp_path / "films"),
+            "--out",
+            str(out),
+            "--grid",
+            "3x1",
+            *FILM_STYLE,
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "imported 3 composite(s) as 3x1, panels 256x112" in printed and "3 kept their own caption" in printed
     assert "._" not in printed and "DS_Store" not in printed
@@ -148,8 +172,15 @@ def test_stacked_films_import_word_for_word_and_refit_least(tmp_path, capsys):
         assert (out / record["caption_file"]).read_bytes() == films[name].image.with_suffix(".txt").read_bytes()
         assert record["caption"]["backend"] == "imported"
         assert record["markers"] == {"prefix": "[MOVIE-SHOTS]", "panels": ["[SCENE-1]", "[SCENE-2]", "[SCENE-3]"]}
-        assert record["layout"] | {"divider_width": 0} == {"rows": 3, "cols": 1, "panel_width": 256, "panel_height": 112,
-                                                          "width": 256, "height": 336, "divider_width": 0}
+        assert record["layout"] | {"divider_width": 0} == {
+            "rows": 3,
+            "cols": 1,
+            "panel_width": 256,
+            "panel_height": 112,
+            "width": 256,
+            "height": 336,
+            "divider_width": 0,
+        }
         # Each panel is its own scene (cut at the real seam), trimmed around its centre where it was at most
         # 15 px too large, else fitted: exactly what refitting the true panel gives (PNG: lossless).
         for got, true in zip(panels_of(out, record), films[name].panels):
@@ -169,7 +200,7 @@ def test_four_view_grids_import_from_the_known_markers_alone(tmp_path, capsys):
         assert (out / record["caption_file"]).read_text() == bags[name].caption
         assert record["markers"]["prefix"] == "[FOUR-VIEWS]"
         for got, true in zip(panels_of(out, record), bags[name].panels):
-            # JPEG-decoded, so close rather than equal; a panel cut at the wrong line would hold a strip of its neighbour.
+            # JPEG-decoded: close, not equal. A panel cut at the wrong line would hold a strip of its neighbour.
             assert np.abs(got.astype(int) - importing.refit_panel(true, 128, 128).astype(int)).mean() < 3, name
 
 
@@ -182,7 +213,10 @@ def test_the_orientation_comes_from_the_seams_when_the_markers_allow_both(tmp_pa
 def test_side_by_side_grid_for_stacked_scenes_is_refused_with_the_fix(tmp_path, capsys):
     write_films(tmp_path / "films")
     assert build("--input", str(tmp_path / "films"), "--out", str(tmp_path / "ds"), "--grid", "1x3", *FILM_STYLE) == 2
-    assert "its panels meet as 3x1 (stacked), not 1x3 (side by side): set the grid (rows x cols) to 3x1" in capsys.readouterr().err
+    assert (
+        "its panels meet as 3x1 (stacked), not 1x3 (side by side): set the grid (rows x cols) to 3x1"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "ds").exists()
 
 
@@ -196,9 +230,13 @@ def test_unknown_markers_name_the_pattern_to_give(tmp_path, capsys):
 
 def test_a_panel_size_that_would_crop_most_of_each_panel_is_refused(tmp_path, capsys):
     write_films(tmp_path / "films")
-    assert build("--input", str(tmp_path / "films"), "--out", str(tmp_path / "ds"), "--panel", "128x128", *FILM_STYLE) == 2
+    assert (
+        build("--input", str(tmp_path / "films"), "--out", str(tmp_path / "ds"), "--panel", "128x128", *FILM_STYLE) == 2
+    )
     assert "set the panel size to 0 to keep their own (256x112)" in capsys.readouterr().err
-    assert build("--input", str(tmp_path / "films"), "--out", str(tmp_path / "ds"), "--panel", "512x224", *FILM_STYLE) == 0
+    assert (
+        build("--input", str(tmp_path / "films"), "--out", str(tmp_path / "ds"), "--panel", "512x224", *FILM_STYLE) == 0
+    )
 
 
 def test_composites_that_cannot_be_used_are_skipped_and_named(tmp_path, capsys):
@@ -239,7 +277,11 @@ def test_sd_scripts_own_loader_accepts_the_imported_dataset(tmp_path):
     assert build("--input", str(tmp_path / "films"), "--out", str(out), *FILM_STYLE) == 0
     result = subprocess.run(
         [python, str(ROOT / "tests" / "sd_dataset_check.py"), str(checkout), str(out / "dataset.toml")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     found = json.loads(result.stdout.split("RESULT ", 1)[1])
@@ -259,17 +301,37 @@ def test_the_imported_dataset_trains_as_it_is(tmp_path):
     folder = tmp_path / "films"
     folder.mkdir()
     for i, heights in enumerate(([66, 62, 65], [64, 64, 64]), start=1):
-        write_composite(folder, f"film{i}", [135], heights, f"[MOVIE-SHOTS] day {i}, [SCENE-1] dawn, [SCENE-2] noon, [SCENE-3] dusk.", i)
+        write_composite(
+            folder,
+            f"film{i}",
+            [135],
+            heights,
+            f"[MOVIE-SHOTS] day {i}, [SCENE-1] dawn, [SCENE-2] noon, [SCENE-3] dusk.",
+            i,
+        )
     dataset = tmp_path / "ds"
     assert build("--input", str(folder), "--out", str(dataset), "--grid", "3x1", *FILM_STYLE) == 0
     checkout, python = sd_scripts_paths()
-    models = arguments.FluxModelFiles(flux=tm.tiny_flux(), clip_l=tm.tiny_clip_l(), t5xxl=tm.zero_t5xxl(), ae=tm.tiny_ae())
-    settings = arguments.TrainingSettings(dataset_dir=dataset, models=models, run_dir=tmp_path / "run", output_name="films",
-                                          steps=2, extra_args="--t5xxl_max_token_length 64")
-    result = trainer.train_lora(settings, environment.TrainerEnvironment(checkout.resolve(), python), tmp_path / "loras", "films", "cpu")
+    models = arguments.FluxModelFiles(
+        flux=tm.tiny_flux(), clip_l=tm.tiny_clip_l(), t5xxl=tm.zero_t5xxl(), ae=tm.tiny_ae()
+    )
+    settings = arguments.TrainingSettings(
+        dataset_dir=dataset,
+        models=models,
+        run_dir=tmp_path / "run",
+        output_name="films",
+        steps=2,
+        extra_args="--t5xxl_max_token_length 64",
+    )
+    result = trainer.train_lora(
+        settings, environment.TrainerEnvironment(checkout.resolve(), python), tmp_path / "loras", "films", "cpu"
+    )
     meta = mvic_module("training.model_files").safetensors_header(result.lora_path)["__metadata__"]
     assert json.loads(meta["mvic_layout"]) == {"rows": 3, "cols": 1, "panel_width": 128, "panel_height": 64}
-    assert json.loads(meta["mvic_markers"]) == {"prefix": "[MOVIE-SHOTS]", "panels": ["[SCENE-1]", "[SCENE-2]", "[SCENE-3]"]}
+    assert json.loads(meta["mvic_markers"]) == {
+        "prefix": "[MOVIE-SHOTS]",
+        "panels": ["[SCENE-1]", "[SCENE-2]", "[SCENE-3]"],
+    }
     assert result.losses and result.losses[-1][0] == 2 and all(np.isfinite(loss) for _, loss in result.losses)
 
 
@@ -280,10 +342,14 @@ def test_loader_and_grid_nodes_import_composites(tmp_path):
     from packload import node_class
 
     films = write_films(tmp_path / "films")
-    mv_sets, preview, report = node_class("MVIC_MultiViewLoader")().load("composites", str(tmp_path / "films"), 4, "auto", 0)
+    mv_sets, preview, report = node_class("MVIC_MultiViewLoader")().load(
+        "composites", str(tmp_path / "films"), 4, "auto", 0
+    )
     assert report.startswith("3 set(s) loaded") and tuple(preview.shape) == (3, 256, 256, 3)
     grid = node_class("MVIC_CompositeGrid")()
-    composites, images, text = grid.compose(mv_sets, 3, 1, 0, 0, "crop", marker_prefix="[MOVIE-SHOTS]", panel_marker="[SCENE-{n}]")
+    composites, images, text = grid.compose(
+        mv_sets, 3, 1, 0, 0, "crop", marker_prefix="[MOVIE-SHOTS]", panel_marker="[SCENE-{n}]"
+    )
     assert tuple(images.shape) == (3, 336, 256, 3) and "imported 3 composite(s) as 3x1, panels 256x112" in text
     assert [c.caption.text for c in composites.items] == [films[n].caption for n in FILMS]
     with pytest.raises(ValueError, match=r"set the grid \(rows x cols\) to 1x3 \(side by side\) or 3x1 \(stacked\)"):
@@ -301,10 +367,30 @@ def test_real_comfyui_imports_composites_keeping_their_captions(comfyui):
     films = _copy_films(comfyui, "films_import")
     style = {"marker_prefix": "[MOVIE-SHOTS]", "panel_marker": "[SCENE-{n}]"}
     prompt = {
-        "1": {"class_type": "MVIC_MultiViewLoader", "inputs": {"source": "composites", "path": "films_import", "views": 4, "selection": "auto", "max_sets": 0}},
-        "2": {"class_type": "MVIC_CompositeGrid", "inputs": {"mv_sets": ["1", 0], "rows": 3, "cols": 1, "panel_width": 0, "panel_height": 0, "fit": "crop", **style}},
-        "3": {"class_type": "MVIC_GeminiCaptioner", "inputs": {"composites": ["2", 0], "backend": "template", "model": ""}},
-        "4": {"class_type": "MVIC_SaveICLoRADataset", "inputs": {"composites": ["3", 0], "folder": "imported_films", "image_format": "png"}},
+        "1": {
+            "class_type": "MVIC_MultiViewLoader",
+            "inputs": {"source": "composites", "path": "films_import", "views": 4, "selection": "auto", "max_sets": 0},
+        },
+        "2": {
+            "class_type": "MVIC_CompositeGrid",
+            "inputs": {
+                "mv_sets": ["1", 0],
+                "rows": 3,
+                "cols": 1,
+                "panel_width": 0,
+                "panel_height": 0,
+                "fit": "crop",
+                **style,
+            },
+        },
+        "3": {
+            "class_type": "MVIC_GeminiCaptioner",
+            "inputs": {"composites": ["2", 0], "backend": "template", "model": ""},
+        },
+        "4": {
+            "class_type": "MVIC_SaveICLoRADataset",
+            "inputs": {"composites": ["3", 0], "folder": "imported_films", "image_format": "png"},
+        },
     }
     comfyui.run_prompt(prompt, timeout=300)
     out = comfyui.base_dir / "output" / "imported_films"
@@ -312,7 +398,11 @@ def test_real_comfyui_imports_composites_keeping_their_captions(comfyui):
     assert sorted(records) == sorted(FILMS)
     for name, record in records.items():
         assert (out / record["caption_file"]).read_bytes() == films[name].image.with_suffix(".txt").read_bytes()
-        assert record["layout"]["rows"] == 3 and record["layout"]["panel_width"] == 256 and record["caption"]["backend"] == "imported"
+        assert (
+            record["layout"]["rows"] == 3
+            and record["layout"]["panel_width"] == 256
+            and record["caption"]["backend"] == "imported"
+        )
         for got, true in zip(panels_of(out, record), films[name].panels):
             assert np.array_equal(got, importing.refit_panel(true, 256, 112))
     prompt["2"]["inputs"].update(rows=1, cols=3)

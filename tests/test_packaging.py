@@ -4,6 +4,7 @@ the core as `mvic` changes nothing for ComfyUI, which imports the pack folder by
 The install test builds the wheel from a copy of this checkout with the test environment's
 setuptools (no network), installs it into a fresh venv without dependencies, and lends that venv
 the test environment's packages (numpy, Pillow, …) through a .pth file placed after its own."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,22 @@ from pathlib import Path
 import pytest
 from packload import PACK_NAME, ROOT
 
-IGNORED = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "build", "*.egg-info", "docs",
-                                 "benchmarks", "iclora_demo", "mvic_runs", "mvic_samples", "loras", "mvic_config.json")
+IGNORED = shutil.ignore_patterns(
+    ".venv",
+    ".git",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    "build",
+    "*.egg-info",
+    "docs",
+    "benchmarks",
+    "iclora_demo",
+    "mvic_runs",
+    "mvic_samples",
+    "loras",
+    "mvic_config.json",
+)
 
 
 def test_the_wheel_lists_every_package_of_the_core():
@@ -44,7 +59,20 @@ def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("packaging")
     source = tmp / "checkout"
     shutil.copytree(ROOT, source, ignore=IGNORED, symlinks=False)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp / "wheels"), str(source)])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(tmp / "wheels"),
+            str(source),
+        ]
+    )
     (wheel,) = (tmp / "wheels").glob("*.whl")
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", str(venv)])

@@ -179,7 +179,8 @@ def _workflow_api():
 def _iclora_variants() -> dict[str, dict]:
     """The hand-made In-Context-LoRA workflow (a 2024 save, DualCLIPLoader with 3 of today's 4 widget values),
     and the same with values left over (a newer node) and missing at the end (an older one)."""
-    base = json.loads((ROOT / "tests" / "fixtures" / "workflow_iclora_film_storyboard_2024.json").read_text(encoding="utf-8"))
+    fixture = ROOT / "tests" / "fixtures" / "workflow_iclora_film_storyboard_2024.json"
+    base = json.loads(fixture.read_text(encoding="utf-8"))
     variants = {"as saved": base}
     for label, node_id, values in (("value left over", 3, ["ae.safetensors", "from a newer node"]),
                                    ("values missing", 13, ["beta"]), ("no values", 1, None)):

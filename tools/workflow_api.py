@@ -151,7 +151,7 @@ def migrate_force_inputs(values: list, definition: dict) -> list:
     forceInput sockets were still widgets has a value for each; drop those values. Applied only
     when the count matches that older shape, exactly as the frontend does."""
     specs = ordered_inputs(definition)
-    forced = [(name, spec) for name, spec, _ in specs if (spec[1] if len(spec) > 1 and spec[1] else {}).get("forceInput")]
+    forced = [(name, spec) for name, spec, _ in specs if not is_widget(spec) and _options(spec).get("forceInput")]
     if not forced:
         return values
     older = [(name, spec) for name, spec, _ in specs if is_widget(spec) or (name, spec) in forced]
@@ -160,9 +160,13 @@ def migrate_force_inputs(values: list, definition: dict) -> list:
     return [value for (name, spec), value in zip(older, values) if (name, spec) not in forced] + values[len(older):]
 
 
+def _options(spec) -> dict:
+    return spec[1] if len(spec) > 1 and spec[1] else {}
+
+
 def _takes_control(spec, count: int) -> bool:
     """Whether the value after this widget's own is a control_after_generate value (not an upload button's)."""
-    options = spec[1] if len(spec) > 1 and spec[1] else {}
+    options = _options(spec)
     return count > 1 and not (input_type(spec) == "COMBO" and any(options.get(key) for key in UPLOAD_OPTIONS))
 
 
@@ -181,11 +185,11 @@ def _walk(values: list, layout: list[tuple[str, list, int]], where: str, notes: 
     for index, (name, spec, count) in enumerate(layout):
         previous = layout[index - 1] if index else None
         if _stray_control(values, at, previous, sum(c for _, _, c in layout[index:])):
-            notes.append(f"{where}: skipped the control value {values[at]!r} after {previous[0]} (the node has none there)")
+            notes.append(f"{where}: skipped the control value {values[at]!r} after {previous[0]} (none there now)")
             at += 1
         if at >= len(values):
             out[name] = [default_value(spec)]
-            notes.append(f"{where}: no saved value for {name}: its default {out[name][0]!r} is used, as the frontend does")
+            notes.append(f"{where}: no saved value for {name}, default {out[name][0]!r} used (as the frontend does)")
             continue
         out[name] = [values[at]]
         at += 1
@@ -196,14 +200,16 @@ def _walk(values: list, layout: list[tuple[str, list, int]], where: str, notes: 
             elif at < len(values):
                 notes.append(f"{where}: the save has no control value after {name}")
     if layout and _stray_control(values, at, layout[-1], 0):
-        notes.append(f"{where}: skipped the control value {values[at]!r} after {layout[-1][0]} (the node has none there)")
+        notes.append(f"{where}: skipped the control value {values[at]!r} after {layout[-1][0]} (none there now)")
         at += 1
     if at < len(values):
-        notes.append(f"{where}: ignored {len(values) - at} widget value(s) the node does not have, as the frontend does")
+        notes.append(f"{where}: ignored {len(values) - at} value(s) the node has no widget for (as the frontend does)")
     return out
 
 
-def named_widget_values(node: dict, definition: dict, strict: bool = False, notes: list[str] | None = None) -> dict[str, list]:
+def named_widget_values(
+    node: dict, definition: dict, strict: bool = False, notes: list[str] | None = None
+) -> dict[str, list]:
     """{input name: [its value, then any frontend-only values]} from a UI node's widgets_values.
 
     `strict`: the values must fit the node exactly (our shipped workflows). Otherwise a workflow
@@ -244,10 +250,8 @@ def _links(workflow: dict) -> dict[int, dict]:
 
 def to_api(workflow: dict, definitions: dict[str, dict] | None = None, strict: bool = False,
            notes: list[str] | None = None) -> dict[str, dict]:
-    """API prompt {node id: {inputs, class_type, _meta}} of a UI-format workflow.
-
-    `strict`: every node's widget values must fit its definition exactly (our shipped
-    workflows); otherwise they are read as the frontend reads them, with `notes` on what did not fit."""
+    """API prompt {node id: {inputs, class_type, _meta}} of a UI-format workflow. `strict`: widget values
+    must fit exactly (our shipped workflows); else read as the frontend reads them, `notes` on what did not fit."""
     definitions = all_definitions() if definitions is None else definitions
     if workflow.get("definitions", {}).get("subgraphs"):
         raise WorkflowError("subgraphs are not supported")
@@ -300,7 +304,8 @@ def to_api(workflow: dict, definitions: dict[str, dict] | None = None, strict: b
         unknown = set(linked) - {name for name, _, _ in ordered_inputs(definition)}
         if unknown:
             raise WorkflowError(f"node {node_id} ({kind}): links into unknown inputs {sorted(unknown)}")
-        prompt[str(node_id)] = {"inputs": inputs, "class_type": kind, "_meta": {"title": node.get("title") or definition.get("display_name") or kind}}
+        prompt[str(node_id)] = {"inputs": inputs, "class_type": kind,
+                                "_meta": {"title": node.get("title") or definition.get("display_name") or kind}}
     return prompt
 
 
@@ -372,7 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report API files that are out of date")
     parser.add_argument("--snapshot", metavar="SRC", help="refresh the core-node snapshot from a ComfyUI URL or an /object_info JSON file")
     parser.add_argument("--convert", metavar="WORKFLOW", help="print the API form of any UI workflow (notes on stderr)")
-    parser.add_argument("--object-info", metavar="SRC", default="", help="with --convert: node definitions from a ComfyUI URL or an /object_info JSON file")
+    parser.add_argument(
+        "--object-info", metavar="SRC", default="",
+        help="with --convert: node definitions from a ComfyUI URL or an /object_info JSON file",
+    )
     args = parser.parse_args(argv)
     if args.convert:
         try:

@@ -28,7 +28,10 @@ def discover_sets(kind: str, path: str | Path, cache_dir: Path | None = None) ->
             kind = "video"
         else:
             folder = require_dir(candidate, "input folder")
-            kind = "mvimgnet" if looks_like_mvimgnet(folder) else "composites" if looks_like_composites(folder) else "folder"
+            if looks_like_mvimgnet(folder):
+                kind = "mvimgnet"
+            else:
+                kind = "composites" if looks_like_composites(folder) else "folder"
     if kind == "composites":
         sets, skipped = load_composite_sets(path)
     elif kind == "folder":

@@ -6,6 +6,7 @@ composite stage (mvic.importing) reads the layout from the caption, splits at th
 seams and re-composes with the least refit. Hidden files (`._0001.jpg`, `.DS_Store`) are
 ignored; a composite without a caption, or with an empty one, is skipped and reported.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +22,9 @@ def read_caption(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"caption {path.name} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8") from None
+        raise ValueError(
+            f"caption {path.name} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8"
+        ) from None
 
 
 def looks_like_composites(root: Path) -> bool:
@@ -40,7 +43,11 @@ def load_composite_sets(root: str | Path) -> tuple[list[MultiViewSet], list[Skip
     sets, skipped, seen = [], [], set()
     for image in images:
         if image.stem in seen:  # 0001.jpg and 0001.png would share 0001.txt
-            skipped.append(SkippedInput(image.name, f"another image is also called {image.stem}: rename one (each needs its own caption)"))
+            skipped.append(
+                SkippedInput(
+                    image.name, f"another image is also called {image.stem}: rename one (each needs its own caption)"
+                )
+            )
             continue
         seen.add(image.stem)
         caption_path = image.with_suffix(CAPTION_SUFFIX)
@@ -55,6 +62,15 @@ def load_composite_sets(root: str | Path) -> tuple[list[MultiViewSet], list[Skip
         if not caption.strip():
             skipped.append(SkippedInput(image.name, f"caption {caption_path.name} is empty"))
             continue
-        sets.append(MultiViewSet(name=image.stem, category="", frames=[Frame(image)], source="composites",
-                                 chosen=[0], selection="composite", caption=caption))
+        sets.append(
+            MultiViewSet(
+                name=image.stem,
+                category="",
+                frames=[Frame(image)],
+                source="composites",
+                chosen=[0],
+                selection="composite",
+                caption=caption,
+            )
+        )
     return sets, skipped
