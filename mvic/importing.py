@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,7 +28,7 @@ MAX_SHAPE_LOSS = 0.10  # a chosen panel size may crop or stretch away at most th
 
 @dataclass
 class ImportedSplit:
-    """One finished composite, split at its seams (panels are views into `image`)."""
+    """One finished composite, split at its seams (the panels are views into the decoded composite)."""
 
     mv_set: MultiViewSet
     rows: int
@@ -36,7 +36,6 @@ class ImportedSplit:
     markers: LayoutMarkers
     panels: list[np.ndarray]
     seams_moved: int = 0  # boundaries found off the nominal lines
-    notes: list[str] = field(default_factory=list)
 
 
 def is_imported(sets: MultiViewSets) -> bool:
@@ -92,8 +91,7 @@ def split_composite(mv_set: MultiViewSet, grid: tuple[int, int] | None, style: M
     image = to_array(load_rgb(path))
     rows, cols = resolve_grid(image, layout.grids, grid)
     boxes, cuts = panel_boxes(image, rows, cols)
-    too_small = [(b - t, r - l) for t, b, l, r in boxes if b - t < ALIGN or r - l < ALIGN]
-    if too_small:
+    if any(b - t < ALIGN or r - l < ALIGN for t, b, l, r in boxes):
         raise ValueError(
             f"a {image.shape[1]}x{image.shape[0]} image makes {rows}x{cols} panels smaller than {ALIGN} pixels"
         )
@@ -102,8 +100,8 @@ def split_composite(mv_set: MultiViewSet, grid: tuple[int, int] | None, style: M
 
 
 def least_refit_size(splits: list[ImportedSplit]) -> tuple[int, int]:
-    """The panels' median width and height, each rounded down to a multiple of 16: most panels
-    then lose only their last few pixels, none is resampled by more than a few percent."""
+    """The panels' median width and height, each rounded down to a multiple of 16: most panels then
+    lose only their last few pixels; only panels far from the median are resampled."""
     widths = [p.shape[1] for s in splits for p in s.panels]
     heights = [p.shape[0] for s in splits for p in s.panels]
     return (max(ALIGN, int(np.median(widths)) // ALIGN * ALIGN), max(ALIGN, int(np.median(heights)) // ALIGN * ALIGN))

@@ -46,15 +46,30 @@ def _is_flat(row: np.ndarray) -> bool:
     return float(row.astype(np.float32).std(axis=0).mean()) < FLAT_STD
 
 
-def find_cut(image: np.ndarray, nominal: int, radius: int, low: int, high: int) -> Cut:
-    """The boundary near row `nominal` of an H x W x 3 array (rows `low` < cut < `high`)."""
-    if _is_flat(image[nominal - 1]) or _is_flat(image[nominal]):
+def _nominal(k: int, side: int, parts: int) -> int:
+    return (k * side + parts // 2) // parts  # k * side / parts, rounded: a remainder is spread evenly
+
+
+def _segments(side: int, parts: int, margin: int) -> list[tuple[int, int]]:
+    """The `parts` panels' spans along a side, kept `margin` pixels clear of their nominal boundaries."""
+    bounds = [_nominal(k, side, parts) for k in range(parts + 1)]
+    out = []
+    for start, end in zip(bounds, bounds[1:]):
+        keep = min(margin, (end - start) // 4)
+        out.append((start + keep if start else start, end - keep if end < side else end))
+    return out
+
+
+def find_cut(strips: list[np.ndarray], nominal: int, radius: int, low: int, high: int) -> Cut:
+    """The boundary near row `nominal` (rows `low` < cut < `high`) of H x w x 3 strips: one per
+    panel across, for a seam runs through all of them (a letterbox edge inside one panel does not)."""
+    if any(_is_flat(strip[nominal - 1]) or _is_flat(strip[nominal]) for strip in strips):
         return Cut(nominal, nominal, False, 0.0)
     first, last = max(low + 1, nominal - radius), min(high - 1, nominal + radius)
     if not first <= nominal <= last:
         return Cut(nominal, nominal, False, 0.0)
-    change = _row_change(image[first - 1 : last + 1])  # change[i]: rows first-1+i and first+i
-    positions = np.arange(first, last + 1)
+    # change[i]: between rows first-1+i and first+i, the weakest over the strips
+    change = np.min([_row_change(strip[first - 1 : last + 1]) for strip in strips], axis=0)
     baseline = float(np.median(change))
     peak = int(np.argmax(change))
     strength = float(change[peak])
@@ -63,21 +78,22 @@ def find_cut(image: np.ndarray, nominal: int, radius: int, low: int, high: int) 
     at_nominal = float(change[nominal - first])
     if at_nominal >= NOMINAL_SHARE * strength and at_nominal >= SEAM_RATIO * max(baseline, 1.0):
         return Cut(nominal, nominal, True, at_nominal)
-    return Cut(int(positions[peak]), nominal, True, strength)
+    return Cut(first + peak, nominal, True, strength)
 
 
-def find_cuts(image: np.ndarray, parts: int) -> list[Cut]:
-    """The parts-1 boundaries between `parts` panels stacked along axis 0 of `image`."""
+def find_cuts(image: np.ndarray, parts: int, across: int = 1) -> list[Cut]:
+    """The parts-1 boundaries between `parts` panels stacked along axis 0 of `image`, which has
+    `across` panels along axis 1."""
     side = image.shape[0]
     if parts < 1 or side < parts:
         raise ValueError(f"{side} pixels do not split into {parts} panels")
     radius = search_radius(side // parts)
+    strips = [image[:, start:end] for start, end in _segments(image.shape[1], across, radius)]
     cuts: list[Cut] = []
     for k in range(1, parts):
-        nominal = (k * side + parts // 2) // parts  # the remainder spread evenly over the panels
         low = cuts[-1].position if cuts else 0
-        high = (((k + 1) * side + parts // 2) // parts) if k + 1 < parts else side
-        cuts.append(find_cut(image, nominal, radius, low, high))
+        high = _nominal(k + 1, side, parts) if k + 1 < parts else side
+        cuts.append(find_cut(strips, _nominal(k, side, parts), radius, low, high))
     return cuts
 
 
@@ -86,8 +102,8 @@ def panel_boxes(image: np.ndarray, rows: int, cols: int) -> tuple[list[tuple[int
     nominal lines, and the cuts (rows first, then columns)."""
     if rows < 1 or cols < 1:
         raise ValueError(f"layout {rows}x{cols}: rows and cols must be at least 1")
-    row_cuts = find_cuts(image, rows)
-    col_cuts = find_cuts(image.transpose(1, 0, 2), cols)
+    row_cuts = find_cuts(image, rows, cols)
+    col_cuts = find_cuts(image.transpose(1, 0, 2), cols, rows)
     ys = [0, *(c.position for c in row_cuts), image.shape[0]]
     xs = [0, *(c.position for c in col_cuts), image.shape[1]]
     boxes = [(ys[r], ys[r + 1], xs[c], xs[c + 1]) for r in range(rows) for c in range(cols)]
