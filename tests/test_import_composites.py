@@ -148,20 +148,8 @@ def build(*args) -> int:
 def test_stacked_films_import_word_for_word_and_refit_least(tmp_path, capsys):
     films = write_films(tmp_path / "films")
     out = tmp_path / "ds"
-    assert (
-        build(
-            "--source",
-            "composites",
-            "--input",
-            str(tmp_path / "films"),
-            "--out",
-            str(out),
-            "--grid",
-            "3x1",
-            *FILM_STYLE,
-        )
-        == 0
-    )
+    args = ["--source", "composites", "--input", str(tmp_path / "films"), "--out", str(out), "--grid", "3x1"]
+    assert build(*args, *FILM_STYLE) == 0
     printed = capsys.readouterr().out
     assert "imported 3 composite(s) as 3x1, panels 256x112" in printed and "3 kept their own caption" in printed
     assert "._" not in printed and "DS_Store" not in printed
