@@ -27,13 +27,32 @@ def _panel_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--panel {text!r}: write WIDTHxHEIGHT, e.g. 512x512") from None
 
 
+def _grid(text: str) -> tuple[int, int]:
+    """'3x1' -> (3, 1); '' -> (0, 0): the source's default."""
+    if not text.strip():
+        return 0, 0
+    rows, _, cols = text.lower().partition("x")
+    try:
+        return int(rows), int(cols)
+    except ValueError:
+        raise ValueError(f"--grid {text!r}: write ROWSxCOLS, e.g. 2x2, or 3x1 for three panels stacked") from None
+
+
 def _add_build_args(parser: argparse.ArgumentParser, demo: bool) -> None:
     if not demo:
         parser.add_argument("--source", choices=SOURCE_KINDS, default="auto")
-        parser.add_argument("--input", required=True, help="folder of sets, MVImgNet root, or video")
+        parser.add_argument(
+            "--input", required=True, help="folder of sets, MVImgNet root, video, or composites + .txt captions"
+        )
     parser.add_argument("--out", default="iclora_demo" if demo else "iclora_dataset", help="dataset folder to write")
-    parser.add_argument("--grid", default="2x2", help="ROWSxCOLS (default 2x2)")
-    parser.add_argument("--panel", type=_panel_size, default=(256, 256) if demo else (512, 512), help="panel WIDTHxHEIGHT, multiples of 16")
+    parser.add_argument(
+        "--grid", default="2x2" if demo else "",
+        help="ROWSxCOLS, e.g. 3x1 for three panels stacked (default 2x2; composites: from their captions)",
+    )
+    parser.add_argument(
+        "--panel", type=_panel_size, default=(256, 256) if demo else (0, 0),
+        help="panel WIDTHxHEIGHT, multiples of 16 (default 512x512; composites: their own size, least refit)",
+    )
     parser.add_argument("--fit", choices=FIT_MODES, default="crop")
     parser.add_argument("--pad-color", default="#000000")
     parser.add_argument("--divider", type=int, default=0, help="divider width in pixels (painted over panel edges)")
@@ -120,7 +139,9 @@ def _caption_settings(args: argparse.Namespace) -> CaptionSettings:
 def main(argv: list[str] | None = None) -> int:
     from .pipeline import BuildSettings, build_dataset
 
-    parser = argparse.ArgumentParser(prog="python -m mvic", description="Multi-view IC-LoRA: dataset builder and trainer")
+    installed = sys.argv and sys.argv[0].endswith(("/mvic", "\\mvic", "mvic.exe"))  # the command of `pip install .`
+    prog = "mvic" if installed else "python -m mvic"
+    parser = argparse.ArgumentParser(prog=prog, description="Multi-view IC-LoRA: dataset builder and trainer")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_build_args(commands.add_parser("build", help="source -> views -> composites -> captions -> dataset"), demo=False)
     _add_build_args(commands.add_parser("demo", help="the same on the embedded sample data (nothing to download, no key)"), demo=True)
@@ -141,13 +162,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     try:
-        rows, _, cols = args.grid.lower().partition("x")
+        rows, cols = _grid(args.grid)
         settings = BuildSettings(
             source="sample" if args.command == "demo" else args.source,
             input="" if args.command == "demo" else args.input,
             out=args.out,
-            rows=int(rows),
-            cols=int(cols),
+            rows=rows,
+            cols=cols,
             panel_width=args.panel[0],
             panel_height=args.panel[1],
             fit=args.fit,

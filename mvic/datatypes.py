@@ -74,6 +74,7 @@ class MultiViewSet:
     angles: list[ViewAngle] | None = None  # per chosen view, when poses are known
     selection: str = ""  # how `chosen` was picked
     warnings: list[str] = field(default_factory=list)  # problems that did not stop the set
+    caption: str | None = None  # a finished composite's own caption (source "composites"), kept word for word
 
     @property
     def has_poses(self) -> bool:
@@ -119,12 +120,19 @@ class PanelSource:
     angle: ViewAngle | None = None
 
 
+IMPORTED = "imported"  # Caption.backend of a caption that came with the data (finished composites)
+
+
 @dataclass(frozen=True)
 class Caption:
     text: str
-    backend: str  # "template", "gemini", "openai-compatible", "manual"
+    backend: str  # "template", "gemini", "openai-compatible", "manual", "imported"
     model: str = ""
     prompt_version: str = ""
+
+    @property
+    def came_with_data(self) -> bool:
+        return self.backend == IMPORTED
 
 
 @dataclass
@@ -148,8 +156,9 @@ class Composites:
 
     items: list[Composite]
     skipped: list[SkippedInput] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a stage wants the person to know (how it imported…)
 
     def report(self) -> str:
-        lines = [f"{len(self.items)} composite(s)"]
+        lines = [f"{len(self.items)} composite(s)", *self.notes]
         lines += [f"skipped {item.name}: {item.reason}" for item in self.skipped]
         return "\n".join(lines)

@@ -21,7 +21,8 @@ def load_multiview_sets(
     reject_duplicates: bool = False,
     cache_dir: Path | None = None,
 ) -> MultiViewSets:
-    """Find sets under `path` and pick `views` frames of each.
+    """Find sets under `path` and pick `views` frames of each (finished composites: each
+    composite is a set of one frame with its caption; `views` and `selection` do not apply).
 
     A set that cannot give `views` usable frames is skipped and reported; the
     others go on. `max_sets` = 0 means all.
@@ -31,6 +32,8 @@ def load_multiview_sets(
     if views < 1:
         raise ValueError(f"views = {views}: need at least 1 view per set")
     sets, skipped, used_kind = discover_sets(kind, path, cache_dir)
+    if used_kind == "composites":  # finished composites: their captions say the panels, nothing to pick
+        return MultiViewSets(sets=sets[: max_sets or None], skipped=skipped, root=str(path))
     kept = []
     for mv_set in sets:
         if max_sets and len(kept) >= max_sets:

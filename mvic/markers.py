@@ -126,3 +126,93 @@ def markers_for(rows: int, cols: int, style: MarkerStyle = DEFAULT_STYLE) -> Lay
     else:
         panels = position_markers(rows, cols)
     return LayoutMarkers(prefix=prefix, panels=tuple(panels))
+
+
+# --------------------------------------------------------------------------- reading markers back from captions
+
+_CAPTION_MARKER_RE = re.compile(r"\[[A-Z0-9][A-Z0-9_-]*\]")
+_NUMBERED_RE = re.compile(r"^\[([A-Z0-9_-]*?[A-Z_-])(\d+)\]$")
+KNOWN_TABLES = (
+    "[TOP-LEFT] [TOP-RIGHT] …, [LEFT] [RIGHT], [TOP] [BOTTOM], [TOP] [MIDDLE] [BOTTOM], [IMAGE1] …, [ROW1-COL1] …"
+)
+
+
+@dataclass(frozen=True)
+class CaptionLayout:
+    """What a caption's markers say: its markers, and every rows x cols grid they name."""
+
+    markers: LayoutMarkers
+    grids: tuple[tuple[int, int], ...]
+
+
+def _numbered_pattern(panels: list[str]) -> str:
+    """'[SCENE-{n}]' when the panel markers are [SCENE-1] [SCENE-2] …, else ''."""
+    matches = [_NUMBERED_RE.match(marker) for marker in panels]
+    if not all(matches) or len({m.group(1) for m in matches}) != 1:
+        return ""
+    if [int(m.group(2)) for m in matches] != list(range(1, len(panels) + 1)):
+        return ""
+    return f"[{matches[0].group(1)}{{n}}]"
+
+
+def _no_grid_error(prefix: str, panels: list[str], style: MarkerStyle) -> str:
+    named = " ".join(panels)
+    repeated = sorted({m for m in panels if panels.count(m) > 1})
+    if repeated:
+        return f"names {' '.join(repeated)} more than once: each panel marker must appear once"
+    if style.panel_pattern.strip():
+        wanted = " ".join(markers_for(1, len(panels), MarkerStyle(prefix, style.panel_pattern)).panels)
+        return f"has the panel markers {named}, the pattern {style.panel_pattern.strip()} makes {wanted}"
+    hint = _numbered_pattern(panels)
+    fix = f": give the panel marker pattern {hint}" if hint else ": give your panel marker pattern (e.g. [SCENE-{n}])"
+    return f"has the panel markers {named}, which are not a known marker table ({KNOWN_TABLES}){fix}"
+
+
+def _check_count_prefix(prefix: str, count: int) -> None:
+    match = re.fullmatch(r"\[([A-Z]+)-VIEWS\]", prefix)
+    if match and match.group(1) in _NUMBER_WORDS and _NUMBER_WORDS.index(match.group(1)) != count:
+        raise ValueError(f"starts with {prefix} but names {count} panel(s)")
+
+
+def _check_panel_texts(text: str, panels: list[str]) -> None:
+    rest = text
+    for marker in panels:
+        rest = rest.split(marker, 1)[1]
+        following = rest
+        for other in panels:
+            following = following.split(other, 1)[0]
+        if not re.search(r"\w", following):
+            raise ValueError(f"has no words after {marker}")
+
+
+def caption_layout(text: str, style: MarkerStyle = DEFAULT_STYLE) -> CaptionLayout:
+    """Read a marker caption back: its prefix, its panel markers (in order) and the grids they fit.
+
+    A caption names its panels with one of the known tables (`position_markers`) or with
+    `style.panel_pattern`; `style.prefix`, when given, must be its first marker. Raises
+    ValueError saying what does not fit (the caller names the file)."""
+    found = _CAPTION_MARKER_RE.findall(text)
+    if not found:
+        raise ValueError(
+            "has no [MARKERS]: an IC-LoRA caption starts with a prefix like [FOUR-VIEWS] and names each panel"
+        )
+    prefix, panels = found[0], found[1:]
+    wanted_prefix = style.prefix.strip()
+    if wanted_prefix and prefix != wanted_prefix:
+        raise ValueError(f"starts with {prefix}, not with the marker prefix {wanted_prefix}")
+    if not panels:
+        raise ValueError(f"has the prefix {prefix} but no panel markers")
+    if len(panels) >= len(_NUMBER_WORDS):
+        raise ValueError(f"names {len(panels)} panels; at most {len(_NUMBER_WORDS) - 1} are supported")
+    _check_count_prefix(prefix, len(panels))
+    n = len(panels)
+    own = MarkerStyle(prefix, style.panel_pattern)
+    grids = tuple(
+        (rows, n // rows)
+        for rows in range(1, n + 1)
+        if n % rows == 0 and markers_for(rows, n // rows, own).panels == tuple(panels)
+    )
+    if not grids:
+        raise ValueError(_no_grid_error(prefix, panels, style))
+    _check_panel_texts(text, panels)
+    return CaptionLayout(LayoutMarkers(prefix, tuple(panels)), grids)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from .captions.captioner import CaptionSettings, caption_composites
 from .composites import build_composites
+from .datatypes import Composites, MultiViewSets
 from .export.dataset import ExportOptions, ExportReport, check_destination, save_dataset
 from .export.transaction import BuildLock
+from .importing import build_imported_composites, is_imported, skipped_summary
 from .layout import CompositeLayout
 from .loading import load_multiview_sets
 from .markers import DEFAULT_STYLE, MarkerStyle
@@ -19,9 +21,9 @@ class BuildSettings:
     source: str = "auto"
     input: str = ""
     out: str = "iclora_dataset"
-    rows: int = 2
+    rows: int = 2  # 0: 2 for view sets; composites: read from their captions
     cols: int = 2
-    panel_width: int = 512
+    panel_width: int = 512  # 0: 512 for view sets; composites: their own size (least refit)
     panel_height: int = 512
     fit: str = "crop"
     pad_color: tuple[int, int, int] = (0, 0, 0)
@@ -39,19 +41,39 @@ class BuildSettings:
     wait_for_lock: float = 0.0  # seconds to wait when another build writes into `out`; 0 = stop at once
 
 
+def _composites(settings: BuildSettings, sets: MultiViewSets) -> Composites:
+    if is_imported(sets):
+        grid = (settings.rows, settings.cols) if settings.rows and settings.cols else None
+        composites = build_imported_composites(
+            sets, grid, (settings.panel_width, settings.panel_height), settings.fit, settings.pad_color, settings.style,
+            settings.divider_width, workers=settings.workers,
+        )
+        if not composites.items:
+            summary = skipped_summary(composites.skipped)
+            raise ValueError(f"no composite could be imported from {settings.input}:\n{summary}")
+        return composites
+    layout = CompositeLayout(
+        settings.rows or 2, settings.cols or 2, settings.panel_width or 512, settings.panel_height or 512,
+        settings.divider_width,
+    )
+    return build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
+
+
 def build_dataset(settings: BuildSettings, log=print) -> ExportReport:
     """The folder is locked for the whole build (before any captioning request is paid for)."""
-    layout = CompositeLayout(settings.rows, settings.cols, settings.panel_width, settings.panel_height, settings.divider_width)
     out = Path(settings.out).expanduser()
     check_destination(out, ExportOptions(settings.image_format, settings.trigger))
     out.mkdir(parents=True, exist_ok=True)
     with BuildLock(out, "python -m mvic build").held(settings.wait_for_lock) as lock:
+        views = (settings.rows or 2) * (settings.cols or 2)
         sets = load_multiview_sets(
-            settings.source, settings.input, layout.count, settings.selection, settings.max_sets,
+            settings.source, settings.input, views, settings.selection, settings.max_sets,
             settings.reject_blurred, settings.reject_duplicates,
         )
         log(sets.report())
-        composites = build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
+        composites = _composites(settings, sets)
+        for note in composites.notes:
+            log(note)
         captioned, caption_report = caption_composites(composites, replace(settings.captions, trigger=settings.trigger))
         log(caption_report.text())
         report = save_dataset(

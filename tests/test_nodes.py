@@ -36,9 +36,11 @@ def test_grid_then_split_is_exact(loaded):
     assert np.array_equal(as_uint8, composites.items[0].image)
 
 
-def test_split_rejects_a_wrong_grid():
-    with pytest.raises(ValueError, match="does not split"):
-        node_class("MVIC_SplitComposite")().split(torch.zeros(1, 100, 64, 3), 3, 2)
+def test_split_spreads_a_remainder_and_rejects_an_impossible_grid():
+    (views,) = node_class("MVIC_SplitComposite")().split(torch.zeros(1, 100, 64, 3), 3, 2)  # 100 rows: 33 + 34 + 33
+    assert tuple(views.shape) == (6, 33, 32, 3)
+    with pytest.raises(ValueError, match="do not split into 3 panels"):
+        node_class("MVIC_SplitComposite")().split(torch.zeros(1, 2, 64, 3), 3, 2)
 
 
 def test_grid_needs_as_many_views_as_panels(loaded):

@@ -167,3 +167,43 @@ def test_workflow_loads_in_the_real_frontend(frontend, name):
     DOCS.mkdir(exist_ok=True)
     page.locator("#graph-canvas").screenshot(path=str(DOCS / f"workflow_{name}.png"))
     print(f"\n[{name}: loaded and checked in {time.monotonic() - started:.1f} s -> docs/workflow_{name}.png]")
+
+
+def _workflow_api():
+    spec = importlib.util.spec_from_file_location("mvic_workflow_api_browser", ROOT / "tools" / "workflow_api.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _iclora_variants() -> dict[str, dict]:
+    """The hand-made In-Context-LoRA workflow (a 2024 save, DualCLIPLoader with 3 of today's 4 widget values),
+    and the same with values left over (a newer node) and missing at the end (an older one)."""
+    fixture = ROOT / "tests" / "fixtures" / "workflow_iclora_film_storyboard_2024.json"
+    base = json.loads(fixture.read_text(encoding="utf-8"))
+    variants = {"as saved": base}
+    for label, node_id, values in (("value left over", 3, ["ae.safetensors", "from a newer node"]),
+                                   ("values missing", 13, ["beta"]), ("no values", 1, None)):
+        workflow = json.loads(json.dumps(base))
+        node = next(n for n in workflow["nodes"] if n["id"] == node_id)
+        if values is None:
+            node.pop("widgets_values")
+        else:
+            node["widgets_values"] = values
+        variants[label] = workflow
+    return variants
+
+
+@pytest.mark.parametrize("label", list(_iclora_variants()))
+def test_an_older_workflow_converts_exactly_as_the_real_frontend_queues_it(frontend, label):
+    """Issue 14.4: what tools/workflow_api.py makes of the In-Context-LoRA workflow shape is what the real
+    frontend queues after loading it (definitions from the same server's /object_info)."""
+    page, errors, server = frontend
+    workflow = _iclora_variants()[label]
+    _load(page, workflow, f"iclora-{label}")
+    queued = page.evaluate("async () => (await app.graphToPrompt()).output")
+    converter = _workflow_api()
+    definitions = {**converter.our_definitions(), **server.get("/object_info")}
+    assert _normalise(queued) == _normalise(converter.to_api(workflow, definitions))
+    assert queued["2"]["inputs"]["device"] == "default"
+    assert errors == [], errors

@@ -164,7 +164,7 @@ def test_widget_values_fit_input_types(name, definitions):
             assert len(node["widgets_values"]) == 1 and isinstance(node["widgets_values"][0], str)
             continue
         where = f"{name}: node {node['id']} {kind}"
-        values = workflow_api.named_widget_values(node, definitions[kind])  # raises on a count mismatch
+        values = workflow_api.named_widget_values(node, definitions[kind], strict=True)  # raises on a count mismatch
         for input_name, spec, count in workflow_api.widget_layout(definitions[kind]):
             value, extras = values[input_name][0], values[input_name][1:]
             options = spec[1] if len(spec) > 1 and spec[1] else {}
@@ -210,12 +210,16 @@ def test_seed_widgets_count_their_control_value():
     assert workflow_api.widget_layout(load_image)[0][2] == 2  # the upload button's value follows the file name
 
 
-def test_a_widget_value_too_few_is_an_error(plain_definitions):
+def test_a_missing_control_value_is_an_error_in_shipped_workflows_and_noticed_elsewhere(plain_definitions):
     workflow = load("text_to_views")
+    expected = workflow_api.to_api(workflow, plain_definitions, strict=True)
     node = next(n for n in workflow["nodes"] if n["type"] == "MVIC_ICLoRASampler")
     node["widgets_values"] = node["widgets_values"][:2] + node["widgets_values"][3:]  # drop control_after_generate
     with pytest.raises(workflow_api.WorkflowError, match="widget values, expected"):
-        workflow_api.to_api(workflow, plain_definitions)
+        workflow_api.to_api(workflow, plain_definitions, strict=True)
+    notes = []
+    assert workflow_api.to_api(workflow, plain_definitions, notes=notes) == expected  # nothing shifted
+    assert notes == [f"node {node['id']} (MVIC_ICLoRASampler): the save has no control value after seed"]
 
 
 @pytest.mark.parametrize("name", NAMES)

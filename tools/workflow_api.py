@@ -4,11 +4,15 @@
     python tools/workflow_api.py --check          # exit 1 when an API file differs from what it would write
     python tools/workflow_api.py --snapshot SRC   # refresh tests/fixtures/object_info_core.json from SRC
                                                   # (a running ComfyUI's URL, or a saved /object_info JSON)
+    python tools/workflow_api.py --convert WF.json [--object-info SRC]   # any workflow -> API JSON on stdout
 
 Widget values are matched to input names the way ComfyUI's frontend does it: one
 value per widget in INPUT_TYPES order (required, then optional), plus the
 frontend-only values that follow some widgets (`control_after_generate` after a
-seed-like INT, the upload button after an `image_upload` combo). Our nodes'
+seed-like INT, the upload button after an `image_upload` combo). A workflow saved by an
+older or newer frontend, or for another version of a node, converts as the frontend loads it:
+values missing at the end take the widgets' defaults, values left over are ignored, and a
+control value where the node has none is skipped instead of shifting every later value. Our nodes'
 INPUT_TYPES come from the pack itself (loaded by path, as ComfyUI loads it); core
 nodes' from a saved /object_info snapshot of just the core nodes the shipped
 workflows use. Frontend-only nodes (Note, MarkdownNote, Reroute, PrimitiveNode)
@@ -34,6 +38,7 @@ WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 SEED_NAMES = ("seed", "noise_seed")  # the frontend adds control_after_generate to these by name
 UPLOAD_OPTIONS = ("image_upload", "animated_image_upload", "video_upload", "audio_upload")
 MODE_ALWAYS, MODE_NEVER, MODE_BYPASS = 0, 2, 4
+CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
 
 
 class WorkflowError(ValueError):
@@ -131,21 +136,101 @@ def widget_layout(definition: dict) -> list[tuple[str, list, int]]:
     return [(name, spec, widget_value_count(name, spec)) for name, spec, _ in ordered_inputs(definition) if is_widget(spec)]
 
 
-def named_widget_values(node: dict, definition: dict) -> dict[str, list]:
-    """{input name: [its value, then any frontend-only values]} from a UI node's widgets_values."""
+def default_value(spec):
+    """A widget's value before any saved value lands on it (the frontend's widget constructors)."""
+    options = spec[1] if len(spec) > 1 and spec[1] else {}
+    kind = input_type(spec)
+    if kind == "COMBO":
+        choices = combo_choices(spec) or []
+        return options.get("default") or (choices[0] if choices else None)
+    return options.get("default", {"INT": 0, "FLOAT": 0, "STRING": "", "BOOLEAN": False}.get(kind))
+
+
+def migrate_force_inputs(values: list, definition: dict) -> list:
+    """The frontend's migrateWidgetsValues: a workflow saved when some inputs that are now
+    forceInput sockets were still widgets has a value for each; drop those values. Applied only
+    when the count matches that older shape, exactly as the frontend does."""
+    specs = ordered_inputs(definition)
+    forced = [(name, spec) for name, spec, _ in specs if not is_widget(spec) and _options(spec).get("forceInput")]
+    if not forced:
+        return values
+    older = [(name, spec) for name, spec, _ in specs if is_widget(spec) or (name, spec) in forced]
+    if sum(widget_value_count(name, spec) for name, spec in older) != len(values):
+        return values
+    return [value for (name, spec), value in zip(older, values) if (name, spec) not in forced] + values[len(older):]
+
+
+def _options(spec) -> dict:
+    return spec[1] if len(spec) > 1 and spec[1] else {}
+
+
+def _takes_control(spec, count: int) -> bool:
+    """Whether the value after this widget's own is a control_after_generate value (not an upload button's)."""
+    options = _options(spec)
+    return count > 1 and not (input_type(spec) == "COMBO" and any(options.get(key) for key in UPLOAD_OPTIONS))
+
+
+def _stray_control(values: list, at: int, previous, still_needed: int) -> bool:
+    """A control value right after an INT/COMBO widget that has none, while there are values to spare."""
+    return (previous is not None and previous[2] == 1 and input_type(previous[1]) in ("INT", "COMBO")
+            and at < len(values) and values[at] in CONTROL_VALUES and len(values) - at > still_needed)
+
+
+def _walk(values: list, layout: list[tuple[str, list, int]], where: str, notes: list[str]) -> dict[str, list]:
+    """Saved values onto widgets, in order, as the frontend loads them: values missing at the end
+    leave widgets at their defaults, values left over at the end are ignored. Where the frontend
+    would shift every later value by one (and /prompt would then reject the node), control values
+    are matched instead: one the node does not have there is skipped, one the save lacks is missing."""
+    out, at = {}, 0
+    for index, (name, spec, count) in enumerate(layout):
+        previous = layout[index - 1] if index else None
+        if _stray_control(values, at, previous, sum(c for _, _, c in layout[index:])):
+            notes.append(f"{where}: skipped the control value {values[at]!r} after {previous[0]} (none there now)")
+            at += 1
+        if at >= len(values):
+            out[name] = [default_value(spec)]
+            notes.append(f"{where}: no saved value for {name}, default {out[name][0]!r} used (as the frontend does)")
+            continue
+        out[name] = [values[at]]
+        at += 1
+        for _ in range(count - 1):
+            if at < len(values) and (values[at] in CONTROL_VALUES or not _takes_control(spec, count)):
+                out[name].append(values[at])
+                at += 1
+            elif at < len(values):
+                notes.append(f"{where}: the save has no control value after {name}")
+    if layout and _stray_control(values, at, layout[-1], 0):
+        notes.append(f"{where}: skipped the control value {values[at]!r} after {layout[-1][0]} (none there now)")
+        at += 1
+    if at < len(values):
+        notes.append(f"{where}: ignored {len(values) - at} value(s) the node has no widget for (as the frontend does)")
+    return out
+
+
+def named_widget_values(
+    node: dict, definition: dict, strict: bool = False, notes: list[str] | None = None
+) -> dict[str, list]:
+    """{input name: [its value, then any frontend-only values]} from a UI node's widgets_values.
+
+    `strict`: the values must fit the node exactly (our shipped workflows). Otherwise a workflow
+    saved by an older or newer frontend, or for an older or newer version of the node, converts
+    the way the frontend loads it (`_walk`); what did not fit exactly is said in `notes`."""
+    notes = [] if notes is None else notes
+    where = f"node {node['id']} ({node['type']})"
     values = node.get("widgets_values")
     values = [] if values is None else values
-    if isinstance(values, dict):
-        raise WorkflowError(f"node {node['id']} ({node['type']}): widgets_values as a dict is not supported")
     layout = widget_layout(definition)
+    if isinstance(values, dict):  # some frontends and nodes save widget values by name
+        return {name: [values[name]] if name in values else [default_value(spec)] for name, spec, _ in layout}
     expected = sum(count for _, _, count in layout)
-    if len(values) != expected:
+    if strict and len(values) != expected:
         names = ", ".join(f"{name}(+{count - 1})" if count > 1 else name for name, _, count in layout)
-        raise WorkflowError(f"node {node['id']} ({node['type']}): {len(values)} widget values, expected {expected} for {names}")
-    out, at = {}, 0
-    for name, _, count in layout:
-        out[name] = list(values[at : at + count])
-        at += count
+        raise WorkflowError(f"{where}: {len(values)} widget values, expected {expected} for {names}")
+    found: list[str] = []
+    out = _walk(migrate_force_inputs(list(values), definition), layout, where, found)
+    if strict and found:
+        raise WorkflowError("; ".join(found))
+    notes += found
     return out
 
 
@@ -163,8 +248,10 @@ def _links(workflow: dict) -> dict[int, dict]:
     return table
 
 
-def to_api(workflow: dict, definitions: dict[str, dict] | None = None) -> dict[str, dict]:
-    """API prompt {node id: {inputs, class_type, _meta}} of a UI-format workflow."""
+def to_api(workflow: dict, definitions: dict[str, dict] | None = None, strict: bool = False,
+           notes: list[str] | None = None) -> dict[str, dict]:
+    """API prompt {node id: {inputs, class_type, _meta}} of a UI-format workflow. `strict`: widget values
+    must fit exactly (our shipped workflows); else read as the frontend reads them, `notes` on what did not fit."""
     definitions = all_definitions() if definitions is None else definitions
     if workflow.get("definitions", {}).get("subgraphs"):
         raise WorkflowError("subgraphs are not supported")
@@ -203,7 +290,7 @@ def to_api(workflow: dict, definitions: dict[str, dict] | None = None) -> dict[s
         definition = definitions.get(kind)
         if definition is None:
             raise WorkflowError(f"node {node_id}: unknown node type {kind!r}")
-        widgets = named_widget_values(node, definition)
+        widgets = named_widget_values(node, definition, strict, notes)
         linked = {slot["name"]: slot["link"] for slot in node.get("inputs", []) if slot.get("link") is not None}
         inputs = {}
         for name, spec, _ in ordered_inputs(definition):
@@ -212,11 +299,13 @@ def to_api(workflow: dict, definitions: dict[str, dict] | None = None) -> dict[s
                 if value is not None:
                     inputs[name] = value
             elif name in widgets:
-                inputs[name] = widgets[name][0]
+                value = widgets[name][0]
+                inputs[name] = {"__value__": value} if isinstance(value, list) else value  # as the frontend sends lists
         unknown = set(linked) - {name for name, _, _ in ordered_inputs(definition)}
         if unknown:
             raise WorkflowError(f"node {node_id} ({kind}): links into unknown inputs {sorted(unknown)}")
-        prompt[str(node_id)] = {"inputs": inputs, "class_type": kind, "_meta": {"title": node.get("title") or definition.get("display_name", kind)}}
+        prompt[str(node_id)] = {"inputs": inputs, "class_type": kind,
+                                "_meta": {"title": node.get("title") or definition.get("display_name") or kind}}
     return prompt
 
 
@@ -240,7 +329,7 @@ def convert_all(check: bool = False) -> list[Path]:
     definitions = all_definitions()
     stale = []
     for ui in ui_workflows():
-        text = dumps(to_api(json.loads(ui.read_text(encoding="utf-8")), definitions))
+        text = dumps(to_api(json.loads(ui.read_text(encoding="utf-8")), definitions, strict=True))
         target = api_path(ui)
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
             stale.append(target)
@@ -256,13 +345,24 @@ def core_types_used(folder: Path = WORKFLOWS) -> list[str]:
     return sorted(used - ours - FRONTEND_ONLY)
 
 
-def write_core_snapshot(source: str) -> Path:
-    """Keep only the core nodes the shipped workflows use, from a live server or a saved /object_info."""
+def read_object_info(source: str) -> dict[str, dict]:
+    """Node definitions from a running ComfyUI's URL or a saved /object_info JSON file."""
     if source.startswith(("http://", "https://")):
         with urllib.request.urlopen(source.rstrip("/") + "/object_info", timeout=60) as response:
-            info = json.loads(response.read())
-    else:
-        info = json.loads(Path(source).read_text(encoding="utf-8"))
+            return json.loads(response.read())
+    return json.loads(Path(source).read_text(encoding="utf-8"))
+
+
+def convert_file(path: Path, object_info: str = "") -> tuple[dict, list[str]]:
+    """Any UI-format workflow -> (API prompt, notes), with definitions from `object_info` (else ours + the snapshot)."""
+    definitions = {**all_definitions(), **(read_object_info(object_info) if object_info else {})}
+    notes: list[str] = []
+    return to_api(json.loads(Path(path).read_text(encoding="utf-8")), definitions, notes=notes), notes
+
+
+def write_core_snapshot(source: str) -> Path:
+    """Keep only the core nodes the shipped workflows use, from a live server or a saved /object_info."""
+    info = read_object_info(source)
     wanted = core_types_used()
     missing = [name for name in wanted if name not in info]
     if missing:
@@ -276,7 +376,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report API files that are out of date")
     parser.add_argument("--snapshot", metavar="SRC", help="refresh the core-node snapshot from a ComfyUI URL or an /object_info JSON file")
+    parser.add_argument("--convert", metavar="WORKFLOW", help="print the API form of any UI workflow (notes on stderr)")
+    parser.add_argument(
+        "--object-info", metavar="SRC", default="",
+        help="with --convert: node definitions from a ComfyUI URL or an /object_info JSON file",
+    )
     args = parser.parse_args(argv)
+    if args.convert:
+        try:
+            prompt, notes = convert_file(Path(args.convert), args.object_info)
+        except (WorkflowError, OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        sys.stdout.write(dumps(prompt))
+        return 0
     if args.snapshot:
         print(f"wrote {write_core_snapshot(args.snapshot)}")
     stale = convert_all(check=args.check)

@@ -117,10 +117,12 @@ class CaptionReport:
     saved_usage: TokenUsage = field(default_factory=TokenUsage)  # what the cache hits had cost
     estimated_cost_usd: float | None = None
     elapsed_s: float = 0.0
+    kept: int = 0  # captions that came with the data, kept as they are (template backend)
 
     def text(self) -> str:
         if self.backend == "template":
-            return f"captions: template backend (offline), {self.total} composite(s) captioned"
+            kept = f", {self.kept} kept their own caption" if self.kept else ""
+            return f"captions: template backend (offline), {self.total - self.kept} composite(s) captioned{kept}"
         where = f" at endpoint {self.endpoint!r}" if self.endpoint else ""
         key = f" (key from {self.key_source})" if self.key_source else " (no key)"
         who = f"{self.backend} {self.model}{where}{key}"
@@ -160,10 +162,13 @@ def caption_composites(composites: Composites, settings: CaptionSettings = Capti
     if settings.endpoint is None:
         items = []
         for done, composite in enumerate(composites.items, start=1):
-            items.append(composite.with_caption(template_caption(composite, settings.trigger)))
+            # A caption that came with the data (imported composites) is kept: the template knows less.
+            kept = composite.caption is not None and composite.caption.came_with_data
+            items.append(composite if kept else composite.with_caption(template_caption(composite, settings.trigger)))
             if on_progress:
                 on_progress(done, len(composites.items))
-        report = CaptionReport("template", total=len(items), elapsed_s=time.monotonic() - started)
+        report = CaptionReport("template", total=len(items), elapsed_s=time.monotonic() - started,
+                               kept=sum(c.caption.came_with_data for c in items))
         return Composites(items=items, skipped=list(composites.skipped)), report
     return _caption_with_model(composites, settings, on_progress, check_cancel, started)
 

@@ -6,11 +6,12 @@ from pathlib import Path
 from ..datatypes import MultiViewSet, SkippedInput
 from .common import require_dir
 
-SOURCE_KINDS = ("auto", "folder", "mvimgnet", "video", "sample")
+SOURCE_KINDS = ("auto", "folder", "mvimgnet", "video", "sample", "composites")
 
 
 def discover_sets(kind: str, path: str | Path, cache_dir: Path | None = None) -> tuple[list[MultiViewSet], list[SkippedInput], str]:
     """(sets with all their frames, skipped inputs, the kind actually used)."""
+    from .composites import load_composite_sets, looks_like_composites
     from .folder import load_folder_sets
     from .mvimgnet import load_mvimgnet_sets, looks_like_mvimgnet
     from .video import VIDEO_SUFFIXES, load_video_sets
@@ -26,8 +27,14 @@ def discover_sets(kind: str, path: str | Path, cache_dir: Path | None = None) ->
         if candidate.is_file() and candidate.suffix.lower() in VIDEO_SUFFIXES:
             kind = "video"
         else:
-            kind = "mvimgnet" if looks_like_mvimgnet(require_dir(candidate, "input folder")) else "folder"
-    if kind == "folder":
+            folder = require_dir(candidate, "input folder")
+            if looks_like_mvimgnet(folder):
+                kind = "mvimgnet"
+            else:
+                kind = "composites" if looks_like_composites(folder) else "folder"
+    if kind == "composites":
+        sets, skipped = load_composite_sets(path)
+    elif kind == "folder":
         sets, skipped = load_folder_sets(path)
     elif kind == "mvimgnet":
         sets, skipped = load_mvimgnet_sets(path)

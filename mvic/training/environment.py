@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-TRAINERS_DIR = PACK_ROOT / "trainers"
+# A checkout (ComfyUI's custom_nodes, `pip install -e .`) has trainers/ beside mvic/; `pip install .`
+# ships it inside the package as mvic/trainers and keeps the config in the user's config folder.
+INSTALLED = not (PACK_ROOT / "trainers" / "launch_sd_scripts.py").is_file()
+TRAINERS_DIR = Path(__file__).resolve().parents[1] / "trainers" if INSTALLED else PACK_ROOT / "trainers"
 TOKENIZERS_DIR = TRAINERS_DIR / "tokenizers"
 CONFIG_ENV = "MVIC_CONFIG"
 # Pins in sd-scripts' requirements.txt that break FLUX LoRA training when not met. (Newer
@@ -53,7 +56,8 @@ class EnvironmentReport:
 
 
 def config_path() -> Path:
-    return Path(os.environ.get(CONFIG_ENV) or PACK_ROOT / "mvic_config.json")
+    default = Path.home() / ".config" / "mvic" / "mvic_config.json" if INSTALLED else PACK_ROOT / "mvic_config.json"
+    return Path(os.environ.get(CONFIG_ENV) or default)
 
 
 def read_config() -> dict:
@@ -175,5 +179,6 @@ def write_config(checkout: Path, python: str) -> Path:
     path = config_path()
     config = read_config()
     config.update({"sd_scripts_dir": str(checkout), "sd_scripts_python": python})
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return path
