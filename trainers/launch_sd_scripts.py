@@ -1,11 +1,13 @@
 """Run an sd-scripts training script in this process, and never outlive the parent.
 
-Usage: python launch_sd_scripts.py --watch-parent PID [--accelerate --num-processes N] -- SCRIPT ARGS...
+Usage: python launch_sd_scripts.py --watch-parent PID [--report-to LOG] [--accelerate --num-processes N] -- SCRIPT ARGS...
 
 The parent (ComfyUI) starts us in a new process group. A watchdog thread notices
 when the parent is gone (we get re-parented, or its pid disappears) and kills the
 whole group, data-loader workers and accelerate ranks included, so no orphan keeps
-holding the GPU.
+holding the GPU. It kills first and reports afterwards, and the report can never
+stop the kill: with the parent gone, our stdout/stderr is a pipe nobody reads, and
+writing to it raises (EPIPE). The report goes to the run's log file instead.
 """
 import argparse
 import os
@@ -28,13 +30,70 @@ def parent_alive(pid: int) -> bool:
     return True
 
 
-def watch(pid: int) -> None:
+def watch(pid: int, report_to: str) -> None:
     while parent_alive(pid):
         time.sleep(0.5)
-    print("[mvic] parent process is gone: stopping training", file=sys.stderr, flush=True)
     if os.name == "nt":
         os._exit(1)
+    killed = kill_rest_of_group()
+    report(f"[mvic] parent process {pid} is gone: killed {killed} other process(es) of the training; stopping", report_to)
     os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def group_members(pgid: int) -> list[int] | None:
+    """Pids of the live (not zombie) processes in a process group (Linux /proc); None where it can't be listed."""
+    if not os.path.isdir("/proc"):
+        return None
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != b"Z":
+                members.append(int(entry))
+    return members
+
+
+def kill_rest_of_group() -> int:
+    """SIGKILL every process of our group but this one (repeated while any is left: a dying
+    trainer may still fork a worker). Where the group can't be listed, the whole group goes,
+    this process included, and nothing is reported."""
+    me, pgid = os.getpid(), os.getpgrp()
+    killed = set()
+    for _ in range(50):
+        members = group_members(pgid)
+        if members is None:
+            os.killpg(pgid, signal.SIGKILL)
+            os._exit(1)
+        others = [p for p in members if p != me]
+        if not others:
+            break
+        for other in others:
+            try:
+                os.kill(other, signal.SIGKILL)
+                killed.add(other)
+            except OSError:
+                pass
+        time.sleep(0.02)
+    return len(killed)
+
+
+def report(message: str, log_path: str) -> None:
+    """Best effort, after the kill: the log file, then stderr (a dead pipe raises; ignored)."""
+    line = (message + "\n").encode("utf-8", "replace")
+    if log_path:
+        try:
+            with open(log_path, "ab") as log:
+                log.write(line)
+        except OSError:
+            pass
+    try:
+        os.write(2, line)
+    except OSError:
+        pass
 
 
 def skip_model_hashing() -> None:
@@ -49,15 +108,16 @@ def skip_model_hashing() -> None:
 
 def main() -> None:
     if "--" not in sys.argv:
-        sys.exit("usage: launch_sd_scripts.py --watch-parent PID [--accelerate --num-processes N] -- SCRIPT ARGS...")
+        sys.exit("usage: launch_sd_scripts.py --watch-parent PID [--report-to LOG] [--accelerate --num-processes N] -- SCRIPT ARGS...")
     split = sys.argv.index("--")
     parser = argparse.ArgumentParser()
     parser.add_argument("--watch-parent", type=int, required=True)
+    parser.add_argument("--report-to", default="", help="file the watchdog appends its report to")
     parser.add_argument("--accelerate", action="store_true")
     parser.add_argument("--num-processes", type=int, default=1)
     ours = parser.parse_args(sys.argv[1:split])
     script, *script_args = sys.argv[split + 1 :]
-    threading.Thread(target=watch, args=(ours.watch_parent,), daemon=True).start()
+    threading.Thread(target=watch, args=(ours.watch_parent, ours.report_to), daemon=True).start()
 
     checkout = os.path.dirname(os.path.abspath(script))
     os.chdir(checkout)
