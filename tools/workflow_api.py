@@ -131,14 +131,31 @@ def widget_layout(definition: dict) -> list[tuple[str, list, int]]:
     return [(name, spec, widget_value_count(name, spec)) for name, spec, _ in ordered_inputs(definition) if is_widget(spec)]
 
 
-def named_widget_values(node: dict, definition: dict) -> dict[str, list]:
-    """{input name: [its value, then any frontend-only values]} from a UI node's widgets_values."""
+def widget_default(spec) -> object:
+    """The value a widget starts with in the frontend: its default, else a combo's first choice."""
+    options = spec[1] if len(spec) > 1 and spec[1] else {}
+    if "default" in options:
+        return options["default"]
+    choices = combo_choices(spec)
+    return choices[0] if choices else {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}.get(input_type(spec))
+
+
+def named_widget_values(node: dict, definition: dict, fill_defaults: bool = False) -> dict[str, list]:
+    """{input name: [its value, then any frontend-only values]} from a UI node's widgets_values.
+    `fill_defaults`: a workflow saved before widgets were added at the end has fewer values; the
+    frontend then leaves those widgets at their defaults (old saved workflows, never shipped ones)."""
     values = node.get("widgets_values")
     values = [] if values is None else values
     if isinstance(values, dict):
         raise WorkflowError(f"node {node['id']} ({node['type']}): widgets_values as a dict is not supported")
     layout = widget_layout(definition)
     expected = sum(count for _, _, count in layout)
+    if fill_defaults and len(values) < expected:
+        values, at = list(values), 0
+        for name, spec, count in layout:
+            if at >= len(values):
+                values += [widget_default(spec)] + ["fixed"] * (count - 1)
+            at += count
     if len(values) != expected:
         names = ", ".join(f"{name}(+{count - 1})" if count > 1 else name for name, _, count in layout)
         raise WorkflowError(f"node {node['id']} ({node['type']}): {len(values)} widget values, expected {expected} for {names}")
@@ -163,8 +180,9 @@ def _links(workflow: dict) -> dict[int, dict]:
     return table
 
 
-def to_api(workflow: dict, definitions: dict[str, dict] | None = None) -> dict[str, dict]:
-    """API prompt {node id: {inputs, class_type, _meta}} of a UI-format workflow."""
+def to_api(workflow: dict, definitions: dict[str, dict] | None = None, fill_defaults: bool = False) -> dict[str, dict]:
+    """API prompt {node id: {inputs, class_type, _meta}} of a UI-format workflow (`fill_defaults`:
+    see named_widget_values)."""
     definitions = all_definitions() if definitions is None else definitions
     if workflow.get("definitions", {}).get("subgraphs"):
         raise WorkflowError("subgraphs are not supported")
@@ -203,7 +221,7 @@ def to_api(workflow: dict, definitions: dict[str, dict] | None = None) -> dict[s
         definition = definitions.get(kind)
         if definition is None:
             raise WorkflowError(f"node {node_id}: unknown node type {kind!r}")
-        widgets = named_widget_values(node, definition)
+        widgets = named_widget_values(node, definition, fill_defaults)
         linked = {slot["name"]: slot["link"] for slot in node.get("inputs", []) if slot.get("link") is not None}
         inputs = {}
         for name, spec, _ in ordered_inputs(definition):
