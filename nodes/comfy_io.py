@@ -165,8 +165,8 @@ def confined_model_path(text: str, kind: str, what: str) -> Path:
     inside = [c for c in inside if any(f in c.parents for f in folders)]
     if not inside:
         raise PathNotAllowed(
-            f"{what} {text.strip()!r} is outside ComfyUI's {kind} folders ({', '.join(map(str, folders))}): put the file "
-            f"there and pick it from the list, or add its folder to this machine's ComfyUI extra_model_paths.yaml "
-            f"(a '{kind}:' entry) - a workflow cannot name files elsewhere"
+            f"{what} {text.strip()!r} is outside ComfyUI's {kind} folders ({', '.join(map(str, folders))}): "
+            f"put the file there and pick it from the list, or add its folder to this machine's ComfyUI "
+            f"extra_model_paths.yaml (a '{kind}:' entry) - a workflow cannot name files elsewhere"
         )
     return next((c for c in inside if c.is_file()), inside[0])

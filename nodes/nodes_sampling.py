@@ -43,7 +43,8 @@ class ICLoRASampler:
             "optional": {
                 "panel_prompts": ("STRING", {"multiline": True, "default": "", "tooltip": "one line per panel, reading order"}),
                 "lora_name": ([NO_LORA, *model_choices("loras")], {"default": NO_LORA}),
-                "lora_path": ("STRING", {"default": "", "tooltip": "connect LoRATrainer's lora_path (a file in ComfyUI's loras folders); wins over lora_name"}),
+                "lora_path": ("STRING", {"default": "", "tooltip": (
+                    "connect LoRATrainer's lora_path (a file in ComfyUI's loras folders); wins over lora_name")}),
                 "lora_strength": ("FLOAT", {"default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05}),
                 "rows": ("INT", {"default": 0, "min": 0, "max": 8, "tooltip": "0 = as the LoRA was trained (else 2)"}),
                 "cols": ("INT", {"default": 0, "min": 0, "max": 8}),
@@ -66,10 +67,13 @@ class ICLoRASampler:
         header, nothing allocated). A linked lora_path (None here) is checked when the node runs.
         (ComfyUI then leaves lora_name's list check to us.)"""
         try:
-            if lora_name is not None and lora_name != NO_LORA and lora_name not in model_choices("loras"):
-                return f"ICLoRASampler.lora_name {lora_name!r} is not a file in ComfyUI's loras folders"
-            if lora_path is not None:  # else linked: checked when the node runs
-                chosen_lora(lora_name if lora_name is not None else NO_LORA, lora_path)
+            if lora_path is not None and lora_path.strip():  # wins over lora_name; linked (None): checked when run
+                chosen_lora(NO_LORA, lora_path)
+            if lora_name is not None and lora_name != NO_LORA:
+                if lora_name not in model_choices("loras"):
+                    return f"ICLoRASampler.lora_name {lora_name!r} is not a file in ComfyUI's loras folders"
+                if lora_path is not None and not lora_path.strip():
+                    chosen_lora(lora_name, "")
         except (ValueError, OSError) as exc:
             return str(exc)
         return True

@@ -41,7 +41,8 @@ def dataset_folder(text: str | None, settings) -> Path:
     """dataset_dir: relative to ComfyUI's output folder; absolute only inside it or an allowed folder."""
     from ..mvic.paths import confined_input
 
-    return confined_input(text.strip() or DEFAULT_DATASET, output_directory(), "LoRATrainer.dataset_dir", settings.readable_folders())
+    return confined_input(text.strip() or DEFAULT_DATASET, output_directory(), "LoRATrainer.dataset_dir",
+                          settings.readable_folders())
 
 
 def check_untrusted_widgets(settings, sd_scripts_dir, extra_args, dataset_dir, paths: dict[str, str | None]) -> None:
@@ -76,7 +77,8 @@ class LoRATrainer:
         in_folder = "empty: the dropdown; else a file inside ComfyUI's {} folders"
         return {
             "required": {
-                "dataset_dir": ("STRING", {"default": "", "tooltip": "connect SaveICLoRADataset's dataset_dir; relative paths start in output/"}),
+                "dataset_dir": ("STRING", {"default": "", "tooltip": "connect SaveICLoRADataset's dataset_dir; "
+                                                                     "relative paths start in output/"}),
                 "flux_model": (diffusion, {"default": NONE}),
                 "clip_l": (text, {"default": NONE}),
                 "t5xxl": (text, {"default": NONE}),
@@ -93,22 +95,21 @@ class LoRATrainer:
                 "save_every_n_steps": ("INT", {"default": 250, "min": 0, "max": 100000, "tooltip": "0 = only at the end"}),
                 "sample_every_n_steps": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "previews from held-out captions; 0 = none"}),
                 "loras_subfolder": ("STRING", {"default": "mvic"}),
-                "extra_args": ("STRING", {"default": "", "multiline": True,
-                                          "tooltip": "more training options (optimizer, scheduler, noise, timestep sampling...); "
-                                                     "options naming files, outputs or services are refused"}),
-                "sd_scripts_dir": (_trainer_choices(), {"default": DEFAULT_TRAINER,
-                                                        "tooltip": "which sd-scripts checkout runs: one configured on this machine "
-                                                                   "(python -m mvic setup-trainer); (default): SD_SCRIPTS_DIR or the "
-                                                                   "settings' default"}),
+                "extra_args": ("STRING", {"default": "", "multiline": True, "tooltip": (
+                    "more training options (optimizer, scheduler, noise, timestep sampling...); "
+                    "options naming files, outputs or services are refused")}),
+                "sd_scripts_dir": (_trainer_choices(), {"default": DEFAULT_TRAINER, "tooltip": (
+                    "which sd-scripts checkout runs: one configured on this machine (python -m mvic setup-trainer); "
+                    "(default): SD_SCRIPTS_DIR or the settings' default")}),
                 "gpu_ids": ("STRING", {"default": "", "tooltip": "e.g. 0,1 for two GPUs; empty = default"}),
                 "flux_path": ("STRING", {"default": "", "tooltip": in_folder.format("diffusion_models")}),
                 "clip_l_path": ("STRING", {"default": "", "tooltip": in_folder.format("text_encoders")}),
                 "t5xxl_path": ("STRING", {"default": "", "tooltip": in_folder.format("text_encoders")}),
                 "ae_path": ("STRING", {"default": "", "tooltip": in_folder.format("vae")}),
                 "compile": (["auto", "on", "off"], {"default": "auto", "tooltip": "torch.compile: auto = only when the steps repay the compile time (80 GB preset)"}),
-                "caption_problems": (list(CAPTION_CHOICES), {"default": "refuse",
-                                                             "tooltip": "images without captions, or captions whose markers don't match "
-                                                                        "the layout: refuse to train (listing them), or warn and train"}),
+                "caption_problems": (list(CAPTION_CHOICES), {"default": "refuse", "tooltip": (
+                    "images without captions, or captions whose markers don't match the layout: "
+                    "refuse to train (listing them), or warn and train")}),
             },
         }
 
@@ -137,7 +138,8 @@ class LoRATrainer:
 
     def train(self, dataset_dir, flux_model, clip_l, t5xxl, ae, lora_name, steps, rank, learning_rate, vram_preset,
               alpha=16.0, seed=42, save_every_n_steps=250, sample_every_n_steps=0, loras_subfolder="mvic", extra_args="",
-              sd_scripts_dir=DEFAULT_TRAINER, gpu_ids="", flux_path="", clip_l_path="", t5xxl_path="", ae_path="", compile="auto",
+              sd_scripts_dir=DEFAULT_TRAINER, gpu_ids="", flux_path="", clip_l_path="", t5xxl_path="", ae_path="",
+              compile="auto",
               caption_problems="refuse"):
         from ..mvic.sources.common import safe_name
         from ..mvic.training.arguments import FluxModelFiles, TrainingSettings
@@ -162,7 +164,8 @@ class LoRATrainer:
         free_comfy_memory()
         progress = Progress(steps)
         callbacks = TrainingCallbacks(on_progress=lambda p: progress(p.step, p.total), should_stop=interrupt_requested)
-        result = train_lora(training, environment, loras_folder() / safe_name(loras_subfolder, "mvic"), name, vram_preset, callbacks,
+        loras = loras_folder() / safe_name(loras_subfolder, "mvic")
+        result = train_lora(training, environment, loras, name, vram_preset, callbacks,
                             caption_problems=caption_problems)
         curve = images_to_tensor([loss_curve_image(result.losses)])
         text = f"LoRA: {result.lora_path} (preset {result.preset.name}" + (f", resumed at step {result.resumed_from_step}" if result.resumed_from_step else "") + ")"
@@ -177,7 +180,8 @@ def _model_file(choice: str, path: str, kind: str, widget: str) -> Path:
         return confined_model_path(path, kind, f"LoRATrainer.{widget}")
     if choice != NONE:
         return Path(model_path(kind, choice))
-    raise ValueError(f"LoRATrainer: choose the {what} file (dropdown) or give {widget} (a file in ComfyUI's {kind} folders)")
+    raise ValueError(f"LoRATrainer: choose the {what} file (dropdown) or give {widget} "
+                     f"(a file in ComfyUI's {kind} folders)")
 
 
 def _signature(dataset_dir, settings: dict) -> str:

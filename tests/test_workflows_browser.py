@@ -167,3 +167,24 @@ def test_workflow_loads_in_the_real_frontend(frontend, name):
     DOCS.mkdir(exist_ok=True)
     page.locator("#graph-canvas").screenshot(path=str(DOCS / f"workflow_{name}.png"))
     print(f"\n[{name}: loaded and checked in {time.monotonic() - started:.1f} s -> docs/workflow_{name}.png]")
+
+
+SAVED = ROOT / "tests" / "fixtures" / "saved_workflows"
+
+
+@pytest.mark.parametrize("filename", sorted(p.name for p in SAVED.glob("*.v1.json")))
+def test_a_workflow_saved_by_an_earlier_version_keeps_every_value_in_its_widget(frontend, filename):
+    """Saved workflows restore widget values by position: after widgets changed (LoRATrainer's
+    sd_scripts_dir became a list, caption_problems was added at the end) an old file still queues
+    each value under its own input, new widgets at their defaults - what the converter's
+    fill_defaults predicts."""
+    spec = importlib.util.spec_from_file_location("mvic_workflow_api_browser", ROOT / "tools" / "workflow_api.py")
+    workflow_api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(workflow_api)
+    page, errors, _ = frontend
+    workflow = json.loads((SAVED / filename).read_text(encoding="utf-8"))
+    _load(page, workflow, filename)
+    assert page.locator(MISSING_NODES).count() == 0
+    queued = page.evaluate("async () => (await app.graphToPrompt()).output")
+    assert _normalise(queued) == _normalise(workflow_api.to_api(workflow, fill_defaults=True))
+    assert errors == [], errors

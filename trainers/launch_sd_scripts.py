@@ -1,6 +1,7 @@
 """Run an sd-scripts training script in this process, and never outlive the parent.
 
-Usage: python launch_sd_scripts.py --watch-parent PID [--report-to LOG] [--accelerate --num-processes N] -- SCRIPT ARGS...
+Usage: python launch_sd_scripts.py --watch-parent PID [--report-to LOG] [--accelerate --num-processes N]
+       -- SCRIPT ARGS...
 
 The parent (ComfyUI) starts us in a new process group. A watchdog thread notices
 when the parent is gone (we get re-parented, or its pid disappears) and kills the
@@ -36,7 +37,8 @@ def watch(pid: int, report_to: str) -> None:
     if os.name == "nt":
         os._exit(1)
     killed = kill_rest_of_group()
-    report(f"[mvic] parent process {pid} is gone: killed {killed} other process(es) of the training; stopping", report_to)
+    report(f"[mvic] parent process {pid} is gone: killed {killed} other process(es) of the training; stopping",
+           report_to)
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
@@ -108,7 +110,8 @@ def skip_model_hashing() -> None:
 
 def main() -> None:
     if "--" not in sys.argv:
-        sys.exit("usage: launch_sd_scripts.py --watch-parent PID [--report-to LOG] [--accelerate --num-processes N] -- SCRIPT ARGS...")
+        sys.exit("usage: launch_sd_scripts.py --watch-parent PID [--report-to LOG] [--accelerate --num-processes N] "
+                 "-- SCRIPT ARGS...")
     split = sys.argv.index("--")
     parser = argparse.ArgumentParser()
     parser.add_argument("--watch-parent", type=int, required=True)

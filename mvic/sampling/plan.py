@@ -37,7 +37,8 @@ class LoraDefaults:
         return cls.from_metadata(read_metadata(path), str(path)) if path else cls()
 
 
-def resolve_layout(rows: int, cols: int, panel_width: int, panel_height: int, defaults: LoraDefaults) -> CompositeLayout:
+def resolve_layout(rows: int, cols: int, panel_width: int, panel_height: int,
+                   defaults: LoraDefaults) -> CompositeLayout:
     """0 means 'as the LoRA was trained' (else 2x2 of 512). The result is bounded like LoRA metadata
     (<= 64 panels, sides <= 4096, <= 16 MP) before anything is allocated for it."""
     base = defaults.layout or DEFAULT_LAYOUT

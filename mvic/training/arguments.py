@@ -126,8 +126,8 @@ def parse_extra_args(text: str) -> list[str]:
         raise ValueError(f"extra sd-scripts arguments {text!r}: {exc}; quote values that contain spaces") from None
 
 
-def launch_command(python: str, checkout: Path, launcher: Path, parent_pid: int, args: list[str], gpu_ids: tuple[int, ...] = (),
-                   report_to: Path | None = None) -> list[str]:
+def launch_command(python: str, checkout: Path, launcher: Path, parent_pid: int, args: list[str],
+                   gpu_ids: tuple[int, ...] = (), report_to: Path | None = None) -> list[str]:
     """Our launcher (trainers/launch_sd_scripts.py) runs the training script in-process,
     under accelerate when several GPUs are selected; `report_to`: the log its watchdog reports into."""
     script = str(Path(checkout) / TRAIN_SCRIPT)

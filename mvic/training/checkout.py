@@ -48,17 +48,20 @@ def verify(checkout: Path, recorded: str, name: str, python: str) -> None:
     again = f"python -m mvic config add-trainer {name} --sd-scripts {checkout} --python {python}"
     if not recorded:
         raise CheckoutChanged(
-            f"the sd-scripts checkout '{name}' ({checkout}) has no fingerprint in the local settings: record it with `{again}`"
+            f"the sd-scripts checkout '{name}' ({checkout}) has no fingerprint in the local settings: "
+            f"record it with `{again}`"
         )
     if fingerprint(checkout) != recorded:
         raise CheckoutChanged(
-            f"the sd-scripts checkout '{name}' ({checkout}) changed since it was set up: its entry scripts, library/ or "
-            f"networks/ differ from the fingerprint recorded then, so it is not run. If you updated it yourself, record "
-            f"it again: `{again}` (or re-run `python -m mvic setup-trainer --sd-scripts {checkout} --name {name}`)"
+            f"the sd-scripts checkout '{name}' ({checkout}) changed since it was set up: its entry scripts, "
+            f"library/ or networks/ differ from the fingerprint recorded then, so it is not run. If you updated it "
+            f"yourself, record it again: `{again}` (or re-run `python -m mvic setup-trainer --sd-scripts {checkout} "
+            f"--name {name}`)"
         )
 
 
-def with_trainer(settings: LocalSettings, name: str, checkout: str | Path, python: str, make_default: bool = False) -> LocalSettings:
+def with_trainer(settings: LocalSettings, name: str, checkout: str | Path, python: str,
+                 make_default: bool = False) -> LocalSettings:
     """The settings with checkout `name` added (or replaced), its code fingerprinted now. The first
     trainer, or one added with make_default, becomes the default."""
     name = check_name(name, "trainer")
@@ -69,7 +72,9 @@ def with_trainer(settings: LocalSettings, name: str, checkout: str | Path, pytho
     if not interpreter.is_absolute() or not interpreter.exists():
         raise SettingsError(f"--python {python!r}: give the absolute path of the interpreter sd-scripts runs in")
     entry = TrainerCheckout(name, folder, str(interpreter), fingerprint(folder))
-    default = name if make_default or not settings.default_trainer or settings.default_trainer not in settings.trainers else settings.default_trainer
+    default = settings.default_trainer
+    if make_default or default not in settings.trainers:
+        default = name
     return dataclasses.replace(settings, trainers={**settings.trainers, name: entry}, default_trainer=default)
 
 

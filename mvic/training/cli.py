@@ -17,10 +17,11 @@ def add_commands(commands) -> None:
     setup = commands.add_parser("setup-trainer", help="register your sd-scripts checkout in the local settings "
                                 "(and create a venv for it from its own requirements: needs internet)")
     setup.add_argument("--sd-scripts", required=True, help="your kohya-ss/sd-scripts checkout")
-    setup.add_argument("--name", default="sd-scripts", help="the name LoRATrainer's sd_scripts_dir lists (default: sd-scripts)")
+    setup.add_argument("--name", default="sd-scripts", help="the name LoRATrainer's sd_scripts_dir lists")
     setup.add_argument("--python", default="", help="use this existing interpreter instead of creating <checkout>/venv")
     setup.add_argument("--torch", default="torch torchvision", help="torch requirement(s) for that venv, e.g. 'torch==2.7.1 torchvision'")
-    setup.add_argument("--settings", default="", help="settings file (default: $MVIC_SETTINGS or ~/.config/mvic/settings.json)")
+    setup.add_argument("--settings", default="",
+                       help="settings file (default: $MVIC_SETTINGS or ~/.config/mvic/settings.json)")
     setup.add_argument("--dry-run", action="store_true", help="print the commands only")
     check = commands.add_parser("check-trainer", help="report what the sd-scripts environment is missing")
     check.add_argument("--trainer", default="", help="a configured checkout's name (default: the default one)")
@@ -39,9 +40,9 @@ def add_commands(commands) -> None:
     train.add_argument("--preset", choices=PRESET_CHOICES, default="auto")
     train.add_argument("--save-every", type=int, default=250)
     train.add_argument("--sample-every", type=int, default=0)
-    train.add_argument("--extra-args", default="", help="training options (the allow-list of mvic/training/extra_args.py)")
+    train.add_argument("--extra-args", default="", help="training options (allow-list: mvic/training/extra_args.py)")
     train.add_argument("--unsafe-extra-args", action="store_true",
-                       help="pass --extra-args to sd-scripts unchecked (any option, paths included): for your own command line only")
+                       help="pass --extra-args to sd-scripts unchecked (any option, paths too): your own use only")
     train.add_argument("--caption-problems", choices=CAPTION_CHOICES, default="refuse")
     train.add_argument("--trainer", default="", help="a configured checkout's name (default: the default one)")
     train.add_argument("--sd-scripts", default="", help="a checkout to run as it is (not fingerprinted)")
@@ -116,7 +117,8 @@ def _train(args: argparse.Namespace) -> int:
         loss = f" loss {progress.loss:.4f}" if progress.loss is not None else ""
         print(f"step {progress.step}/{progress.total}{loss}", flush=True)
 
-    result = train_lora(settings, _environment(args), Path(args.loras_dir), name, args.preset, TrainingCallbacks(on_progress=show),
-                        caption_problems=args.caption_problems, unsafe_extra_args=args.unsafe_extra_args)
+    result = train_lora(settings, _environment(args), Path(args.loras_dir), name, args.preset,
+                        TrainingCallbacks(on_progress=show), caption_problems=args.caption_problems,
+                        unsafe_extra_args=args.unsafe_extra_args)
     print(f"LoRA: {result.lora_path}")
     return 0

@@ -119,14 +119,15 @@ def resolve_trainer(choice: str, settings: LocalSettings) -> TrainerEnvironment:
         name = settings.default_trainer or (next(iter(settings.trainers)) if len(settings.trainers) == 1 else "")
         if not name:
             raise TrainerEnvironmentError(
-                "no sd-scripts checkout is configured on this machine: run `python -m mvic setup-trainer --sd-scripts DIR` "
-                "(or `python -m mvic config add-trainer NAME --sd-scripts DIR --python PYTHON`), or set SD_SCRIPTS_DIR and "
-                f"SD_SCRIPTS_PYTHON for ComfyUI ({settings.path})" + _legacy_hint()
+                "no sd-scripts checkout is configured on this machine: run `python -m mvic setup-trainer "
+                "--sd-scripts DIR` (or `python -m mvic config add-trainer NAME --sd-scripts DIR --python PYTHON`), "
+                f"or set SD_SCRIPTS_DIR and SD_SCRIPTS_PYTHON for ComfyUI ({settings.path})" + _legacy_hint()
             )
     entry = settings.trainer(name)
     if entry is None:
-        raise TrainerEnvironmentError(f"default_trainer {name!r} is not among the trainers in {settings.path}: "
-                                      f"`python -m mvic config set default_trainer NAME` with one of {', '.join(settings.trainers)}")
+        raise TrainerEnvironmentError(f"default_trainer {name!r} is not among the trainers in {settings.path}: run "
+                                      f"`python -m mvic config set default_trainer NAME` with one of "
+                                      f"{', '.join(settings.trainers)}")
     environment = TrainerEnvironment(entry.sd_scripts_dir, entry.python, name, entry.fingerprint)
     _check_paths(environment)
     verify_checkout(environment)
@@ -184,7 +185,8 @@ def _check_paths(environment: TrainerEnvironment) -> None:
 
 # Environment variables a training child never needs and must not see (API keys of the captioners,
 # cloud and hub tokens): any name with one of these words, plus the key variables of local endpoints.
-SECRET_WORDS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS", "AUTH"})
+SECRET_WORDS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS",
+                          "AUTH"})
 
 
 def _secret_names(settings: LocalSettings | None) -> set[str]:
@@ -207,7 +209,8 @@ def child_env(extra: dict[str, str] | None = None, settings: LocalSettings | Non
     if overlay:
         env["PYTHONPATH"] = overlay
     # COLUMNS: rich wraps log lines at 80 columns when not on a terminal.
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8",
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+                "PYTHONIOENCODING": "utf-8",
                 "NCCL_NVLS_ENABLE": "0", "COLUMNS": "200"})
     env.update(extra or {})
     return env

@@ -23,14 +23,14 @@ FLAGS = frozenset({
     "--flip_aug", "--color_aug", "--skip_cache_check",
 })
 NUMBERS = frozenset({
-    "--learning_rate", "--unet_lr", "--max_grad_norm", "--lr_warmup_steps", "--lr_decay_steps", "--lr_scheduler_num_cycles",
-    "--lr_scheduler_power", "--lr_scheduler_timescale", "--lr_scheduler_min_lr_ratio", "--noise_offset",
-    "--multires_noise_iterations", "--multires_noise_discount", "--adaptive_noise_scale", "--ip_noise_gamma",
-    "--min_timestep", "--max_timestep", "--huber_c", "--huber_scale", "--min_snr_gamma", "--scale_weight_norms",
-    "--network_dropout", "--gradient_accumulation_steps", "--sigmoid_scale", "--discrete_flow_shift", "--guidance_scale",
-    "--logit_mean", "--logit_std", "--mode_scale", "--t5xxl_max_token_length", "--blocks_to_swap", "--caption_dropout_rate",
-    "--max_data_loader_n_workers", "--vae_batch_size", "--text_encoder_batch_size", "--train_batch_size",
-    "--v_pred_like_loss",
+    "--learning_rate", "--unet_lr", "--max_grad_norm", "--lr_warmup_steps", "--lr_decay_steps",
+    "--lr_scheduler_num_cycles", "--lr_scheduler_power", "--lr_scheduler_timescale", "--lr_scheduler_min_lr_ratio",
+    "--noise_offset", "--multires_noise_iterations", "--multires_noise_discount", "--adaptive_noise_scale",
+    "--ip_noise_gamma", "--min_timestep", "--max_timestep", "--huber_c", "--huber_scale", "--min_snr_gamma",
+    "--scale_weight_norms", "--network_dropout", "--gradient_accumulation_steps", "--sigmoid_scale",
+    "--discrete_flow_shift", "--guidance_scale", "--logit_mean", "--logit_std", "--mode_scale",
+    "--t5xxl_max_token_length", "--blocks_to_swap", "--caption_dropout_rate", "--max_data_loader_n_workers",
+    "--vae_batch_size", "--text_encoder_batch_size", "--train_batch_size", "--v_pred_like_loss",
 })
 WORDS = frozenset({  # a bare name: no '.', so sd-scripts never imports a module named by a workflow
     "--optimizer_type", "--lr_scheduler", "--timestep_sampling", "--weighting_scheme", "--model_prediction_type",
@@ -41,7 +41,8 @@ ALLOWED = FLAGS | NUMBERS | WORDS | KEY_VALUES
 
 # Why an option is refused, for the error message (first match wins; anything else: "not on the list").
 _REASONS = (
-    (("output", "save_model_as", "save_every", "save_last", "save_n_epoch", "save_state"), "it decides what is written where"),
+    (("output", "save_model_as", "save_every", "save_last", "save_n_epoch", "save_state"),
+     "it decides what is written where"),
     (("huggingface", "async_upload", "wandb", "log_with", "log_tracker", "log_prefix", "log_config", "logging"),
      "it uploads or logs to a service"),
     (("config", "dataset", "data_dir", "in_json", "resume", "weights", "vae", "model", "clip_l", "t5xxl", "ae",
@@ -108,5 +109,6 @@ def check_extra_args(text: str, what: str = "LoRATrainer.extra_args", unsafe: bo
 
 def _check_value(option: str, value: str, what: str) -> None:
     if not _value_ok(option, value):
-        kind = "a number" if option in NUMBERS else "a plain name (no '.', '/' or spaces)" if option in WORDS else "key=value"
+        kinds = {**dict.fromkeys(NUMBERS, "a number"), **dict.fromkeys(WORDS, "a plain name (no '.', '/' or spaces)")}
+        kind = kinds.get(option, "key=value")
         raise ExtraArgsRefused(f"{what}: {option} {value!r}: the value must be {kind}; {UNSAFE_HINT}")

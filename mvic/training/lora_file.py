@@ -41,7 +41,7 @@ class IcLoraInfo:
 def read_metadata(path: Path | str) -> dict[str, str]:
     """The header's `__metadata__` (strings to strings, as safetensors defines it)."""
     metadata = safetensors_header(Path(path)).get("__metadata__", {}) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise LoraMetadataError(f"LoRA {path}: __metadata__ is not a table of strings")
     return metadata
 
@@ -49,13 +49,16 @@ def read_metadata(path: Path | str) -> dict[str, str]:
 def check_layout_bounds(rows: int, cols: int, panel_width: int, panel_height: int, where: str) -> None:
     """rows x cols <= 64, panel sides multiples of 16 up to 4096, composite <= 16 MP."""
     if rows < 1 or cols < 1 or rows * cols > MAX_PANELS:
-        raise LoraMetadataError(f"{where}: {rows}x{cols} panels; rows and cols must be at least 1 and rows x cols at most {MAX_PANELS}")
+        raise LoraMetadataError(f"{where}: {rows}x{cols} panels; rows and cols must be at least 1 and rows x cols "
+                                f"at most {MAX_PANELS}")
     for name, side in (("panel_width", panel_width), ("panel_height", panel_height)):
         if side < PANEL_ALIGN or side % PANEL_ALIGN or side > MAX_PANEL_SIDE:
-            raise LoraMetadataError(f"{where}.{name} = {side}: must be a multiple of {PANEL_ALIGN} between {PANEL_ALIGN} and {MAX_PANEL_SIDE}")
+            raise LoraMetadataError(f"{where}.{name} = {side}: must be a multiple of {PANEL_ALIGN} "
+                                    f"between {PANEL_ALIGN} and {MAX_PANEL_SIDE}")
     pixels = rows * cols * panel_width * panel_height
     if pixels > MAX_COMPOSITE_PIXELS:
-        raise LoraMetadataError(f"{where}: a {cols * panel_width}x{rows * panel_height} composite is {pixels / 2**20:.1f} MP; "
+        size = f"{cols * panel_width}x{rows * panel_height}"
+        raise LoraMetadataError(f"{where}: a {size} composite is {pixels / 2**20:.1f} MP; "
                                 f"at most {MAX_COMPOSITE_PIXELS // 2**20} MP")
 
 
@@ -76,7 +79,8 @@ def iclora_info(metadata: dict[str, str], source: str) -> IcLoraInfo:
         markers = _markers(_json(metadata["mvic_markers"], source, "mvic_markers"), source, layout)
     trigger = metadata.get("mvic_trigger", "")
     if len(trigger) > MAX_TRIGGER_CHARS or any(ord(c) < 32 for c in trigger):
-        raise LoraMetadataError(f"LoRA {source}: mvic_trigger must be one line of at most {MAX_TRIGGER_CHARS} characters")
+        raise LoraMetadataError(f"LoRA {source}: mvic_trigger must be one line of at most {MAX_TRIGGER_CHARS} "
+                                "characters")
     return IcLoraInfo(layout, markers, trigger)
 
 
@@ -97,14 +101,17 @@ def _json(text: str, source: str, field: str) -> dict:
 def _markers(raw: dict, source: str, layout) -> tuple[str, tuple[str, ...]]:
     prefix, panels = raw.get("prefix"), raw.get("panels")
     if not isinstance(prefix, str) or not _MARKER.match(prefix):
-        raise LoraMetadataError(f"LoRA {source}: mvic_markers.prefix {str(prefix)[:80]!r} is not a marker like [FOUR-VIEWS]")
+        raise LoraMetadataError(f"LoRA {source}: mvic_markers.prefix {str(prefix)[:80]!r} is not a marker "
+                                "like [FOUR-VIEWS]")
     if not isinstance(panels, list) or not 1 <= len(panels) <= MAX_PANELS:
         raise LoraMetadataError(f"LoRA {source}: mvic_markers.panels must be a list of 1 to {MAX_PANELS} markers")
     bad = [p for p in panels if not isinstance(p, str) or not _MARKER.match(p)]
     if bad:
-        raise LoraMetadataError(f"LoRA {source}: mvic_markers.panels holds {str(bad[0])[:80]!r}, not a marker like [TOP-LEFT]")
+        raise LoraMetadataError(f"LoRA {source}: mvic_markers.panels holds {str(bad[0])[:80]!r}, not a marker "
+                                "like [TOP-LEFT]")
     if layout is not None and len(panels) != layout[0] * layout[1]:
-        raise LoraMetadataError(f"LoRA {source}: mvic_markers.panels has {len(panels)} markers for {layout[0]}x{layout[1]} panels")
+        raise LoraMetadataError(f"LoRA {source}: mvic_markers.panels has {len(panels)} markers for "
+                                f"{layout[0]}x{layout[1]} panels")
     return prefix, tuple(panels)
 
 

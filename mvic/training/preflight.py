@@ -88,13 +88,15 @@ def read_dataset(folder: Path) -> TrainingDataset:
 def _layout_and_markers(folder: Path) -> tuple[dict, dict]:
     records = read_manifest(folder)
     if not records:
-        raise TrainingError(f"{folder / MANIFEST_NAME} has no readable records: re-export the dataset with SaveICLoRADataset")
+        raise TrainingError(f"{folder / MANIFEST_NAME} has no readable records: re-export the dataset "
+                            "with SaveICLoRADataset")
     for record in records.values():
         for name in ("image_file", "caption_file"):
             value = getattr(record, name)
             if not isinstance(value, str) or Path(value).is_absolute() or ".." in Path(value).parts:
-                raise TrainingError(f"{folder / MANIFEST_NAME}: record {record.stem!r} names {name} {value!r} outside "
-                                    "the dataset folder; the trainer reads only files inside it (re-export the dataset)")
+                raise TrainingError(f"{folder / MANIFEST_NAME}: record {record.stem!r} names {name} {value!r} "
+                                    "outside the dataset folder; the trainer reads only files inside it "
+                                    "(re-export the dataset)")
     layouts = {tuple(sorted(_layout(r.layout, folder).items())) for r in records.values()}
     marker_sets = {(r.markers.get("prefix"), tuple(r.markers.get("panels", ()))) for r in records.values()}
     if len(layouts) > 1 or len(marker_sets) > 1:
@@ -139,7 +141,8 @@ def _caption(folder: Path, path: Path) -> str | None:
                             "the trainer reads only files inside it; replace the link with the caption text")
     size = path.stat().st_size
     if size > MAX_CAPTION_BYTES:
-        raise TrainingError(f"{path} is {size} bytes: a caption is at most {MAX_CAPTION_BYTES // 1024} KiB; shorten or re-caption it")
+        raise TrainingError(f"{path} is {size} bytes: a caption is at most {MAX_CAPTION_BYTES // 1024} KiB; "
+                            "shorten or re-caption it")
     try:
         text = path.read_text(encoding="utf-8").strip()
     except UnicodeDecodeError:

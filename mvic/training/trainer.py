@@ -21,8 +21,8 @@ from ..sources.common import safe_name
 from .arguments import TrainingSettings, launch_command, sample_prompts_text, training_arguments
 from .compile import plan_compile
 from .environment import (
-    TOKENIZERS_DIR, TRAINERS_DIR, EnvironmentReport, TrainerEnvironment, TrainerEnvironmentError, check_environment, child_env,
-    verify_checkout,
+    TOKENIZERS_DIR, TRAINERS_DIR, EnvironmentReport, TrainerEnvironment, TrainerEnvironmentError, check_environment,
+    child_env, verify_checkout,
 )
 from .errors import TrainingError
 from .extra_args import check_extra_args
@@ -93,14 +93,16 @@ def train_lora(
     """`caption_problems`: 'refuse' (default) or 'warn and train' (preflight.py). `unsafe_extra_args`:
     only for a local user's own command line; a workflow's extra_args are always checked."""
     callbacks = callbacks or TrainingCallbacks()
-    checked = preflight(settings, environment, Path(loras_dir), preset_choice, callbacks, caption_problems, unsafe_extra_args)
+    checked = preflight(settings, environment, Path(loras_dir), preset_choice, callbacks, caption_problems,
+                        unsafe_extra_args)
     plan = plan_run(settings, checked, callbacks)
     losses = [] if plan.done else launch(plan, checked, environment, callbacks)
     return finish(plan, checked, Path(loras_dir), lora_name, losses)
 
 
 def preflight(settings: TrainingSettings, environment: TrainerEnvironment, loras_dir: Path, preset_choice: str,
-              callbacks: TrainingCallbacks, caption_problems: str = "refuse", unsafe_extra_args: bool = False) -> Preflight:
+              callbacks: TrainingCallbacks, caption_problems: str = "refuse",
+              unsafe_extra_args: bool = False) -> Preflight:
     """Everything that can be known before launching; nothing is written."""
     extra = check_extra_args(settings.extra_args, unsafe=unsafe_extra_args)  # untrusted input first
     if caption_problems not in CAPTION_CHOICES:
@@ -113,7 +115,8 @@ def preflight(settings: TrainingSettings, environment: TrainerEnvironment, loras
         raise TrainerEnvironmentError("the sd-scripts environment is not ready:\n" + report.text())
     gpus = [g for g in report.gpus if not settings.gpu_ids or g["index"] in settings.gpu_ids]
     preset = resolve_preset(preset_choice, min(g["total_gib"] for g in gpus) if gpus else None)
-    callbacks.log(f"[mvic] preset {preset.name}" + (f" for {gpus[0]['name']} ({gpus[0]['total_gib']} GiB)" if gpus else " (no GPU)"))
+    card = f" for {gpus[0]['name']} ({gpus[0]['total_gib']} GiB)" if gpus else " (no GPU)"
+    callbacks.log(f"[mvic] preset {preset.name}{card}")
     if preset.needs_bitsandbytes and not report.packages.get("bitsandbytes"):
         raise TrainerEnvironmentError(
             f"the '{preset.name}' preset uses the {preset.optimizer} optimizer, which needs bitsandbytes: "
@@ -155,11 +158,13 @@ def plan_run(settings: TrainingSettings, checked: Preflight, callbacks: Training
     if settings.sample_every_n_steps and not settings.sample_prompts:
         settings = replace(settings, sample_prompts=checked.dataset.captions()[-2:])  # stable choice, no randomness
     if settings.sample_prompts:
-        settings.prompts_file.write_text(sample_prompts_text(settings.sample_prompts, *checked.dataset.size), encoding="utf-8")
+        text = sample_prompts_text(settings.sample_prompts, *checked.dataset.size)
+        settings.prompts_file.write_text(text, encoding="utf-8")
     outputs = settings.run_dir / "output"
     config_key = _config_key(settings, checked.preset)
     finished = {"steps": settings.steps, "config": config_key, "data": dataset_key(state)}
-    plan = RunPlan(settings, state, finished, _finished_lora(outputs, settings.output_name, finished), deleted_caches=deleted)
+    done = _finished_lora(outputs, settings.output_name, finished)
+    plan = RunPlan(settings, state, finished, done, deleted_caches=deleted)
     if plan.done is not None:
         callbacks.log(f"[mvic] {plan.done} is already trained with these settings and data")
         return plan
@@ -172,7 +177,8 @@ def plan_run(settings: TrainingSettings, checked: Preflight, callbacks: Training
     return plan
 
 
-def launch(plan: RunPlan, checked: Preflight, environment: TrainerEnvironment, callbacks: TrainingCallbacks) -> list[tuple[int, float]]:
+def launch(plan: RunPlan, checked: Preflight, environment: TrainerEnvironment,
+           callbacks: TrainingCallbacks) -> list[tuple[int, float]]:
     """Run sd-scripts for the planned attempt; the losses of the steps it trained."""
     settings, resumed = plan.settings, plan.resumed
     compiling = plan_compile(settings.compile, checked.preset, settings.steps - resumed, checked.extra)
@@ -181,15 +187,16 @@ def launch(plan: RunPlan, checked: Preflight, environment: TrainerEnvironment, c
     verify_checkout(environment)  # right before any of its code runs
     if checked.extra:
         validate_extra_args(environment, args)
-    command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py", os.getpid(), args,
-                             settings.gpu_ids, settings.run_dir / "train.log")
+    log = settings.run_dir / "train.log"
+    command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py",
+                             os.getpid(), args, settings.gpu_ids, log)
 
     def on_progress(p: StepProgress) -> None:
         if callbacks.on_progress:  # report real steps, not the resumed run's own count
             callbacks.on_progress(StepProgress(resumed + p.step, settings.steps, p.loss, p.seconds_per_step))
 
     env = child_env({**_gpu_env(settings.gpu_ids), **compiling.child_env()})
-    result = run_child(command, settings.run_dir / "train.log", env, environment.checkout, on_progress, callbacks.should_stop)
+    result = run_child(command, log, env, environment.checkout, on_progress, callbacks.should_stop)
     _raise_for_failure(result, settings, checked.preset)
     if compiling.enabled:
         compiling.marker.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +206,8 @@ def launch(plan: RunPlan, checked: Preflight, environment: TrainerEnvironment, c
     return [(resumed + p.step, p.loss) for p in result.progress if p.loss is not None]
 
 
-def finish(plan: RunPlan, checked: Preflight, loras_dir: Path, lora_name: str, losses: list[tuple[int, float]]) -> TrainingResult:
+def finish(plan: RunPlan, checked: Preflight, loras_dir: Path, lora_name: str,
+           losses: list[tuple[int, float]]) -> TrainingResult:
     settings = plan.settings
     _append_losses(settings.run_dir, losses)
     metadata = dataset_metadata(checked.dataset)
@@ -207,8 +215,9 @@ def finish(plan: RunPlan, checked: Preflight, loras_dir: Path, lora_name: str, l
                      "mvic_steps": str(settings.steps), "mvic_preset": checked.preset.name})
     target = loras_dir / f"{safe_name(lora_name, 'iclora')}.safetensors"
     write_with_metadata(plan.done or settings.final_lora, target, metadata)
-    return TrainingResult(lora_path=target, run_dir=settings.run_dir, preset=checked.preset, losses=_read_losses(settings.run_dir),
-                          resumed_from_step=plan.resumed, deleted_caches=plan.deleted_caches, warnings=list(checked.dataset.problems))
+    return TrainingResult(lora_path=target, run_dir=settings.run_dir, preset=checked.preset,
+                          losses=_read_losses(settings.run_dir), resumed_from_step=plan.resumed,
+                          deleted_caches=plan.deleted_caches, warnings=list(checked.dataset.problems))
 
 
 def dataset_metadata(dataset: TrainingDataset) -> dict[str, str]:
