@@ -28,6 +28,13 @@ def add_commands(commands) -> None:
     endpoint.add_argument("--key-env", action="append", default=[], help="environment variable holding this server's key")
     endpoint.add_argument("--key-file", default="", help="file holding only this server's key")
     actions.add_parser("remove-endpoint").add_argument("name")
+    trainer = actions.add_parser("add-trainer",
+                                 help="an sd-scripts checkout LoRATrainer may run (its code is fingerprinted now)")
+    trainer.add_argument("name")
+    trainer.add_argument("--sd-scripts", required=True, help="the kohya-ss/sd-scripts checkout")
+    trainer.add_argument("--python", required=True, help="the interpreter with sd-scripts' requirements")
+    trainer.add_argument("--default", action="store_true", help="make it the default (the first one always is)")
+    actions.add_parser("remove-trainer").add_argument("name")
     actions.add_parser("allow-folder", help="let nodes read data under this absolute folder").add_argument("folder")
     actions.add_parser("disallow-folder").add_argument("folder")
 
@@ -46,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
         if args.name not in settings.endpoints:
             raise SettingsError(f"no configured endpoint named {args.name!r} in {settings.path}")
         settings = dataclasses.replace(settings, endpoints={k: v for k, v in settings.endpoints.items() if k != args.name})
+    elif action in ("add-trainer", "remove-trainer"):
+        from .training.checkout import with_trainer, without_trainer
+
+        if action == "add-trainer":
+            settings = with_trainer(settings, args.name, args.sd_scripts, args.python, args.default)
+        else:
+            settings = without_trainer(settings, args.name)
     elif action in ("allow-folder", "disallow-folder"):
         settings = _with_folder(settings, Path(args.folder), allow=action == "allow-folder")
     print(f"wrote {save_settings(settings)}")

@@ -131,3 +131,32 @@ def confined_output_path(text: str, what: str) -> Path:
     from ..mvic.paths import confined_output
 
     return confined_output(text, output_directory(), what)
+
+
+def model_folders(kind: str) -> list[Path]:
+    """ComfyUI's folders for a model kind ('loras', 'vae', ...); outside ComfyUI ./models/<kind>."""
+    fp = _folder_paths()
+    return [Path(p) for p in fp.get_folder_paths(kind)] if fp else [Path.cwd() / "models" / kind]
+
+
+def confined_model_path(text: str, kind: str, what: str) -> Path:
+    """A widget's model file: relative to one of ComfyUI's folders for `kind`, or absolute inside one;
+    never a file elsewhere. Links the user put into a model folder are followed, as ComfyUI's own
+    loaders do (a workflow cannot make links); '..' cannot leave. Which folders exist is this
+    machine's extra_model_paths.yaml."""
+    import os
+
+    from ..mvic.paths import PathNotAllowed
+
+    folders = [Path(os.path.normpath(os.path.abspath(f))) for f in model_folders(kind)]
+    path = Path(text.strip()).expanduser()
+    candidates = [path] if path.is_absolute() else [folder / path for folder in folders]
+    inside = [Path(os.path.normpath(c)) for c in candidates]
+    inside = [c for c in inside if any(f in c.parents for f in folders)]
+    if not inside:
+        raise PathNotAllowed(
+            f"{what} {text.strip()!r} is outside ComfyUI's {kind} folders ({', '.join(map(str, folders))}): "
+            f"put the file there and pick it from the list, or add its folder to this machine's ComfyUI "
+            f"extra_model_paths.yaml (a '{kind}:' entry) - a workflow cannot name files elsewhere"
+        )
+    return next((c for c in inside if c.is_file()), inside[0])

@@ -4,7 +4,7 @@ ComfyUI's own model, CLIP, VAE and KSampler machinery."""
 from __future__ import annotations
 
 from ..mvic.layout import FIT_MODES
-from .comfy_io import model_choices, model_path
+from .comfy_io import confined_model_path, model_choices, model_path
 
 NO_LORA = "(none)"
 
@@ -43,7 +43,8 @@ class ICLoRASampler:
             "optional": {
                 "panel_prompts": ("STRING", {"multiline": True, "default": "", "tooltip": "one line per panel, reading order"}),
                 "lora_name": ([NO_LORA, *model_choices("loras")], {"default": NO_LORA}),
-                "lora_path": ("STRING", {"default": "", "tooltip": "connect LoRATrainer's lora_path; wins over lora_name"}),
+                "lora_path": ("STRING", {"default": "", "tooltip": (
+                    "connect LoRATrainer's lora_path (a file in ComfyUI's loras folders); wins over lora_name")}),
                 "lora_strength": ("FLOAT", {"default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05}),
                 "rows": ("INT", {"default": 0, "min": 0, "max": 8, "tooltip": "0 = as the LoRA was trained (else 2)"}),
                 "cols": ("INT", {"default": 0, "min": 0, "max": 8}),
@@ -60,15 +61,30 @@ class ICLoRASampler:
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, lora_name=None, lora_path=None):
+        """At queue time: a LoRA from the loras folders only, and its metadata sane (read from the
+        header, nothing allocated). A linked lora_path (None here) is checked when the node runs.
+        (ComfyUI then leaves lora_name's list check to us.)"""
+        try:
+            if lora_path is not None and lora_path.strip():  # wins over lora_name; linked (None): checked when run
+                chosen_lora(NO_LORA, lora_path)
+            if lora_name is not None and lora_name != NO_LORA:
+                if lora_name not in model_choices("loras"):
+                    return f"ICLoRASampler.lora_name {lora_name!r} is not a file in ComfyUI's loras folders"
+                if lora_path is not None and not lora_path.strip():
+                    chosen_lora(lora_name, "")
+        except (ValueError, OSError) as exc:
+            return str(exc)
+        return True
+
     def sample(self, model, clip, vae, prompt, seed, steps, guidance, sampler_name, scheduler, panel_prompts="", lora_name=NO_LORA,
                lora_path="", lora_strength=1.0, rows=0, cols=0, panel_width=0, panel_height=0, trigger="", reference_images=None,
                reference_panels="1", reference_fit="crop", seam_blend=0, denoise=1.0, max_shift=1.15, base_shift=0.5):
         from ..mvic.sampling import plan
-        from ..mvic.training.lora_file import read_metadata
         from . import comfy_sampling
 
-        lora = lora_path.strip() or (model_path("loras", lora_name) if lora_name != NO_LORA else "")
-        defaults = plan.LoraDefaults.from_metadata(read_metadata(lora)) if lora else plan.LoraDefaults()
+        lora, defaults = chosen_lora(lora_name, lora_path)
         layout = plan.resolve_layout(rows, cols, panel_width, panel_height, defaults)
         text = plan.assemble_prompt(prompt, panel_prompts, plan.resolve_markers(layout, defaults), trigger or defaults.trigger)
         if lora:
@@ -83,6 +99,17 @@ class ICLoRASampler:
             model, clip, vae, text, layout, seed, steps, guidance, sampler_name, scheduler, denoise, max_shift, base_shift, references
         )
         return (composite, comfy_sampling.split_views(composite, layout), text, latent)
+
+
+def chosen_lora(lora_name: str, lora_path: str):
+    """(path or '', its validated defaults): lora_path (inside ComfyUI's loras folders) wins over lora_name."""
+    from ..mvic.sampling import plan
+
+    if lora_path.strip():
+        lora = str(confined_model_path(lora_path, "loras", "ICLoRASampler.lora_path"))
+    else:
+        lora = model_path("loras", lora_name) if lora_name != NO_LORA else ""
+    return lora, plan.LoraDefaults.from_lora(lora or None)
 
 
 class FluxLoaderAfterTraining:

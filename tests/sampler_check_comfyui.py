@@ -15,6 +15,12 @@ import comfy.sd  # noqa: E402
 import comfy.utils  # noqa: E402
 import torch  # noqa: E402
 import utils.extra_config  # noqa: E402,F401  (as main.py does before importing nodes)
+import folder_paths  # noqa: E402
+import os  # noqa: E402
+
+# The LoRA's folder is one of this ComfyUI's loras folders, as an extra_model_paths.yaml entry makes it:
+# lora_path may only name files there.
+folder_paths.add_model_folder_path("loras", os.path.dirname(lora_path))
 
 spec = importlib.util.spec_from_file_location("ComfyUI-MultiView-ICLoRA", f"{pack_dir}/__init__.py", submodule_search_locations=[pack_dir])
 pack = importlib.util.module_from_spec(spec)

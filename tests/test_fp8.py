@@ -181,7 +181,8 @@ def test_t5_goes_to_e4m3_for_the_presets_whose_peak_is_t5_caching():
 
 
 def test_launcher_arguments_come_before_the_script(tmp_path):
-    command = arguments.launch_command("py", tmp_path, tmp_path / "launch.py", 7, ["--a"], (0, 1), ["--fp8-matmul", "--fp8-t5"])
+    command = arguments.launch_command("py", tmp_path, tmp_path / "launch.py", 7, ["--a"], (0, 1),
+                                       launcher_args=["--fp8-matmul", "--fp8-t5"])
     assert command[:4] == ["py", str(tmp_path / "launch.py"), "--watch-parent", "7"]
     split = command.index("--")
     assert {"--accelerate", "--fp8-matmul", "--fp8-t5"} <= set(command[:split])

@@ -85,7 +85,7 @@ def installed(tmp_path_factory):
 
 
 def _env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MVIC_CONFIG")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MVIC_CONFIG", "MVIC_SETTINGS", "XDG_CONFIG_HOME")}
     return {**env, "HOME": str(home)}
 
 
@@ -106,16 +106,17 @@ def test_the_installed_core_finds_its_trainer_scripts_and_keeps_its_config_in_th
     venv, home = installed
     code = textwrap.dedent("""
         import json, mvic
+        from mvic.settings import cli_settings_path
         from mvic.training import environment as e
         print(json.dumps({"core": mvic.__file__, "installed": e.INSTALLED, "trainers": str(e.TRAINERS_DIR),
                           "launcher": (e.TRAINERS_DIR / "launch_sd_scripts.py").is_file(),
                           "tokenizer": (e.TOKENIZERS_DIR / "google_t5-v1_1-xxl" / "tokenizer.json").is_file(),
-                          "config": str(e.config_path())}))
+                          "config": str(cli_settings_path())}))
     """)
     found = json.loads(_run([str(venv / "bin" / "python"), "-c", code], cwd=tmp_path, env=_env(home)).stdout)
     assert found["core"].startswith(str(venv)) and found["installed"] is True
     assert found["trainers"].startswith(str(venv)) and found["launcher"] and found["tokenizer"]
-    assert found["config"] == str(home / ".config" / "mvic" / "mvic_config.json")
+    assert found["config"] == str(home / ".config" / "mvic" / "settings.json")
 
 
 def test_comfyui_still_imports_the_pack_by_path_when_mvic_is_installed(installed, tmp_path):

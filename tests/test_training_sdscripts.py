@@ -5,6 +5,7 @@ loaded in bf16 to cache the text-encoder outputs), so the runs are few and share
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from packload import ROOT, mvic_module, node_class
 from sdscripts_env import SKIP_REASON, sd_scripts_paths
+from trainer_data import mvic_cli
 
 arguments = mvic_module("training.arguments")
 trainer = mvic_module("training.trainer")
@@ -52,29 +54,48 @@ def make_dataset(folder: Path, sets: int = 2) -> Path:
 
 # Captions here are short: 64 T5 tokens halve the CPU run time (sd-scripts' parser checks it too).
 FAST = "--t5xxl_max_token_length 64"
+# A data-loader worker process (the one that outlived ComfyUI in issue 10), kept between epochs.
+WITH_WORKER = FAST + " --max_data_loader_n_workers 1 --persistent_data_loader_workers"
+SECRETS = {"GEMINI_API_KEY": "sk-test-gemini", "GOOGLE_API_KEY": "sk-test-google", "OPENAI_API_KEY": "sk-test-openai"}
 
 
-def settings_for(tmp: Path, models, dataset: Path, **kw):
-    return arguments.TrainingSettings(dataset_dir=dataset, models=models, run_dir=tmp / "run", output_name="tiny", extra_args=FAST, **kw)
+def settings_for(tmp: Path, models, dataset: Path, extra: str = FAST, **kw):
+    return arguments.TrainingSettings(dataset_dir=dataset, models=models, run_dir=tmp / "run", output_name="tiny", extra_args=extra, **kw)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, sd_env, tiny_models):
-    """One real run through the node: 4 steps at 256 px on CPU."""
+    """One real run through the node: 4 steps at 256 px on CPU, with the checkout registered in local
+    settings the way `python -m mvic config add-trainer` does, the model files in ./models/<kind> (the
+    node's model folders outside ComfyUI), and a COPY of a dataset whose original is gone (issue 10:
+    the copy's dataset.toml still names the original's images)."""
     tmp = tmp_path_factory.mktemp("trained")
-    dataset = make_dataset(tmp / "dataset")
-    old_cwd = os.getcwd()
+    original = make_dataset(tmp / "original")
+    dataset = tmp / "dataset"
+    shutil.copytree(original, dataset)
+    shutil.rmtree(original)
+    for kind, path in (("diffusion_models", tiny_models.flux), ("text_encoders", tiny_models.clip_l), ("text_encoders", tiny_models.t5xxl),
+                       ("vae", tiny_models.ae)):
+        (tmp / "models" / kind).mkdir(parents=True, exist_ok=True)
+        (tmp / "models" / kind / path.name).symlink_to(path)
+    settings_file = tmp / "settings.json"
+    registered = mvic_cli("config", "--file", str(settings_file), "add-trainer", "tiny", "--sd-scripts", str(sd_env.checkout), "--python", sd_env.python)
+    assert registered.returncode == 0, registered.stderr
+    old_cwd, old_env = os.getcwd(), dict(os.environ)
     os.chdir(tmp)  # outside ComfyUI the node puts runs in ./mvic_runs and LoRAs in ./models/loras
+    os.environ.update({"MVIC_SETTINGS": str(settings_file), "SD_SCRIPTS_DIR": ""})
     started = time.monotonic()
     try:
         node = node_class("MVIC_LoRATrainer")()
         out = node.train(
-            str(dataset), "(use path input)", "(use path input)", "(use path input)", "(use path input)", "tiny_iclora", 4, 16, 1e-4, "cpu",
-            save_every_n_steps=2, extra_args=FAST, sd_scripts_dir=str(sd_env.checkout), flux_path=str(tiny_models.flux), clip_l_path=str(tiny_models.clip_l),
-            t5xxl_path=str(tiny_models.t5xxl), ae_path=str(tiny_models.ae),
+            "dataset", "(use path input)", "(use path input)", "(use path input)", "(use path input)", "tiny_iclora", 4, 16, 1e-4, "cpu",
+            save_every_n_steps=2, extra_args=FAST, sd_scripts_dir="tiny", flux_path=tiny_models.flux.name, clip_l_path=tiny_models.clip_l.name,
+            t5xxl_path=tiny_models.t5xxl.name, ae_path=tiny_models.ae.name,
         )
     finally:
         os.chdir(old_cwd)
+        os.environ.clear()
+        os.environ.update(old_env)
     return {"tmp": tmp, "dataset": dataset, "out": out, "seconds": time.monotonic() - started}
 
 
@@ -96,9 +117,19 @@ def test_node_trains_end_to_end_and_the_lora_lands_with_metadata(trained):
     assert trained["seconds"] < 180
 
 
+def test_the_copied_dataset_is_what_trained(trained):
+    """Its images and captions, through the run's own dataset view and config; nothing written into it."""
+    run_dir = Path(trained["out"]["result"][2])
+    config = (run_dir / "dataset.toml").read_text()
+    assert f'image_dir = "{(run_dir / "dataset").resolve()}"' in config and "original" not in config
+    links = sorted((run_dir / "dataset").glob("*.png"))
+    assert len(links) == 2 and all(link.resolve().parent == (trained["dataset"] / "images").resolve() for link in links)
+    assert not list(trained["dataset"].rglob("*.npz"))
+
+
 def test_captions_really_reach_training(trained):
     """With an all-zero T5 every T5 output is identical, so compare CLIP-L's pooled vectors."""
-    caches = sorted((trained["dataset"] / "images").glob("*_flux_te.npz"))
+    caches = sorted((Path(trained["out"]["result"][2]) / "dataset").glob("*_flux_te.npz"))
     assert len(caches) == 2
     pooled = [np.load(c)["l_pooled"].astype(np.float32) for c in caches]
     assert not np.allclose(pooled[0], pooled[1])
@@ -106,13 +137,13 @@ def test_captions_really_reach_training(trained):
     assert captions[0] != captions[1]
 
 
-def test_no_data_found_is_an_error(tmp_path, sd_env, tiny_models):
+def test_a_dataset_without_images_is_refused_before_launch(tmp_path, sd_env, tiny_models):
     dataset = make_dataset(tmp_path / "dataset", sets=1)
     for image in (dataset / "images").glob("*.png"):
         image.unlink()
-    with pytest.raises(trainer.TrainingError, match="No data found"):
+    with pytest.raises(trainer.TrainingError, match="holds no images"):
         trainer.train_lora(settings_for(tmp_path, tiny_models, dataset, steps=2), sd_env, tmp_path / "loras", "x", "cpu")
-    assert not (tmp_path / "loras").exists()
+    assert not (tmp_path / "loras").exists() and not (tmp_path / "run").exists()
 
 
 def test_interrupt_ends_the_whole_process_tree_quickly(tmp_path, sd_env, tiny_models):
@@ -144,36 +175,44 @@ PARENT = textwrap.dedent(
     a, t, e = mvic_module("training.arguments"), mvic_module("training.trainer"), mvic_module("training.environment")
     models = a.FluxModelFiles(P({flux!r}), P({clip!r}), P({t5!r}), P({ae!r}))
     settings = a.TrainingSettings(dataset_dir=P({dataset!r}), models=models, run_dir=P({run!r}), output_name="tiny", steps=4, save_every_n_steps=2,
-                                  extra_args="--t5xxl_max_token_length 64")
+                                  extra_args={extra!r})
     t.train_lora(settings, e.TrainerEnvironment(P({checkout!r}), {python!r}), P({loras!r}), "resumed", "cpu")
     """
 )
 
 
 def test_sigkill_of_the_parent_kills_training_and_a_rerun_resumes(tmp_path, sd_env, tiny_models):
-    """ComfyUI dies mid-run (SIGKILL): no orphan keeps running; the same run name then resumes."""
+    """ComfyUI dies mid-run (SIGKILL) while the child's output goes to its pipe: within 5 s no process
+    of the run is left (sd-scripts and its data-loader worker), the log says why, the child never
+    had the user's API keys; the same run name then resumes."""
     dataset = make_dataset(tmp_path / "dataset", sets=1)
     run = tmp_path / "run"
     code = PARENT.format(tests=str(ROOT / "tests"), flux=str(tiny_models.flux), clip=str(tiny_models.clip_l), t5=str(tiny_models.t5xxl),
                          ae=str(tiny_models.ae), dataset=str(dataset), run=str(run), checkout=str(sd_env.checkout), python=sd_env.python,
-                         loras=str(tmp_path / "loras"))
-    parent = subprocess.Popen([sys.executable, "-c", code])
+                         loras=str(tmp_path / "loras"), extra=WITH_WORKER)
+    parent = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **SECRETS})
     state = run / "output" / "attempt1" / "tiny-step00000002-state" / "scheduler.bin"
     deadline = time.monotonic() + 240
     while not state.exists() and time.monotonic() < deadline and parent.poll() is None:
         time.sleep(0.2)
     assert state.exists(), (run / "train.log").read_text(errors="replace")[-3000:]
+    running = [pid for pid in _processes_mentioning(str(run)) if pid != parent.pid]  # the parent has the keys: ComfyUI
+    assert len(running) >= 2, "expected sd-scripts and its data-loader worker"
+    for pid in running:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert not [v for v in environ if v.split(b"=", 1)[0].decode() in SECRETS], f"process {pid} got an API key"
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     killed_at = time.monotonic()
-    while _processes_mentioning(str(run)) and time.monotonic() - killed_at < 10:
-        time.sleep(0.2)
-    assert _processes_mentioning(str(run)) == [], "training outlived its parent"
+    while _processes_mentioning(str(run)) and time.monotonic() - killed_at < 5:
+        time.sleep(0.1)
+    assert _processes_mentioning(str(run)) == [], "training outlived its parent by 5 s"
+    assert f"[mvic] parent process {parent.pid} is gone: killed" in (run / "train.log").read_text(errors="replace")
     assert not list(run.glob("output/*/tiny.safetensors"))
 
     seen = []
-    result = trainer.train_lora(settings_for(tmp_path, tiny_models, dataset, steps=4, save_every_n_steps=2), sd_env, tmp_path / "loras", "resumed", "cpu",
-                                trainer.TrainingCallbacks(on_progress=seen.append))
+    result = trainer.train_lora(settings_for(tmp_path, tiny_models, dataset, steps=4, save_every_n_steps=2, extra=WITH_WORKER), sd_env,
+                                tmp_path / "loras", "resumed", "cpu", trainer.TrainingCallbacks(on_progress=seen.append))
     assert result.resumed_from_step == 2
     assert [p.step for p in seen if p.loss is not None][-1] == 4 and {p.total for p in seen} == {4}
     assert mvic_module("training.run_state").newest_state(run / "output", "tiny", json.loads((run / "output" / "attempt2" / "mvic_attempt.json").read_text())["config"]).step == 4

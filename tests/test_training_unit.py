@@ -67,7 +67,7 @@ def test_arguments_for_every_preset(tmp_path, name):
     for expected in ("--network_module networks.lora_flux", "--network_dim 16", "--network_alpha 16", "--network_train_unet_only",
                      "--guidance_scale 1.0", "--timestep_sampling shift", "--discrete_flow_shift 3.1582", "--model_prediction_type raw",
                      "--cache_latents_to_disk", "--cache_text_encoder_outputs_to_disk", "--save_state", "--max_train_steps 300",
-                     f"--dataset_config {tmp_path / 'ds' / 'dataset.toml'}", "--sample_every_n_steps 50"):
+                     f"--dataset_config {tmp_path / 'run' / 'dataset.toml'}", "--sample_every_n_steps 50"):
         assert expected in joined, expected
     assert ("--fp8_base" in args) == preset.fp8_base
     assert ("--gradient_checkpointing" in args) == preset.gradient_checkpointing
@@ -182,30 +182,44 @@ def _dataset(tmp_path):
 
 
 def test_stale_caches_are_deleted_when_images_or_captions_change(tmp_path):
+    """The caches live in the run's own view of the dataset (run_dataset.py), next to the links."""
     folder, items = _dataset(tmp_path)
-    images = folder / "images"
-    stems = sorted(p.stem for p in images.glob("*.png"))
+    preflight, run_dataset = mvic_module("training.preflight"), mvic_module("training.run_dataset")
+    view, config = tmp_path / "run" / "dataset", tmp_path / "run" / "dataset.toml"
+
+    def prepare():
+        dataset = preflight.read_dataset(folder)
+        state = dataset.state()
+        return state, [p.name for p in run_dataset.prepare_run_dataset(dataset, view, config, state)]
+
+    state, deleted = prepare()
+    stems = sorted(state)
+    assert deleted == [] and sorted(p.name for p in view.glob("*.png")) == [f"{s}.png" for s in stems]
+
     def make_caches():
         for stem in stems:
-            (images / f"{stem}_0064x0032_flux.npz").write_bytes(b"latents")
-            (images / f"{stem}_flux_te.npz").write_bytes(b"te")
+            (view / f"{stem}_0064x0032_flux.npz").write_bytes(b"latents")
+            (view / f"{stem}_flux_te.npz").write_bytes(b"te")
     make_caches()
-    assert len(run_state.invalidate_stale_caches(folder)) == 4  # no record yet: provenance unknown
+    assert len(prepare()[1]) == 4  # no record yet: provenance unknown
     make_caches()
-    run_state.record_cache_state(folder)
-    assert run_state.invalidate_stale_caches(folder) == []
-    (images / f"{stems[0]}.txt").write_text("edited caption")
-    assert [p.name for p in run_state.invalidate_stale_caches(folder)] == [f"{stems[0]}_flux_te.npz"]
+    run_state.record_cache_state(view, preflight.read_dataset(folder).state())  # what a successful run does
+    assert prepare()[1] == []
+    caption = folder / "images" / f"{stems[0]}.txt"
+    caption.write_text(caption.read_text() + " Edited.")
+    assert prepare()[1] == [f"{stems[0]}_flux_te.npz"]
+    assert (view / f"{stems[0]}.txt").read_text().endswith(" Edited.")  # the run trains on the edit
     make_caches()
-    run_state.record_cache_state(folder)
+    run_state.record_cache_state(view, preflight.read_dataset(folder).state())
     items[1].image[:] = 7  # b's pixels change -> its latents are stale, its caption is not
     mvic_module("export.dataset").save_dataset(mvic_module("datatypes").Composites(items), folder, trigger="mvtok")
-    assert [p.name for p in run_state.invalidate_stale_caches(folder)] == [f"{stems[1]}_0064x0032_flux.npz"]
+    assert prepare()[1] == [f"{stems[1]}_0064x0032_flux.npz"]
+    assert not list(folder.rglob("*.npz")) and not (folder / run_state.CACHE_STATE).exists()  # nothing written into the dataset
 
 
 def test_dataset_metadata_for_the_sampler(tmp_path):
     folder, _ = _dataset(tmp_path)
-    meta = trainer.dataset_metadata(folder)
+    meta = trainer.dataset_metadata(mvic_module("training.preflight").read_dataset(folder))
     assert json.loads(meta["mvic_layout"]) == {"rows": 1, "cols": 2, "panel_width": 32, "panel_height": 32}
     assert json.loads(meta["mvic_markers"]) == {"prefix": "[TWO-VIEWS]", "panels": ["[LEFT]", "[RIGHT]"]}
     assert meta["mvic_trigger"] == "mvtok"
@@ -233,10 +247,11 @@ def test_environment_errors_name_the_fix(tmp_path, monkeypatch):
     monkeypatch.delenv("SD_SCRIPTS_DIR", raising=False)
     monkeypatch.delenv("SD_SCRIPTS_PYTHON", raising=False)
     monkeypatch.setenv("MVIC_CONFIG", str(tmp_path / "none.json"))
+    nothing = mvic_module("settings").LocalSettings(path=tmp_path / "settings.json")
     with pytest.raises(environment.TrainerEnvironmentError, match="setup-trainer"):
-        environment.find_environment()
+        environment.resolve_trainer("(default)", nothing)
     with pytest.raises(environment.TrainerEnvironmentError, match="not an sd-scripts checkout"):
-        environment.find_environment(str(tmp_path))
+        environment.find_environment(str(tmp_path), sys.executable)
     (tmp_path / "flux_train_network.py").write_text("")
     with pytest.raises(environment.TrainerEnvironmentError, match="no Python environment"):
         environment.find_environment(str(tmp_path))

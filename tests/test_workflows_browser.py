@@ -207,3 +207,22 @@ def test_an_older_workflow_converts_exactly_as_the_real_frontend_queues_it(front
     assert _normalise(queued) == _normalise(converter.to_api(workflow, definitions))
     assert queued["2"]["inputs"]["device"] == "default"
     assert errors == [], errors
+
+
+SAVED = ROOT / "tests" / "fixtures" / "saved_workflows"
+
+
+@pytest.mark.parametrize("filename", sorted(p.name for p in SAVED.glob("*.v1.json")))
+def test_a_workflow_saved_by_an_earlier_version_keeps_every_value_in_its_widget(frontend, filename):
+    """Saved workflows restore widget values by position: after widgets changed (LoRATrainer's
+    sd_scripts_dir became a list, caption_problems was added at the end) an old file still queues
+    each value under its own input, new widgets at their defaults - what the converter's
+    non-strict reading predicts."""
+    workflow_api = _workflow_api()
+    page, errors, _ = frontend
+    workflow = json.loads((SAVED / filename).read_text(encoding="utf-8"))
+    _load(page, workflow, filename)
+    assert page.locator(MISSING_NODES).count() == 0
+    queued = page.evaluate("async () => (await app.graphToPrompt()).output")
+    assert _normalise(queued) == _normalise(workflow_api.to_api(workflow))
+    assert errors == [], errors

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -142,11 +144,16 @@ def model_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory, model_dirs):
-    env = {}
+    """The trainer comes from local settings written by `python -m mvic setup-trainer` (with an existing
+    Python: no install), as a user sets it up; ComfyUI gets no SD_SCRIPTS_DIR."""
+    root = tmp_path_factory.mktemp("workflow_runs")
+    env = {"MVIC_SETTINGS": str(root / "settings.json"), "SD_SCRIPTS_DIR": "", "SD_SCRIPTS_PYTHON": ""}
     sd = sd_scripts_paths()
     if sd is not None:
-        env = {"SD_SCRIPTS_DIR": str(sd[0]), "SD_SCRIPTS_PYTHON": sd[1]}
-    pool = Servers(tmp_path_factory.mktemp("workflow_runs"), model_dirs, env)
+        setup = subprocess.run([sys.executable, "-m", "mvic", "setup-trainer", "--sd-scripts", str(sd[0]), "--python", sd[1],
+                                "--settings", env["MVIC_SETTINGS"]], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert setup.returncode == 0 and "ready to train" in setup.stdout, setup.stdout + setup.stderr
+    pool = Servers(root, model_dirs, env)
     yield pool
     pool.stop()
 

@@ -7,8 +7,8 @@ The shipped API files (workflows/api/*.json) are run as they are, except for the
 * sampling steps: 2;
 * training steps: 2, plus what the tiny run needs on this 2-core CPU box: vram_preset "cpu"
   (bf16, no mmap: ~11 GB peak instead of ~19 GB) and 64 T5 tokens instead of 512 (~10x faster
-  text-encoder caching). sd_scripts_dir stays empty: the node finds SD_SCRIPTS_DIR and
-  SD_SCRIPTS_PYTHON in the environment, as a user's setup would.
+  text-encoder caching). sd_scripts_dir stays '(default)': the checkout `python -m mvic setup-trainer`
+  registered in the local settings, as a user's setup would.
 
 Model file names are not changed: the tiny random models (tests/tiny_models.py) are linked into the
 test's model folders under the names the workflows ship with (MODEL_FILES).

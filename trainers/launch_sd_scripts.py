@@ -1,12 +1,15 @@
 """Run an sd-scripts training script in this process, and never outlive the parent.
 
-Usage: python launch_sd_scripts.py --watch-parent PID [--accelerate --num-processes N] [--fp8-matmul] [--fp8-t5]
-       [--compile-blocks] -- SCRIPT ARGS...
+Usage: python launch_sd_scripts.py --watch-parent PID [--report-to LOG] [--accelerate --num-processes N]
+       [--fp8-matmul] [--fp8-t5] [--compile-blocks] -- SCRIPT ARGS...
 
 The parent (ComfyUI) starts us in a new process group. A watchdog thread notices
 when the parent is gone (we get re-parented, or its pid disappears) and kills the
 whole group, data-loader workers and accelerate ranks included, so no orphan keeps
-holding the GPU. Under accelerate every rank runs this launcher too: torch's elastic agent starts
+holding the GPU. It kills first and reports afterwards, and the report can never
+stop the kill: with the parent gone, our stdout/stderr is a pipe nobody reads, and
+writing to it raises (EPIPE). The report goes to the run's log file instead.
+Under accelerate every rank runs this launcher too: torch's elastic agent starts
 ranks in sessions of their own, out of reach of a process-group kill, so each rank watches us.
 --fp8-matmul / --fp8-t5 / --compile-blocks install fp8_hooks.py's and compile_blocks.py's hooks (in every
 rank) before the script runs.
@@ -32,16 +35,71 @@ def parent_alive(pid: int) -> bool:
     return True
 
 
-def watch(pid: int) -> None:
+def watch(pid: int, report_to: str) -> None:
     while parent_alive(pid):
         time.sleep(0.5)
-    try:
-        print("[mvic] parent process is gone: stopping training", file=sys.stderr, flush=True)
-    except OSError:  # the parent's end of our output pipe went with it: kill all the same
-        pass
     if os.name == "nt":
         os._exit(1)
+    killed = kill_rest_of_group()
+    report(f"[mvic] parent process {pid} is gone: killed {killed} other process(es) of the training; stopping",
+           report_to)
     os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def group_members(pgid: int) -> list[int] | None:
+    """Pids of the live (not zombie) processes in a process group (Linux /proc); None where it can't be listed."""
+    if not os.path.isdir("/proc"):
+        return None
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != b"Z":
+                members.append(int(entry))
+    return members
+
+
+def kill_rest_of_group() -> int:
+    """SIGKILL every process of our group but this one (repeated while any is left: a dying
+    trainer may still fork a worker). Where the group can't be listed, the whole group goes,
+    this process included, and nothing is reported."""
+    me, pgid = os.getpid(), os.getpgrp()
+    killed = set()
+    for _ in range(50):
+        members = group_members(pgid)
+        if members is None:
+            os.killpg(pgid, signal.SIGKILL)
+            os._exit(1)
+        others = [p for p in members if p != me]
+        if not others:
+            break
+        for other in others:
+            try:
+                os.kill(other, signal.SIGKILL)
+                killed.add(other)
+            except OSError:
+                pass
+        time.sleep(0.02)
+    return len(killed)
+
+
+def report(message: str, log_path: str) -> None:
+    """Best effort, after the kill: the log file, then stderr (a dead pipe raises; ignored)."""
+    line = (message + "\n").encode("utf-8", "replace")
+    if log_path:
+        try:
+            with open(log_path, "ab") as log:
+                log.write(line)
+        except OSError:
+            pass
+    try:
+        os.write(2, line)
+    except OSError:
+        pass
 
 
 def skip_model_hashing() -> None:
@@ -56,10 +114,12 @@ def skip_model_hashing() -> None:
 
 def main() -> None:
     if "--" not in sys.argv:
-        sys.exit("usage: launch_sd_scripts.py --watch-parent PID [--accelerate --num-processes N] -- SCRIPT ARGS...")
+        sys.exit("usage: launch_sd_scripts.py --watch-parent PID [--report-to LOG] [--accelerate --num-processes N] "
+                 "[--fp8-matmul] [--fp8-t5] [--compile-blocks] -- SCRIPT ARGS...")
     split = sys.argv.index("--")
     parser = argparse.ArgumentParser()
     parser.add_argument("--watch-parent", type=int, required=True)
+    parser.add_argument("--report-to", default="", help="file the watchdog appends its report to")
     parser.add_argument("--accelerate", action="store_true")
     parser.add_argument("--num-processes", type=int, default=1)
     parser.add_argument("--fp8-matmul", action="store_true")
@@ -67,7 +127,7 @@ def main() -> None:
     parser.add_argument("--compile-blocks", action="store_true")
     ours = parser.parse_args(sys.argv[1:split])
     script, *script_args = sys.argv[split + 1 :]
-    threading.Thread(target=watch, args=(ours.watch_parent,), daemon=True).start()
+    threading.Thread(target=watch, args=(ours.watch_parent, ours.report_to), daemon=True).start()
 
     checkout = os.path.dirname(os.path.abspath(script))
     os.chdir(checkout)
@@ -75,7 +135,9 @@ def main() -> None:
     if ours.accelerate:
         hooks = [flag for flag, on in (("--fp8-matmul", ours.fp8_matmul), ("--fp8-t5", ours.fp8_t5),
                                        ("--compile-blocks", ours.compile_blocks)) if on]
-        rank = [os.path.abspath(__file__), "--watch-parent", str(os.getpid()), *hooks, "--", script, *script_args]
+        report = ["--report-to", ours.report_to] if ours.report_to else []
+        rank = [os.path.abspath(__file__), "--watch-parent", str(os.getpid()), *report, *hooks, "--", script,
+                *script_args]
         sys.argv = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(ours.num_processes), *rank]
         from accelerate.commands.accelerate_cli import main as accelerate_main
 

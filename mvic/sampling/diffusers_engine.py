@@ -14,7 +14,6 @@ import numpy as np
 
 from ..layout import split
 from ..training.environment import TOKENIZERS_DIR
-from ..training.lora_file import read_metadata
 from . import plan
 
 FLUX_VAE_CONFIG = {
@@ -104,7 +103,7 @@ def sample(files: FluxFiles, prompt: str, panel_prompts: str = "", lora: Path | 
     import torch
     from PIL import Image
 
-    defaults = plan.LoraDefaults.from_metadata(read_metadata(lora)) if lora else plan.LoraDefaults()
+    defaults = plan.LoraDefaults.from_lora(lora)  # validated before anything is built or allocated
     layout = plan.resolve_layout(rows, cols, panel_width, panel_height, defaults)
     text = plan.assemble_prompt(prompt, panel_prompts, plan.resolve_markers(layout, defaults), defaults.trigger)
     pipe = build_pipeline(files, inpaint=references is not None)

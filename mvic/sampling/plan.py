@@ -2,42 +2,50 @@
 marker prompt, FLUX's resolution-dependent shift, and where reference images go."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..captions.render import render_caption
 from ..layout import CompositeLayout, compose, fit_panel
 from ..markers import DEFAULT_STYLE, LayoutMarkers, MarkerStyle, markers_for
+from ..training.lora_file import check_layout_bounds, iclora_info, read_metadata
 
 DEFAULT_LAYOUT = CompositeLayout(2, 2, 512, 512)
 
 
 @dataclass(frozen=True)
 class LoraDefaults:
-    """What our trainer wrote into the LoRA's safetensors header (all optional)."""
+    """What our trainer wrote into the LoRA's safetensors header (all optional), validated."""
 
     layout: CompositeLayout | None = None
     markers: LayoutMarkers | None = None
     trigger: str = ""
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, str]) -> "LoraDefaults":
-        layout = markers = None
-        if metadata.get("mvic_layout"):
-            raw = json.loads(metadata["mvic_layout"])
-            layout = CompositeLayout(raw["rows"], raw["cols"], raw["panel_width"], raw["panel_height"])
-        if metadata.get("mvic_markers"):
-            raw = json.loads(metadata["mvic_markers"])
-            markers = LayoutMarkers(prefix=raw["prefix"], panels=tuple(raw["panels"]))
-        return cls(layout=layout, markers=markers, trigger=metadata.get("mvic_trigger", ""))
+    def from_metadata(cls, metadata: dict[str, str], source: str = "(metadata)") -> "LoraDefaults":
+        """Raises LoraMetadataError naming `source` and the field for malformed or oversized metadata."""
+        info = iclora_info(metadata, source)
+        layout = CompositeLayout(*info.layout) if info.layout else None
+        markers = LayoutMarkers(prefix=info.markers[0], panels=info.markers[1]) if info.markers else None
+        return cls(layout=layout, markers=markers, trigger=info.trigger)
+
+    @classmethod
+    def from_lora(cls, path: str | Path | None) -> "LoraDefaults":
+        """The LoRA file's defaults (none without a LoRA); its header is read, never its tensors."""
+        return cls.from_metadata(read_metadata(path), str(path)) if path else cls()
 
 
-def resolve_layout(rows: int, cols: int, panel_width: int, panel_height: int, defaults: LoraDefaults) -> CompositeLayout:
-    """0 means 'as the LoRA was trained' (else 2x2 of 512)."""
+def resolve_layout(rows: int, cols: int, panel_width: int, panel_height: int,
+                   defaults: LoraDefaults) -> CompositeLayout:
+    """0 means 'as the LoRA was trained' (else 2x2 of 512). The result is bounded like LoRA metadata
+    (<= 64 panels, sides <= 4096, <= 16 MP) before anything is allocated for it."""
     base = defaults.layout or DEFAULT_LAYOUT
-    return CompositeLayout(rows or base.rows, cols or base.cols, panel_width or base.panel_width, panel_height or base.panel_height)
+    rows, cols = rows or base.rows, cols or base.cols
+    panel_width, panel_height = panel_width or base.panel_width, panel_height or base.panel_height
+    check_layout_bounds(rows, cols, panel_width, panel_height, "ICLoRASampler layout")
+    return CompositeLayout(rows, cols, panel_width, panel_height)
 
 
 def resolve_markers(layout: CompositeLayout, defaults: LoraDefaults, style: MarkerStyle = DEFAULT_STYLE) -> LayoutMarkers:

@@ -21,7 +21,7 @@ class FluxModelFiles:
 
 @dataclass
 class TrainingSettings:
-    dataset_dir: Path  # a SaveICLoRADataset folder (dataset.toml + images/ + metadata.jsonl)
+    dataset_dir: Path  # a SaveICLoRADataset folder (images/ + metadata.jsonl); only read
     models: FluxModelFiles
     run_dir: Path  # our run folder: log, state, samples, prompts
     output_name: str
@@ -54,6 +54,16 @@ class TrainingSettings:
     def prompts_file(self) -> Path:
         return self.run_dir / "sample_prompts.txt"
 
+    @property
+    def run_dataset_dir(self) -> Path:
+        """What sd-scripts trains on: links to the dataset's images, its checked captions, the caches."""
+        return self.run_dir / "dataset"
+
+    @property
+    def dataset_config(self) -> Path:
+        """The run's own sd-scripts dataset config (never the dataset folder's dataset.toml)."""
+        return self.run_dir / "dataset.toml"
+
 
 def sample_prompts_text(prompts: list[str], width: int, height: int, steps: int = 20, seed: int = 42) -> str:
     """sd-scripts' prompt file: one prompt per line with --w/--h/--s/--d/--g options."""
@@ -71,7 +81,7 @@ def training_arguments(settings: TrainingSettings, preset: VramPreset, compile_a
         "--clip_l", str(m.clip_l),
         "--t5xxl", str(m.t5xxl),
         "--ae", str(m.ae),
-        "--dataset_config", str(Path(settings.dataset_dir) / "dataset.toml"),
+        "--dataset_config", str(settings.dataset_config),
         "--output_dir", str(settings.output_dir),
         "--output_name", settings.output_name,
         "--save_model_as", "safetensors",
@@ -117,12 +127,15 @@ def parse_extra_args(text: str) -> list[str]:
         raise ValueError(f"extra sd-scripts arguments {text!r}: {exc}; quote values that contain spaces") from None
 
 
-def launch_command(python: str, checkout: Path, launcher: Path, parent_pid: int, args: list[str], gpu_ids: tuple[int, ...] = (),
-                   launcher_args: list[str] = ()) -> list[str]:
-    """Our launcher (trainers/launch_sd_scripts.py) runs the training script in-process,
-    under accelerate when several GPUs are selected; `launcher_args` are its own (e.g. --fp8-matmul)."""
+def launch_command(python: str, checkout: Path, launcher: Path, parent_pid: int, args: list[str],
+                   gpu_ids: tuple[int, ...] = (), report_to: Path | None = None, launcher_args: list[str] = ()) -> list[str]:
+    """Our launcher (trainers/launch_sd_scripts.py) runs the training script in-process, under accelerate
+    when several GPUs are selected; `report_to`: the log its watchdog reports into; `launcher_args`: its own
+    options (e.g. --fp8-matmul)."""
     script = str(Path(checkout) / TRAIN_SCRIPT)
     head = [python, str(launcher), "--watch-parent", str(parent_pid)]
+    if report_to is not None:
+        head += ["--report-to", str(report_to)]
     if len(gpu_ids) > 1:
         head += ["--accelerate", "--num-processes", str(len(gpu_ids))]
     return head + list(launcher_args) + ["--", script, *args]

@@ -1,19 +1,30 @@
-"""`python -m mvic setup-trainer | check-trainer | train`: the trainer without ComfyUI."""
+"""`python -m mvic setup-trainer | check-trainer | train`: the trainer without ComfyUI.
+
+The command line is typed by the person at this machine, so it may name checkouts and paths
+directly (`--sd-scripts`, `--python`) and, with `--unsafe-extra-args`, pass any sd-scripts
+option; a workflow's LoRATrainer node can do neither."""
 from __future__ import annotations
 
 import argparse
 import subprocess
 from pathlib import Path
 
+from .preflight import CAPTION_CHOICES
 from .presets import PRESET_CHOICES
 
 
 def add_commands(commands) -> None:
-    setup = commands.add_parser("setup-trainer", help="create a venv for your sd-scripts checkout from its own requirements (needs internet)")
+    setup = commands.add_parser("setup-trainer", help="register your sd-scripts checkout in the local settings "
+                                "(and create a venv for it from its own requirements: needs internet)")
     setup.add_argument("--sd-scripts", required=True, help="your kohya-ss/sd-scripts checkout")
+    setup.add_argument("--name", default="sd-scripts", help="the name LoRATrainer's sd_scripts_dir lists")
+    setup.add_argument("--python", default="", help="use this existing interpreter instead of creating <checkout>/venv")
     setup.add_argument("--torch", default="torch torchvision", help="torch requirement(s) for that venv, e.g. 'torch==2.7.1 torchvision'")
+    setup.add_argument("--settings", default="",
+                       help="settings file (default: $MVIC_SETTINGS or ~/.config/mvic/settings.json)")
     setup.add_argument("--dry-run", action="store_true", help="print the commands only")
     check = commands.add_parser("check-trainer", help="report what the sd-scripts environment is missing")
+    check.add_argument("--trainer", default="", help="a configured checkout's name (default: the default one)")
     check.add_argument("--sd-scripts", default="")
     check.add_argument("--python", default="")
     train = commands.add_parser("train", help="train an IC-LoRA on an exported dataset")
@@ -29,8 +40,12 @@ def add_commands(commands) -> None:
     train.add_argument("--preset", choices=PRESET_CHOICES, default="auto")
     train.add_argument("--save-every", type=int, default=250)
     train.add_argument("--sample-every", type=int, default=0)
-    train.add_argument("--extra-args", default="")
-    train.add_argument("--sd-scripts", default="")
+    train.add_argument("--extra-args", default="", help="training options (allow-list: mvic/training/extra_args.py)")
+    train.add_argument("--unsafe-extra-args", action="store_true",
+                       help="pass --extra-args to sd-scripts unchecked (any option, paths too): your own use only")
+    train.add_argument("--caption-problems", choices=CAPTION_CHOICES, default="refuse")
+    train.add_argument("--trainer", default="", help="a configured checkout's name (default: the default one)")
+    train.add_argument("--sd-scripts", default="", help="a checkout to run as it is (not fingerprinted)")
     train.add_argument("--gpus", default="", help="e.g. 0,1")
     train.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                        help="torch.compile; auto: only when the steps repay the compile time (80 preset)")
@@ -39,33 +54,56 @@ def add_commands(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .environment import check_environment, find_environment, setup_commands, write_config
-
     if args.command == "setup-trainer":
-        checkout = Path(args.sd_scripts).expanduser().resolve()
-        if not (checkout / "flux_train_network.py").is_file():
-            raise ValueError(f"{checkout} is not an sd-scripts checkout (no flux_train_network.py)")
+        return _setup(args)
+    if args.command == "check-trainer":
+        from .environment import check_environment
+
+        report = check_environment(_environment(args))
+        print(report.text())
+        return 0 if report.ok else 1
+    return _train(args)
+
+
+def _environment(args: argparse.Namespace):
+    """--sd-scripts (with --python): that checkout as it is; else a configured one (fingerprint checked)."""
+    from ..settings import load_settings
+    from .environment import DEFAULT_TRAINER, find_environment, resolve_trainer
+
+    if args.sd_scripts:
+        return find_environment(args.sd_scripts, getattr(args, "python", ""))
+    return resolve_trainer(args.trainer or DEFAULT_TRAINER, load_settings())
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from ..settings import load_settings, save_settings
+    from .checkout import with_trainer
+    from .environment import check_environment, resolve_trainer, setup_commands
+
+    checkout = Path(args.sd_scripts).expanduser().resolve()
+    if not (checkout / "flux_train_network.py").is_file():
+        raise ValueError(f"{checkout} is not an sd-scripts checkout (no flux_train_network.py)")
+    python = args.python
+    if not python:
         commands = setup_commands(checkout, args.torch)
         for command in commands:
             print("$ " + " ".join(command))
             if not args.dry_run:
                 subprocess.run(command, cwd=checkout, check=True)
         python = commands[1][0]
-        if not args.dry_run:
-            print(f"wrote {write_config(checkout, python)}")
-            print(check_environment(find_environment(str(checkout), python)).text())
+    settings = load_settings(path=args.settings or None)
+    if args.dry_run:
+        print(f"would record {args.name} = {checkout} with {python} in {settings.path}")
         return 0
-    if args.command == "check-trainer":
-        report = check_environment(find_environment(args.sd_scripts, args.python))
-        print(report.text())
-        return 0 if report.ok else 1
-    return _train(args)
+    settings = with_trainer(settings, args.name, checkout, python)
+    print(f"wrote {save_settings(settings)}: trainer {args.name} = {checkout} with {python} (fingerprint recorded)")
+    print(check_environment(resolve_trainer(args.name, settings)).text())
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     from ..sources.common import safe_name
     from .arguments import FluxModelFiles, TrainingSettings
-    from .environment import find_environment
     from .multi_gpu import parse_gpu_ids
     from .trainer import TrainingCallbacks, train_lora
 
@@ -82,6 +120,8 @@ def _train(args: argparse.Namespace) -> int:
         loss = f" loss {progress.loss:.4f}" if progress.loss is not None else ""
         print(f"step {progress.step}/{progress.total}{loss}", flush=True)
 
-    result = train_lora(settings, find_environment(args.sd_scripts), Path(args.loras_dir), name, args.preset, TrainingCallbacks(on_progress=show))
+    result = train_lora(settings, _environment(args), Path(args.loras_dir), name, args.preset,
+                        TrainingCallbacks(on_progress=show), caption_problems=args.caption_problems,
+                        unsafe_extra_args=args.unsafe_extra_args)
     print(f"LoRA: {result.lora_path}")
     return 0

@@ -1,5 +1,9 @@
 """Find the user's sd-scripts checkout and a Python in which it runs; say exactly what is wrong.
 
+Which checkout runs is this machine's decision, never a workflow's: a checkout configured in
+the local settings (`python -m mvic setup-trainer` / `config add-trainer`, with a fingerprint
+of its code checked before each launch), or SD_SCRIPTS_DIR / SD_SCRIPTS_PYTHON in ComfyUI's
+environment (set by whoever starts it; fingerprinted only when that folder is also configured).
 sd-scripts is never imported here: every question is asked of its own interpreter
 through `trainers/probe_env.py`.
 """
@@ -10,8 +14,11 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from ..settings import LocalSettings, load_settings
+from .checkout import CheckoutChanged, verify
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
 # A checkout (ComfyUI's custom_nodes, `pip install -e .`) has trainers/ beside mvic/; `pip install .`
@@ -19,7 +26,8 @@ PACK_ROOT = Path(__file__).resolve().parents[2]
 INSTALLED = not (PACK_ROOT / "trainers" / "launch_sd_scripts.py").is_file()
 TRAINERS_DIR = Path(__file__).resolve().parents[1] / "trainers" if INSTALLED else PACK_ROOT / "trainers"
 TOKENIZERS_DIR = TRAINERS_DIR / "tokenizers"
-CONFIG_ENV = "MVIC_CONFIG"
+LEGACY_CONFIG_ENV = "MVIC_CONFIG"
+DEFAULT_TRAINER = "(default)"
 # Pins in sd-scripts' requirements.txt that break FLUX LoRA training when not met. (Newer
 # accelerate and safetensors ran fine on the GPU machine, so those are not enforced.)
 PINNED = ("transformers", "diffusers", "huggingface-hub")
@@ -33,6 +41,8 @@ class TrainerEnvironmentError(RuntimeError):
 class TrainerEnvironment:
     checkout: Path
     python: str
+    name: str = ""  # configured in the local settings; "" = named by SD_SCRIPTS_DIR or a CLI argument
+    fingerprint: str = ""  # recorded at setup, checked before launch (configured checkouts)
 
 
 @dataclass
@@ -55,17 +65,23 @@ class EnvironmentReport:
         return "\n".join(lines)
 
 
-def config_path() -> Path:
-    default = Path.home() / ".config" / "mvic" / "mvic_config.json" if INSTALLED else PACK_ROOT / "mvic_config.json"
-    return Path(os.environ.get(CONFIG_ENV) or default)
+def legacy_config_path() -> Path:
+    """Where earlier versions kept the trainer's location (no longer read: see local settings)."""
+    return Path(os.environ.get(LEGACY_CONFIG_ENV) or PACK_ROOT / "mvic_config.json")
 
 
-def read_config() -> dict:
-    path = config_path()
+def _legacy_hint() -> str:
+    path = legacy_config_path()
     try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except ValueError as exc:
-        raise TrainerEnvironmentError(f"{path}: not valid JSON ({exc}); fix or delete it") from None
+        old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        old = {}
+    if not isinstance(old, dict) or not old.get("sd_scripts_dir"):
+        return ""
+    python = old.get("sd_scripts_python") or "PYTHON"
+    return (f". The pack's old {path} names {old['sd_scripts_dir']}, but a file in the pack folder no longer decides "
+            f"which program runs; register that checkout in the local settings once: "
+            f"`python -m mvic config add-trainer sd-scripts --sd-scripts {old['sd_scripts_dir']} --python {python}`")
 
 
 def _venv_python(folder: Path) -> Path | None:
@@ -75,21 +91,80 @@ def _venv_python(folder: Path) -> Path | None:
     return None
 
 
-def find_environment(checkout: str = "", python: str = "") -> TrainerEnvironment:
-    """Checkout: the argument, then SD_SCRIPTS_DIR, then the pack's config file.
-    Python: the argument, SD_SCRIPTS_PYTHON, the config file, then a venv inside the checkout."""
-    config = read_config()
-    checkout = checkout.strip() or os.environ.get("SD_SCRIPTS_DIR", "").strip() or config.get("sd_scripts_dir", "")
+def trainer_choices(settings: LocalSettings) -> list[str]:
+    """What the node's sd_scripts_dir dropdown offers: the default, then every configured checkout."""
+    return [DEFAULT_TRAINER, *sorted(settings.trainers)]
+
+
+def check_trainer_choice(choice: str, settings: LocalSettings, what: str = "LoRATrainer.sd_scripts_dir") -> None:
+    """A workflow's trainer choice must be a name configured on this machine (no files are touched)."""
+    if choice.strip() in ("", DEFAULT_TRAINER) or choice in settings.trainers:
+        return
+    known = ", ".join(trainer_choices(settings))
+    raise TrainerEnvironmentError(
+        f"{what} {choice!r} is not an sd-scripts checkout configured on this machine (choose one of: {known}). "
+        f"A workflow cannot choose which program runs; register a checkout locally with "
+        f"`python -m mvic config add-trainer NAME --sd-scripts DIR --python PYTHON` (or `python -m mvic setup-trainer "
+        f"--sd-scripts DIR`) and pick NAME ({settings.path})"
+    )
+
+
+def resolve_trainer(choice: str, settings: LocalSettings) -> TrainerEnvironment:
+    """The checkout a node may run. '(default)': SD_SCRIPTS_DIR when set (the environment is local),
+    else the settings' default_trainer (or the only configured one). A configured checkout is
+    checked against its recorded fingerprint; SD_SCRIPTS_DIR is too when it is a configured one."""
+    check_trainer_choice(choice, settings)
+    name = "" if choice.strip() in ("", DEFAULT_TRAINER) else choice
+    if not name:
+        from_env = _from_environment(settings)
+        if from_env is not None:
+            return from_env
+        name = settings.default_trainer or (next(iter(settings.trainers)) if len(settings.trainers) == 1 else "")
+        if not name:
+            raise TrainerEnvironmentError(
+                "no sd-scripts checkout is configured on this machine: run `python -m mvic setup-trainer "
+                "--sd-scripts DIR` (or `python -m mvic config add-trainer NAME --sd-scripts DIR --python PYTHON`), "
+                f"or set SD_SCRIPTS_DIR and SD_SCRIPTS_PYTHON for ComfyUI ({settings.path})" + _legacy_hint()
+            )
+    entry = settings.trainer(name)
+    if entry is None:
+        raise TrainerEnvironmentError(f"default_trainer {name!r} is not among the trainers in {settings.path}: run "
+                                      f"`python -m mvic config set default_trainer NAME` with one of "
+                                      f"{', '.join(settings.trainers)}")
+    environment = TrainerEnvironment(entry.sd_scripts_dir, entry.python, name, entry.fingerprint)
+    _check_paths(environment)
+    verify_checkout(environment)
+    return environment
+
+
+def _from_environment(settings: LocalSettings) -> TrainerEnvironment | None:
+    checkout = os.environ.get("SD_SCRIPTS_DIR", "").strip()
     if not checkout:
-        raise TrainerEnvironmentError(
-            "no sd-scripts checkout configured: set the node's sd_scripts_dir, the SD_SCRIPTS_DIR environment variable, "
-            f"or run `python -m mvic setup-trainer --sd-scripts DIR` (writes {config_path()})"
-        )
+        return None
+    environment = find_environment(checkout, os.environ.get("SD_SCRIPTS_PYTHON", "").strip())
+    for name, entry in settings.trainers.items():
+        if Path(entry.sd_scripts_dir).expanduser().resolve() == environment.checkout:
+            environment = replace(environment, name=name, fingerprint=entry.fingerprint)
+            verify_checkout(environment)
+    return environment
+
+
+def verify_checkout(environment: TrainerEnvironment) -> None:
+    """Refuse a configured checkout whose code changed since setup (no-op for unrecorded ones)."""
+    if not environment.name:
+        return
+    try:
+        verify(environment.checkout, environment.fingerprint, environment.name, environment.python)
+    except CheckoutChanged as exc:
+        raise TrainerEnvironmentError(str(exc)) from None
+
+
+def find_environment(checkout: str, python: str = "") -> TrainerEnvironment:
+    """A checkout named locally (CLI argument or SD_SCRIPTS_DIR), not fingerprinted: the person
+    at this machine typed it. Python: the argument, SD_SCRIPTS_PYTHON, then a venv inside it."""
     folder = Path(checkout).expanduser()
-    if not (folder / "flux_train_network.py").is_file():
-        raise TrainerEnvironmentError(f"{folder} is not an sd-scripts checkout (no flux_train_network.py); point sd_scripts_dir at kohya-ss/sd-scripts")
-    python = python.strip() or os.environ.get("SD_SCRIPTS_PYTHON", "").strip() or config.get("sd_scripts_python", "")
-    if not python:
+    python = python.strip() or os.environ.get("SD_SCRIPTS_PYTHON", "").strip()
+    if not python and (folder / "flux_train_network.py").is_file():
         found = _venv_python(folder / "venv") or _venv_python(folder / ".venv")
         if not found:
             raise TrainerEnvironmentError(
@@ -97,19 +172,49 @@ def find_environment(checkout: str = "", python: str = "") -> TrainerEnvironment
                 "or set SD_SCRIPTS_PYTHON to an interpreter with sd-scripts' requirements"
             )
         python = str(found)
-    if not Path(python).exists():
-        raise TrainerEnvironmentError(f"sd-scripts Python {python} does not exist")
-    return TrainerEnvironment(checkout=folder.resolve(), python=python)
+    environment = TrainerEnvironment(checkout=folder.resolve(), python=python)
+    _check_paths(environment)
+    return environment
 
 
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The child's environment: offline, unbuffered, nothing of ComfyUI's Python leaking in."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+def _check_paths(environment: TrainerEnvironment) -> None:
+    folder = environment.checkout
+    if not (folder / "flux_train_network.py").is_file():
+        raise TrainerEnvironmentError(f"{folder} is not an sd-scripts checkout (no flux_train_network.py); "
+                                      "give a kohya-ss/sd-scripts checkout")
+    if not environment.python or not Path(environment.python).exists():
+        raise TrainerEnvironmentError(f"sd-scripts Python {environment.python or '(none)'} does not exist")
+
+
+# Environment variables a training child never needs and must not see (API keys of the captioners,
+# cloud and hub tokens): any name with one of these words, plus the key variables of local endpoints.
+SECRET_WORDS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS",
+                          "AUTH"})
+
+
+def _secret_names(settings: LocalSettings | None) -> set[str]:
+    names = {name for name in os.environ if SECRET_WORDS & set(name.upper().split("_"))}
+    if settings is not None:
+        names |= {var for endpoint in settings.all_endpoints().values() for var in endpoint.key_env}
+    return names
+
+
+def child_env(extra: dict[str, str] | None = None, settings: LocalSettings | None = None) -> dict[str, str]:
+    """The child's environment: offline, unbuffered, nothing of ComfyUI's Python leaking in, no secrets."""
+    if settings is None:
+        try:
+            settings = load_settings()
+        except ValueError:
+            settings = None
+    drop = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"} | _secret_names(settings)
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     overlay = os.environ.get("SD_SCRIPTS_PYTHONPATH", "")  # a --target overlay of pinned packages, if used
     if overlay:
         env["PYTHONPATH"] = overlay
     # COLUMNS: rich wraps log lines at 80 columns when not on a terminal.
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", "NCCL_NVLS_ENABLE": "0", "COLUMNS": "200"})
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+                "PYTHONIOENCODING": "utf-8",
+                "NCCL_NVLS_ENABLE": "0", "COLUMNS": "200"})
     env.update(extra or {})
     return env
 
@@ -173,12 +278,3 @@ def setup_commands(checkout: Path, torch_spec: str = "torch torchvision") -> lis
         [python, "-m", "pip", "install", *torch_spec.split()],
         [python, "-m", "pip", "install", "-r", "requirements.txt"],
     ]
-
-
-def write_config(checkout: Path, python: str) -> Path:
-    path = config_path()
-    config = read_config()
-    config.update({"sd_scripts_dir": str(checkout), "sd_scripts_python": python})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return path

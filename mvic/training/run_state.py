@@ -1,5 +1,6 @@
 """What survives between runs: sd-scripts' saved states (for resume) and its latent /
-text-encoder caches, which sd-scripts reuses even when the image or caption changed."""
+text-encoder caches (in the run's own dataset folder, see run_dataset.py), which sd-scripts
+reuses even when the image or caption changed."""
 from __future__ import annotations
 
 import hashlib
@@ -7,9 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..export.atomic import atomic_write_text
-from ..export.dataset import IMAGES_DIR
-from ..export.manifest import read_manifest
+from ..files import atomic_write_text
 
 CACHE_STATE = ".mvic_cache_state.json"
 
@@ -62,33 +61,22 @@ def newest_state(outputs: Path, output_name: str, config_key: str) -> SavedState
     return best
 
 
-def dataset_key(dataset_dir: Path) -> str:
-    return hashlib.sha256(json.dumps(_dataset_state(dataset_dir), sort_keys=True).encode()).hexdigest()
+def dataset_key(state: dict[str, dict[str, str]]) -> str:
+    """One hash of the dataset's state (TrainingDataset.state()): images and captions as they are now."""
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
-def _dataset_state(dataset_dir: Path) -> dict[str, dict[str, str]]:
-    """Per stem: the composite's pixel hash and the caption file as it is now (edits included)."""
-    state = {}
-    for stem, record in read_manifest(dataset_dir).items():
-        caption = dataset_dir / record.caption_file
-        text_hash = hashlib.sha256(caption.read_bytes()).hexdigest() if caption.is_file() else ""
-        state[stem] = {"image": record.composite_sha256, "caption": text_hash}
-    return state
-
-
-def invalidate_stale_caches(dataset_dir: Path) -> list[Path]:
+def invalidate_stale_caches(folder: Path, current: dict[str, dict[str, str]]) -> list[Path]:
     """Delete `*_flux.npz` (latents) whose image changed and `*_flux_te.npz` (text encoder
-    outputs) whose caption changed since the caches were made. Caches of unknown
+    outputs) whose caption changed since the caches in `folder` were made. Caches of unknown
     provenance (no record) are deleted too. Returns the deleted files."""
-    images = dataset_dir / IMAGES_DIR
-    record_path = dataset_dir / CACHE_STATE
+    record_path = folder / CACHE_STATE
     try:
         previous = json.loads(record_path.read_text()) if record_path.is_file() else {}
     except ValueError:
         previous = {}
-    current = _dataset_state(dataset_dir)
     deleted = []
-    for cache in sorted(images.glob("*.npz")):
+    for cache in sorted(folder.glob("*.npz")):
         if cache.name.endswith("_flux_te.npz"):
             stem, kind = cache.name[: -len("_flux_te.npz")], "caption"
         elif cache.name.endswith("_flux.npz"):
@@ -102,6 +90,6 @@ def invalidate_stale_caches(dataset_dir: Path) -> list[Path]:
     return deleted
 
 
-def record_cache_state(dataset_dir: Path) -> None:
-    """Remember which images and captions the caches now on disk were made from."""
-    atomic_write_text(dataset_dir / CACHE_STATE, json.dumps(_dataset_state(dataset_dir), indent=1, sort_keys=True))
+def record_cache_state(folder: Path, current: dict[str, dict[str, str]]) -> None:
+    """Remember which images and captions the caches now in `folder` were made from."""
+    atomic_write_text(folder / CACHE_STATE, json.dumps(current, indent=1, sort_keys=True))

@@ -1,8 +1,11 @@
-"""Train an IC-LoRA end to end: check everything, launch sd-scripts, follow it, finish the file.
+"""Train an IC-LoRA end to end, in three steps:
 
-    check dataset + model files + environment -> pick VRAM preset -> drop stale caches
-    -> resume from the newest state -> launch (own process group) -> progress / interrupt
-    -> success = exit 0 AND the final .safetensors exists -> metadata -> atomic copy to loras/
+    1. pre-flight: the untrusted extra_args -> the dataset as it really is (images, captions,
+       markers, sizes) -> model files -> the sd-scripts environment and VRAM preset -> disk space
+    2. resume planning: the run's own dataset folder and config (stale caches dropped), an
+       identical finished run reused, else the newest saved state resumed in a new attempt
+    3. launch: own process group, progress / interrupt; success = exit 0 AND the final
+       .safetensors exists -> metadata -> atomic copy to loras/
 """
 from __future__ import annotations
 
@@ -14,23 +17,29 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from ..export.manifest import read_manifest
 from ..sources.common import safe_name
-from .arguments import TrainingSettings, launch_command, parse_extra_args, sample_prompts_text, training_arguments
+from .arguments import TrainingSettings, launch_command, sample_prompts_text, training_arguments
 from .compile import plan_compile
-from .environment import TOKENIZERS_DIR, TRAINERS_DIR, TrainerEnvironment, TrainerEnvironmentError, check_environment, child_env
+from .environment import (
+    TOKENIZERS_DIR, TRAINERS_DIR, EnvironmentReport, TrainerEnvironment, TrainerEnvironmentError, check_environment,
+    child_env, verify_checkout,
+)
+from .errors import TrainingError
+from .extra_args import check_extra_args
 from .fp8 import check_fp8_choice, plan_fp8
-from .lora_file import write_with_metadata
-from .model_files import check_model_files
+from .lora_file import MAX_TRIGGER_CHARS, write_with_metadata
+from .model_files import check_model_files, safetensors_header
 from .multi_gpu import check_gpu_selection, check_multi_gpu
+from .preflight import (
+    CAPTION_CHOICES, TrainingDataset, check_captions, check_free_space, estimate_disk, lora_parameters, read_dataset,
+)
 from .presets import VramPreset, next_lower, resolve_preset
 from .process import ChildResult, run_child
 from .progress import StepProgress
-from .run_state import begin_attempt, dataset_key, invalidate_stale_caches, newest_state, record_cache_state
+from .run_dataset import prepare_run_dataset
+from .run_state import begin_attempt, dataset_key, newest_state, record_cache_state
 
-
-class TrainingError(RuntimeError):
-    pass
+__all__ = ["TrainingError", "TrainingResult", "TrainingCallbacks", "train_lora"]
 
 
 @dataclass
@@ -41,6 +50,7 @@ class TrainingResult:
     losses: list[tuple[int, float]] = field(default_factory=list)
     resumed_from_step: int = 0
     deleted_caches: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # caption problems trained anyway
 
 
 @dataclass
@@ -50,27 +60,183 @@ class TrainingCallbacks:
     log: Callable[[str], None] = print
 
 
-def dataset_metadata(dataset_dir: Path) -> dict[str, str]:
-    """What the sampler needs to configure itself, from the dataset manifest."""
-    records = list(read_manifest(dataset_dir).values())
-    if not records:
-        raise TrainingError(f"{dataset_dir} has no metadata.jsonl records: export the dataset with SaveICLoRADataset first")
-    first = records[0]
-    caption = (dataset_dir / first.caption_file).read_text(encoding="utf-8") if (dataset_dir / first.caption_file).is_file() else ""
-    prefix = first.markers["prefix"]
-    trigger = caption.split(prefix, 1)[0].strip() if prefix in caption else ""
-    return {
-        "mvic_layout": json.dumps({k: first.layout[k] for k in ("rows", "cols", "panel_width", "panel_height")}),
-        "mvic_markers": json.dumps(first.markers),
-        "mvic_trigger": trigger,
-        "mvic_dataset_size": str(len(records)),
-    }
+@dataclass
+class Preflight:
+    """What step 1 established."""
+
+    dataset: TrainingDataset
+    preset: VramPreset
+    report: EnvironmentReport
+    extra: list[str]  # the checked extra arguments
+    gpus: list[dict] = field(default_factory=list)  # the GPUs the run uses (all visible when none chosen)
 
 
-def held_out_prompts(dataset_dir: Path, count: int = 2) -> list[str]:
-    """Preview prompts: captions of the last composites (stable choice, no randomness)."""
-    records = list(read_manifest(dataset_dir).values())[-count:]
-    return [(dataset_dir / r.caption_file).read_text(encoding="utf-8").strip() for r in records if (dataset_dir / r.caption_file).is_file()]
+@dataclass
+class RunPlan:
+    """What step 2 decided: the settings to launch with, or an identical LoRA already trained."""
+
+    settings: TrainingSettings
+    state: dict  # the dataset's state (run_state.py)
+    finished: dict  # written next to the LoRA when the launch succeeds
+    done: Path | None = None
+    resumed: int = 0
+    deleted_caches: list[Path] = field(default_factory=list)
+
+
+def train_lora(
+    settings: TrainingSettings,
+    environment: TrainerEnvironment,
+    loras_dir: Path,
+    lora_name: str,
+    preset_choice: str = "auto",
+    callbacks: TrainingCallbacks | None = None,
+    caption_problems: str = "refuse",
+    unsafe_extra_args: bool = False,
+) -> TrainingResult:
+    """`caption_problems`: 'refuse' (default) or 'warn and train' (preflight.py). `unsafe_extra_args`:
+    only for a local user's own command line; a workflow's extra_args are always checked."""
+    callbacks = callbacks or TrainingCallbacks()
+    checked = preflight(settings, environment, Path(loras_dir), preset_choice, callbacks, caption_problems,
+                        unsafe_extra_args)
+    plan = plan_run(settings, checked, callbacks)
+    losses = [] if plan.done else launch(plan, checked, environment, callbacks)
+    return finish(plan, checked, Path(loras_dir), lora_name, losses)
+
+
+def preflight(settings: TrainingSettings, environment: TrainerEnvironment, loras_dir: Path, preset_choice: str,
+              callbacks: TrainingCallbacks, caption_problems: str = "refuse",
+              unsafe_extra_args: bool = False) -> Preflight:
+    """Everything that can be known before launching; nothing is written."""
+    extra = check_extra_args(settings.extra_args, unsafe=unsafe_extra_args)  # untrusted input first
+    if caption_problems not in CAPTION_CHOICES:
+        raise ValueError(f"caption_problems {caption_problems!r}: choose one of {', '.join(CAPTION_CHOICES)}")
+    dataset = read_dataset(Path(settings.dataset_dir))
+    check_captions(dataset, caption_problems, callbacks.log)
+    check_model_files(settings.models)
+    report = check_environment(environment, load_parser=False)
+    if not report.ok:
+        raise TrainerEnvironmentError("the sd-scripts environment is not ready:\n" + report.text())
+    gpus = check_gpu_selection(settings.gpu_ids, report.gpus)
+    preset = resolve_preset(preset_choice, min(g["total_gib"] for g in gpus) if gpus else None)
+    check_multi_gpu(settings.gpu_ids, preset, extra)
+    check_fp8_choice(settings.fp8_matmul, gpus)
+    card = f" for {gpus[0]['name']} ({gpus[0]['total_gib']} GiB)" if gpus else " (no GPU)"
+    callbacks.log(f"[mvic] preset {preset.name}{card}")
+    if preset.needs_bitsandbytes and not report.packages.get("bitsandbytes"):
+        raise TrainerEnvironmentError(
+            f"the '{preset.name}' preset uses the {preset.optimizer} optimizer, which needs bitsandbytes: "
+            f"`pip install bitsandbytes` into {environment.python}, or add --optimizer_type Adafactor to extra_args"
+        )
+    check_free_space(_disk_needs(settings, dataset, preset, extra), settings.run_dir, loras_dir)
+    return Preflight(dataset, preset, report, extra, gpus)
+
+
+def _disk_needs(settings: TrainingSettings, dataset: TrainingDataset, preset: VramPreset, extra: list[str]):
+    cached = len(list(settings.run_dataset_dir.glob("*_flux_te.npz"))) if settings.run_dataset_dir.is_dir() else 0
+    tokens = int(_option(extra, "--t5xxl_max_token_length", "512"))
+    optimizer = _option(extra, "--optimizer_type", preset.optimizer)
+    parameters = lora_parameters(safetensors_header(Path(settings.models.flux)), settings.rank)
+    return estimate_disk(len(dataset.images), cached, dataset.size, tokens, parameters, settings.steps,
+                         settings.save_every_n_steps, "8bit" in optimizer.lower())
+
+
+def _option(args: list[str], name: str, default: str) -> str:
+    """The last value given for `name` (sd-scripts' parser lets the last one win)."""
+    value = default
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def plan_run(settings: TrainingSettings, checked: Preflight, callbacks: TrainingCallbacks) -> RunPlan:
+    """Write the run's dataset view and prompts; find a finished twin or the state to resume from."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    state = checked.dataset.state()
+    deleted = prepare_run_dataset(checked.dataset, settings.run_dataset_dir, settings.dataset_config, state)
+    if deleted:
+        callbacks.log(f"[mvic] deleted {len(deleted)} stale cache file(s): the images or captions changed")
+    if settings.tokenizer_cache_dir is None:
+        settings = replace(settings, tokenizer_cache_dir=TOKENIZERS_DIR)
+    if settings.sample_every_n_steps and not settings.sample_prompts:
+        settings = replace(settings, sample_prompts=checked.dataset.captions()[-2:])  # stable choice, no randomness
+    if settings.sample_prompts:
+        text = sample_prompts_text(settings.sample_prompts, *checked.dataset.size)
+        settings.prompts_file.write_text(text, encoding="utf-8")
+    outputs = settings.run_dir / "output"
+    config_key = _config_key(settings, checked.preset)
+    finished = {"steps": settings.steps, "config": config_key, "data": dataset_key(state)}
+    done = _finished_lora(outputs, settings.output_name, finished)
+    plan = RunPlan(settings, state, finished, done, deleted_caches=deleted)
+    if plan.done is not None:
+        callbacks.log(f"[mvic] {plan.done} is already trained with these settings and data")
+        return plan
+    saved = newest_state(outputs, settings.output_name, config_key)
+    plan.resumed = saved.step if saved and saved.step < settings.steps else 0
+    if plan.resumed:
+        settings = replace(settings, resume_from=saved.folder)
+        callbacks.log(f"[mvic] resuming from {saved.folder.parent.name}/{saved.folder.name} (step {plan.resumed})")
+    plan.settings = replace(settings, attempt=begin_attempt(outputs, plan.resumed, config_key))
+    return plan
+
+
+def launch(plan: RunPlan, checked: Preflight, environment: TrainerEnvironment,
+           callbacks: TrainingCallbacks) -> list[tuple[int, float]]:
+    """Run sd-scripts for the planned attempt; the losses of the steps it trained."""
+    settings, resumed = plan.settings, plan.resumed
+    compiling = plan_compile(settings.compile, checked.preset, settings.steps - resumed, checked.extra)
+    callbacks.log(f"[mvic] torch.compile {'on' if compiling.enabled else 'off'}: {compiling.reason}")
+    fp8 = plan_fp8(settings.fp8_matmul, checked.preset, checked.gpus, compiling.enabled)
+    callbacks.log(f"[mvic] fp8 matmul {'on' if fp8.matmul else 'off'}: {fp8.reason}")
+    args = training_arguments(settings, checked.preset)
+    verify_checkout(environment)  # right before any of its code runs
+    if checked.extra:
+        validate_extra_args(environment, args)
+    log = settings.run_dir / "train.log"
+    command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py",
+                             os.getpid(), args, settings.gpu_ids, log,
+                             compiling.launcher_args(checked.extra) + fp8.launcher_args())
+
+    def on_progress(p: StepProgress) -> None:
+        if callbacks.on_progress:  # report real steps, not the resumed run's own count
+            callbacks.on_progress(StepProgress(resumed + p.step, settings.steps, p.loss, p.seconds_per_step))
+
+    env = child_env({**_gpu_env(settings.gpu_ids), **compiling.child_env()})
+    result = run_child(command, log, env, environment.checkout, on_progress, callbacks.should_stop)
+    _raise_for_failure(result, settings, checked.preset)
+    if compiling.enabled:
+        compiling.marker.parent.mkdir(parents=True, exist_ok=True)
+        compiling.marker.touch()
+    record_cache_state(settings.run_dataset_dir, plan.state)
+    _write_json(settings.output_dir / "mvic_finished.json", plan.finished)
+    return [(resumed + p.step, p.loss) for p in result.progress if p.loss is not None]
+
+
+def finish(plan: RunPlan, checked: Preflight, loras_dir: Path, lora_name: str,
+           losses: list[tuple[int, float]]) -> TrainingResult:
+    settings = plan.settings
+    _append_losses(settings.run_dir, losses)
+    metadata = dataset_metadata(checked.dataset)
+    metadata.update({"mvic_base_model": Path(settings.models.flux).name, "mvic_rank": str(settings.rank),
+                     "mvic_steps": str(settings.steps), "mvic_preset": checked.preset.name})
+    target = loras_dir / f"{safe_name(lora_name, 'iclora')}.safetensors"
+    write_with_metadata(plan.done or settings.final_lora, target, metadata)
+    return TrainingResult(lora_path=target, run_dir=settings.run_dir, preset=checked.preset,
+                          losses=_read_losses(settings.run_dir), resumed_from_step=plan.resumed,
+                          deleted_caches=plan.deleted_caches, warnings=list(checked.dataset.problems))
+
+
+def dataset_metadata(dataset: TrainingDataset) -> dict[str, str]:
+    """What the sampler needs to configure itself. The markers (and trigger) only when captions
+    really use them: a LoRA trained without them must not claim them."""
+    metadata = {"mvic_layout": json.dumps(dataset.layout), "mvic_dataset_size": str(len(dataset.images))}
+    if dataset.marked_captions():
+        trigger = " ".join(dataset.trigger().split())
+        metadata["mvic_markers"] = json.dumps(dataset.markers)
+        metadata["mvic_trigger"] = trigger if len(trigger) <= MAX_TRIGGER_CHARS else ""
+    return metadata
 
 
 def validate_extra_args(environment: TrainerEnvironment, args: list[str]) -> None:
@@ -87,96 +253,8 @@ def validate_extra_args(environment: TrainerEnvironment, args: list[str]) -> Non
     finally:
         Path(handle.name).unlink(missing_ok=True)
     if "MVIC_ARGS ok" not in out.stdout:
-        error = [l for l in out.stderr.splitlines() if "error:" in l] or out.stderr.strip().splitlines()[-3:]
+        error = [line for line in out.stderr.splitlines() if "error:" in line] or out.stderr.strip().splitlines()[-3:]
         raise TrainingError(f"sd-scripts rejects the extra arguments: {' '.join(error)}")
-
-
-def train_lora(
-    settings: TrainingSettings,
-    environment: TrainerEnvironment,
-    loras_dir: Path,
-    lora_name: str,
-    preset_choice: str = "auto",
-    callbacks: TrainingCallbacks | None = None,
-) -> TrainingResult:
-    callbacks = callbacks or TrainingCallbacks()
-    dataset_dir = Path(settings.dataset_dir)
-    if not (dataset_dir / "dataset.toml").is_file():
-        raise TrainingError(f"{dataset_dir}: no dataset.toml; connect SaveICLoRADataset's dataset_dir (or give a folder it wrote)")
-    metadata = dataset_metadata(dataset_dir)
-    check_model_files(settings.models)
-    report = check_environment(environment, load_parser=False)
-    if not report.ok:
-        raise TrainerEnvironmentError("the sd-scripts environment is not ready:\n" + report.text())
-    gpus = check_gpu_selection(settings.gpu_ids, report.gpus)
-    preset = resolve_preset(preset_choice, min(g["total_gib"] for g in gpus) if gpus else None)
-    check_multi_gpu(settings.gpu_ids, preset, parse_extra_args(settings.extra_args))
-    check_fp8_choice(settings.fp8_matmul, gpus)
-    callbacks.log(f"[mvic] preset {preset.name}" + (f" for {gpus[0]['name']} ({gpus[0]['total_gib']} GiB)" if gpus else " (no GPU)"))
-    if preset.needs_bitsandbytes and not report.packages.get("bitsandbytes"):
-        raise TrainerEnvironmentError(
-            f"the '{preset.name}' preset uses the {preset.optimizer} optimizer, which needs bitsandbytes: "
-            f"`pip install bitsandbytes` into {environment.python}, or add --optimizer_type Adafactor to extra_args"
-        )
-
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    if settings.tokenizer_cache_dir is None:
-        settings = replace(settings, tokenizer_cache_dir=TOKENIZERS_DIR)
-    if settings.sample_every_n_steps and not settings.sample_prompts:
-        settings = replace(settings, sample_prompts=held_out_prompts(dataset_dir))
-    if settings.sample_prompts:
-        layout = json.loads(metadata["mvic_layout"])
-        size = (layout["cols"] * layout["panel_width"], layout["rows"] * layout["panel_height"])
-        settings.prompts_file.write_text(sample_prompts_text(settings.sample_prompts, *size), encoding="utf-8")
-    deleted = invalidate_stale_caches(dataset_dir)
-    if deleted:
-        callbacks.log(f"[mvic] deleted {len(deleted)} stale cache file(s): the images or captions changed")
-    outputs = settings.run_dir / "output"
-    config_key = _config_key(settings, preset)
-    finished = {"steps": settings.steps, "config": config_key, "data": dataset_key(dataset_dir)}
-    state = newest_state(outputs, settings.output_name, config_key)
-    done = _finished_lora(outputs, settings.output_name, finished)
-    resumed = 0
-    if done is not None:
-        callbacks.log(f"[mvic] {done} is already trained with these settings and data")
-        losses = []
-    else:
-        resumed = state.step if state and state.step < settings.steps else 0
-        if resumed:
-            settings = replace(settings, resume_from=state.folder)
-            callbacks.log(f"[mvic] resuming from {state.folder.parent.name}/{state.folder.name} (step {resumed})")
-        settings = replace(settings, attempt=begin_attempt(outputs, resumed, config_key))
-        extra = parse_extra_args(settings.extra_args)
-        compiling = plan_compile(settings.compile, preset, settings.steps - resumed, extra)
-        callbacks.log(f"[mvic] torch.compile {'on' if compiling.enabled else 'off'}: {compiling.reason}")
-        fp8 = plan_fp8(settings.fp8_matmul, preset, gpus, compiling.enabled)
-        callbacks.log(f"[mvic] fp8 matmul {'on' if fp8.matmul else 'off'}: {fp8.reason}")
-        args = training_arguments(settings, preset)
-        if parse_extra_args(settings.extra_args):
-            validate_extra_args(environment, args)
-        command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py", os.getpid(), args,
-                                 settings.gpu_ids, compiling.launcher_args(extra) + fp8.launcher_args())
-
-        def on_progress(p: StepProgress) -> None:
-            if callbacks.on_progress:  # report real steps, not the resumed run's own count
-                callbacks.on_progress(StepProgress(resumed + p.step, settings.steps, p.loss, p.seconds_per_step))
-
-        env = child_env({**_gpu_env(settings.gpu_ids), **compiling.child_env()})
-        result = run_child(command, settings.run_dir / "train.log", env, environment.checkout, on_progress, callbacks.should_stop)
-        _raise_for_failure(result, settings, preset)
-        if compiling.enabled:
-            compiling.marker.parent.mkdir(parents=True, exist_ok=True)
-            compiling.marker.touch()
-        record_cache_state(dataset_dir)
-        losses = [(resumed + p.step, p.loss) for p in result.progress if p.loss is not None]
-        _write_json(settings.output_dir / "mvic_finished.json", finished)
-        done = settings.final_lora
-    _append_losses(settings.run_dir, losses)
-    metadata.update({"mvic_base_model": Path(settings.models.flux).name, "mvic_rank": str(settings.rank), "mvic_steps": str(settings.steps), "mvic_preset": preset.name})
-    target = Path(loras_dir) / f"{safe_name(lora_name, 'iclora')}.safetensors"
-    write_with_metadata(done, target, metadata)
-    return TrainingResult(lora_path=target, run_dir=settings.run_dir, preset=preset, losses=_read_losses(settings.run_dir),
-                          resumed_from_step=resumed, deleted_caches=deleted)
 
 
 def _config_key(settings: TrainingSettings, preset: VramPreset) -> str:
