@@ -33,15 +33,6 @@ def _folder_paths():
     return folder_paths
 
 
-def resolve_output_path(text: str) -> Path:
-    """Relative paths are relative to ComfyUI's output folder (else the working directory)."""
-    path = Path(text.strip() or "iclora_dataset").expanduser()
-    if path.is_absolute():
-        return path
-    fp = _folder_paths()
-    return (Path(fp.get_output_directory()) if fp else Path.cwd()) / path
-
-
 class Progress:
     """ComfyUI's progress bar when running inside ComfyUI; silent otherwise."""
 

@@ -215,10 +215,6 @@ def test_an_old_saved_training_workflow_still_validates(world):
 
 FORBIDDEN_NAME = re.compile(r"url|host|address|endpoint|port\b|key_?file|api_?key|secret|token|password|python|interpreter|"
                             r"executable|program|command|sd_scripts|checkout", re.IGNORECASE)
-# Removed on the captioner's branch (issue 9, point 3); delete these two once it is merged.
-PENDING_ELSEWHERE = {("MVIC_GeminiCaptioner", "base_url"), ("MVIC_GeminiCaptioner", "key_file")}
-
-
 def free_text_violations(object_info: dict) -> set[tuple[str, str]]:
     """Free-text widgets (STRING) of any node whose name or default says program location, network
     address or key file. A COMBO is fine: it picks among names configured on this machine."""
@@ -238,15 +234,9 @@ def free_text_violations(object_info: dict) -> set[tuple[str, str]]:
 def test_no_widget_takes_a_program_location_an_address_or_a_key_file(world):
     info = world.server.get("/object_info")
     assert "MVIC_LoRATrainer" in info and "KSampler" in info  # every node ComfyUI has, core included
-    assert free_text_violations(info) - PENDING_ELSEWHERE == set()
+    assert free_text_violations(info) == set()
     trainer_choice = info["MVIC_LoRATrainer"]["input"]["optional"]["sd_scripts_dir"]
     assert trainer_choice[0] == ["(default)", "sentinel", "tampered"]  # the names configured here, no paths
-
-
-@pytest.mark.xfail(strict=True, reason="GeminiCaptioner.base_url/key_file go on the captioner's branch; when merged this "
-                                       "passes: delete PENDING_ELSEWHERE and this marker")
-def test_no_widget_at_all_takes_an_address_or_a_key_file(world):
-    assert free_text_violations(world.server.get("/object_info")) == set()
 
 
 def test_the_object_info_check_catches_the_old_trainer_widget():
