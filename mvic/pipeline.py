@@ -63,7 +63,26 @@ def build_dataset(settings: BuildSettings, log=print) -> ExportReport:
     """The folder is locked for the whole build (before any captioning request is paid for)."""
     out = Path(settings.out).expanduser()
     check_destination(out, ExportOptions(settings.image_format, settings.trigger))
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        report = _locked_build(settings, out, log)
+    except BaseException:
+        if created:  # a refused build leaves no empty folder behind
+            _remove_if_empty(out)
+        raise
+    log(report.text())
+    return report
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _locked_build(settings: BuildSettings, out: Path, log) -> ExportReport:
     with BuildLock(out, "python -m mvic build").held(settings.wait_for_lock) as lock:
         views = (settings.rows or 2) * (settings.cols or 2)
         sets = load_multiview_sets(
@@ -80,5 +99,4 @@ def build_dataset(settings: BuildSettings, log=print) -> ExportReport:
             captioned, out, settings.image_format, settings.trigger, settings.overwrite_edited_captions,
             workers=settings.workers, lock=lock,
         )
-    log(report.text())
     return report

@@ -30,6 +30,8 @@ environment = mvic_module("training.environment")
 presets = mvic_module("training.presets")
 fp8 = mvic_module("training.fp8")
 multi_gpu = mvic_module("training.multi_gpu")
+preflight = mvic_module("training.preflight")
+run_dataset = mvic_module("training.run_dataset")
 
 pytestmark = pytest.mark.skipif(sd_scripts_paths() is None, reason=SKIP_REASON)
 LAUNCHER = ROOT / "trainers" / "launch_sd_scripts.py"
@@ -51,6 +53,7 @@ def tiny_models():
 def test_launcher_trains_a_lora_through_fp8_linears_compiled(tmp_path, sd_env, tiny_models):
     dataset = make_dataset(tmp_path / "dataset", sets=1)
     settings = settings_for(tmp_path, tiny_models, dataset, steps=2, tokenizer_cache_dir=environment.TOKENIZERS_DIR)
+    run_dataset.prepare_run_dataset(preflight.read_dataset(dataset), settings.run_dataset_dir, settings.dataset_config, {})
     args = arguments.training_arguments(settings, presets.CPU_PRESET) + arguments.parse_extra_args(FAST)
     command = arguments.launch_command(sd_env.python, sd_env.checkout, LAUNCHER, os.getpid(), args,
                                        launcher_args=["--fp8-matmul", "--fp8-t5", "--compile-blocks"])

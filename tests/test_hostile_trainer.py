@@ -152,7 +152,7 @@ def test_a_shared_dataset_whose_manifest_names_outside_files_is_refused(world, h
     records[0]["caption_file"] = str(secret) if how == "absolute" else "../../../outside/secret.txt"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
     _refused(world, _api("train_lora", "MVIC_LoRATrainer", dataset_dir=folder.name, sd_scripts_dir="sentinel"),
-             "metadata.jsonl", "caption_file", "outside the dataset folder")
+             "metadata.jsonl", "reads only what the dataset's own manifest names inside it", "re-export the dataset")
 
 
 def test_a_shared_dataset_with_a_caption_linked_outside_is_refused(world):
@@ -161,7 +161,7 @@ def test_a_shared_dataset_with_a_caption_linked_outside_is_refused(world):
     caption.unlink()
     caption.symlink_to(world.outside / "secret.txt")
     _refused(world, _api("train_lora", "MVIC_LoRATrainer", dataset_dir=folder.name, sd_scripts_dir="sentinel"),
-             "link that leaves the dataset folder")
+             "metadata.jsonl", "is a link leading out of the dataset folder", "re-export the dataset")
 
 
 def _lora(world: World, name: str, metadata: dict) -> str:

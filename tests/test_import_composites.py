@@ -326,9 +326,11 @@ def test_the_imported_dataset_trains_as_it_is(tmp_path):
 # --------------------------------------------------------------------------- the nodes
 
 
-def test_loader_and_grid_nodes_import_composites(tmp_path):
+def test_loader_and_grid_nodes_import_composites(tmp_path, monkeypatch):
     from packload import node_class
 
+    monkeypatch.setenv("MVIC_SETTINGS", str(tmp_path / "settings.json"))
+    monkeypatch.setenv("MVIC_ALLOWED_FOLDERS", str(tmp_path))  # outside ComfyUI's input/: allowed on this machine
     films = write_films(tmp_path / "films")
     mv_sets, preview, report = node_class("MVIC_MultiViewLoader")().load(
         "composites", str(tmp_path / "films"), 4, "auto", 0

@@ -81,7 +81,7 @@ def record_problem(folder: Path, record: ManifestRecord) -> str:
     for name, expected in ((record.image_file, (f"{IMAGES_DIR}/{stem}.png", f"{IMAGES_DIR}/{stem}.jpg")),
                            (record.caption_file, (f"{IMAGES_DIR}/{stem}.txt",))):
         if name not in expected:
-            return f"names {str(name)[:200]!r}; a record may only name {' or '.join(expected)}"
+            return f"it names {str(name)[:200]!r}; a record may only name {' or '.join(expected)}"
         if not is_inside(folder / name, folder):
             return f"{name} is a link leading out of the dataset folder"
     return ""
@@ -108,7 +108,7 @@ def read_manifest(folder: Path, problems: list[str] | None = None) -> dict[str, 
             continue
         reason = record_problem(folder, record)
         if reason:
-            _problem(problems, f"{path}:{number}: ignoring a record that {reason}")
+            _problem(problems, f"{path}:{number}: ignoring a record: {reason}")
         else:
             records[record.stem] = record
     return records
