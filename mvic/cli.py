@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .captions.captioner import CaptionRunError, CaptionSettings
+from .consistency import cli as consistency_cli
 from .layout import FIT_MODES, parse_color
 from .loading import SELECTION_METHODS
 from .markers import MarkerStyle
@@ -81,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     _add_build_args(commands.add_parser("demo", help="the same on the embedded sample data (nothing to download, no key)"), demo=True)
     training_cli.add_commands(commands)
     sampling_cli.add_commands(commands)
+    consistency_cli.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command == "score":
+        try:
+            return consistency_cli.run(args)
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.command in ("setup-trainer", "check-trainer", "train", "sample"):
         try:
             return (sampling_cli if args.command == "sample" else training_cli).run(args)
