@@ -64,7 +64,7 @@ def configured_similarity(folder: str = "") -> tuple[LearnedSimilarity | None, s
     try:
         model = AutoModel.from_pretrained(path, local_files_only=True).eval()
         processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a folder transformers cannot read as a model
         return None, f"learned similarity: skipped, {path} does not load ({exc})"
     loaded = LearnedSimilarity(f"learned similarity: {path.name} ({type(model).__name__})", model, processor)
     log.info("loaded %s", loaded.name)
