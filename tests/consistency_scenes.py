@@ -137,8 +137,9 @@ def random_scene(seed: int) -> Scene:
         objects.append(SceneObject(shape, center, size, random_texture(rng, (2.0, 5.0))))
     light = rng.normal(size=3)
     light[2] = abs(light[2]) + 1.0
+    ground = random_texture(rng, (0.8, 2.5))
     sky = tuple(rng.uniform(0.5, 0.9, 3))
-    return Scene(tuple(objects), random_texture(rng, (0.8, 2.5)), sky, tuple(light / np.linalg.norm(light)))
+    return Scene(tuple(objects), ground, sky, tuple(light / np.linalg.norm(light)))
 
 
 def _hit_object(obj: SceneObject, origin: np.ndarray, dirs: np.ndarray):

@@ -22,11 +22,12 @@ def tiny_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("similarity_models")
     small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
     Dinov2Model(Dinov2Config(**small, image_size=56, patch_size=14)).save_pretrained(root / "dinov2")
-    BitImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}).save_pretrained(root / "dinov2")
+    processor = dict(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
+    BitImageProcessor(**processor).save_pretrained(root / "dinov2")
     text = dict(small, vocab_size=100, projection_dim=16)
     vision = dict(small, image_size=56, patch_size=14, projection_dim=16)
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(root / "clip")
-    CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}).save_pretrained(root / "clip")
+    CLIPImageProcessor(**processor).save_pretrained(root / "clip")
     return root
 
 
@@ -60,8 +61,8 @@ def test_cli_flag_reports_it_beside_the_score(tiny_models, tmp_path, monkeypatch
     monkeypatch.delenv(learned.MODEL_ENV, raising=False)
     composite = np.concatenate([np.concatenate(_views(2), axis=1)] * 2, axis=0)
     Image.fromarray(composite).save(tmp_path / "c.png")
-    args = argparse.Namespace(path=str(tmp_path / "c.png"), grid="2x2", divider=0, json=str(tmp_path / "s.json"), sheet="",
-                              similarity_model=str(tiny_models / "dinov2"))
+    args = argparse.Namespace(path=str(tmp_path / "c.png"), grid="2x2", divider=0, json=str(tmp_path / "s.json"),
+                              sheet="", similarity_model=str(tiny_models / "dinov2"))
     assert consistency_cli.run(args) == 0
     (entry,) = json.loads((tmp_path / "s.json").read_text())
     assert -1.0 <= entry["learned_similarity"] <= 1.0 and entry["learned_note"].startswith("learned similarity: dinov2")
