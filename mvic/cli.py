@@ -36,6 +36,8 @@ def _add_build_args(parser: argparse.ArgumentParser, demo: bool) -> None:
     parser.add_argument("--max-sets", type=int, default=0)
     parser.add_argument("--reject-blurred", action="store_true")
     parser.add_argument("--reject-duplicates", action="store_true")
+    parser.add_argument("--min-consistency", type=float, default=0.0,
+                        help="drop sets whose composite scores below this consistency (0-1; 0 = keep all)")
     parser.add_argument("--format", choices=("png", "jpg"), default="png")
     parser.add_argument("--trigger", default="")
     parser.add_argument("--marker-prefix", default="")
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             max_sets=args.max_sets,
             reject_blurred=args.reject_blurred,
             reject_duplicates=args.reject_duplicates,
+            min_consistency=args.min_consistency,
             image_format=args.format,
             trigger=args.trigger,
             overwrite_edited_captions=args.overwrite_edited_captions,

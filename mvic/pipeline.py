@@ -6,7 +6,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .captions.captioner import CaptionSettings, caption_composites
-from .composites import build_composites
+from .composites import build_composites, default_workers
+from .consistency.hygiene import filter_composites
 from .export.dataset import ExportReport, save_dataset
 from .layout import CompositeLayout
 from .loading import load_multiview_sets
@@ -29,6 +30,7 @@ class BuildSettings:
     max_sets: int = 0
     reject_blurred: bool = False
     reject_duplicates: bool = False
+    min_consistency: float = 0.0  # drop composites whose views do not agree (mvic.consistency); 0 = keep all
     image_format: str = "png"
     trigger: str = ""
     overwrite_edited_captions: bool = False
@@ -45,6 +47,10 @@ def build_dataset(settings: BuildSettings, log=print) -> ExportReport:
     )
     log(sets.report())
     composites = build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
+    if settings.min_consistency:
+        workers = settings.workers or default_workers()
+        composites, lines = filter_composites(composites, settings.min_consistency, workers=workers)
+        log("\n".join(lines))
     captioned, caption_report = caption_composites(composites, replace(settings.captions, trigger=settings.trigger))
     log(caption_report.text())
     report = save_dataset(captioned, Path(settings.out), settings.image_format, settings.trigger, settings.overwrite_edited_captions, workers=settings.workers)
