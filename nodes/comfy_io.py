@@ -87,6 +87,13 @@ class Progress:
         if self._bar is not None:
             self._bar.update_absolute(done, total)
 
+    def show(self, done: int, total: int, image) -> None:
+        """Progress with a picture: ComfyUI's live preview in the node, as samplers show theirs."""
+        if self._bar is not None:
+            from PIL import Image
+
+            self._bar.update_absolute(done, total, ("PNG", Image.fromarray(image), 1024))
+
 
 def check_interrupt() -> None:
     try:

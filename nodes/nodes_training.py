@@ -19,8 +19,8 @@ def _files(folder: str) -> list[str]:
 class LoRATrainer:
     CATEGORY = "MultiView ICLoRA"
     DESCRIPTION = "Trains a FLUX IC-LoRA on a SaveICLoRADataset folder with kohya sd-scripts (subprocess, its own Python)."
-    RETURN_TYPES = ("STRING", "IMAGE", "STRING")
-    RETURN_NAMES = ("lora_path", "loss_curve", "run_dir")
+    RETURN_TYPES = ("STRING", "IMAGE", "STRING", "IMAGE", "STRING")
+    RETURN_NAMES = ("lora_path", "loss_curve", "run_dir", "consistency_curve", "best_checkpoint")
     FUNCTION = "train"
     OUTPUT_NODE = True
 
@@ -80,6 +80,7 @@ class LoRATrainer:
         from ..mvic.training.arguments import FluxModelFiles, TrainingSettings
         from ..mvic.training.environment import find_environment
         from ..mvic.training.loss_curve import loss_curve_image
+        from ..mvic.training.previews import watcher_for
         from ..mvic.training.trainer import TrainingCallbacks, train_lora
 
         def pick(choice, path, folder, what):
@@ -104,11 +105,19 @@ class LoRATrainer:
         environment = find_environment(sd_scripts_dir)
         free_comfy_memory()
         progress = Progress(steps)
-        callbacks = TrainingCallbacks(on_progress=lambda p: progress(p.step, p.total), should_stop=interrupt_requested)
+        watcher = watcher_for(settings, on_preview=lambda image, record: progress.show(record.step, steps, image))
+
+        def on_progress(p):
+            progress(p.step, p.total)
+            watcher.poll()  # sd-scripts' new previews: scored, shown live
+
+        callbacks = TrainingCallbacks(on_progress=on_progress, should_stop=interrupt_requested)
         result = train_lora(settings, environment, loras_folder() / safe_name(loras_subfolder, "mvic"), name, vram_preset, callbacks)
         curve = images_to_tensor([loss_curve_image(result.losses)])
+        previews = watcher.finish(name)
         text = f"LoRA: {result.lora_path} (preset {result.preset.name}" + (f", resumed at step {result.resumed_from_step}" if result.resumed_from_step else "") + ")"
-        return {"ui": {"text": [text]}, "result": (str(result.lora_path), curve, str(result.run_dir))}
+        scores = (images_to_tensor([previews.curve]), str(previews.best_checkpoint or ""))
+        return {"ui": {"text": [text, previews.text]}, "result": (str(result.lora_path), curve, str(result.run_dir), *scores)}
 
 
 NODE_CLASS_MAPPINGS = {"MVIC_LoRATrainer": LoRATrainer}

@@ -75,10 +75,16 @@ def _train(args: argparse.Namespace) -> int:
         extra_args=args.extra_args, gpu_ids=tuple(int(i) for i in args.gpus.split(",") if i.strip()), compile=args.compile,
     )
 
+    from .previews import preview_line, watcher_for
+
+    watcher = watcher_for(settings, on_preview=lambda _image, record: print(preview_line(record), flush=True))
+
     def show(progress):
         loss = f" loss {progress.loss:.4f}" if progress.loss is not None else ""
         print(f"step {progress.step}/{progress.total}{loss}", flush=True)
+        watcher.poll()  # sd-scripts' new previews: scored, one line each
 
     result = train_lora(settings, find_environment(args.sd_scripts), Path(args.loras_dir), name, args.preset, TrainingCallbacks(on_progress=show))
     print(f"LoRA: {result.lora_path}")
+    print(watcher.finish(name).text)
     return 0
