@@ -92,7 +92,8 @@ class Progress:
         if self._bar is not None:
             from PIL import Image
 
-            self._bar.update_absolute(done, total, ("PNG", Image.fromarray(image), 1024))
+            # ComfyUI scales a preview to max_size: up to 1024 px, never up.
+            self._bar.update_absolute(done, total, ("PNG", Image.fromarray(image), min(1024, max(image.shape[:2]))))
 
 
 def check_interrupt() -> None:

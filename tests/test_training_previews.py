@@ -193,7 +193,9 @@ def test_trainer_node_shows_live_previews_in_real_comfyui(sd_setup, tmp_path):
     client = uuid.uuid4().hex
     try:
         _wait_for_memory()
-        with connect(f"ws://127.0.0.1:{server.port}/ws?clientId={client}", max_size=2**26) as socket:
+        # No keepalive pings: a ComfyUI busy on a loaded 2-core box may answer them late.
+        url = f"ws://127.0.0.1:{server.port}/ws?clientId={client}"
+        with connect(url, max_size=2**26, ping_interval=None, open_timeout=60) as socket:
             queued = server.post("/prompt", {"prompt": prompt, "client_id": client})
             frames = _receive_until_done(socket, queued["prompt_id"], timeout=900)
         entry = server.get(f"/history/{queued['prompt_id']}")[queued["prompt_id"]]
