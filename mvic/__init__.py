@@ -11,7 +11,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "captions", "composites", "datatypes", "export", "images", "layout", "loading",
+    "captions", "composites", "consistency", "datatypes", "export", "images", "layout", "loading",
     "markers", "pipeline", "sample_data", "sampling", "sources", "training", "views",
 }
 

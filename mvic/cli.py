@@ -9,6 +9,7 @@ from pathlib import Path
 from . import config_cli
 from .captions.backends.base import DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES
 from .captions.captioner import CaptionRunError, CaptionSettings
+from .consistency import cli as consistency_cli
 from .export.transaction import DatasetBusy
 from .settings import Endpoint, load_settings
 from .layout import FIT_MODES, parse_color
@@ -60,6 +61,8 @@ def _add_build_args(parser: argparse.ArgumentParser, demo: bool) -> None:
     parser.add_argument("--max-sets", type=int, default=0)
     parser.add_argument("--reject-blurred", action="store_true")
     parser.add_argument("--reject-duplicates", action="store_true")
+    parser.add_argument("--min-consistency", type=float, default=0.0,
+                        help="drop sets whose composite scores below this consistency (0-1; 0 = keep all)")
     parser.add_argument("--format", choices=("png", "jpg"), default="png")
     parser.add_argument("--trigger", default="")
     parser.add_argument("--marker-prefix", default="")
@@ -148,11 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     training_cli.add_commands(commands)
     sampling_cli.add_commands(commands)
     config_cli.add_commands(commands)
+    consistency_cli.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "config":
         try:
             return config_cli.run(args)
         except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "score":
+        try:
+            return consistency_cli.run(args)
+        except (ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     if args.command in ("setup-trainer", "check-trainer", "train", "sample"):
@@ -178,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             max_sets=args.max_sets,
             reject_blurred=args.reject_blurred,
             reject_duplicates=args.reject_duplicates,
+            min_consistency=args.min_consistency,
             image_format=args.format,
             trigger=args.trigger,
             overwrite_edited_captions=args.overwrite_edited_captions,

@@ -6,7 +6,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .captions.captioner import CaptionSettings, caption_composites
-from .composites import build_composites
+from .composites import build_composites, default_workers
+from .consistency.hygiene import filter_composites
 from .datatypes import Composites, MultiViewSets
 from .export.dataset import ExportOptions, ExportReport, check_destination, save_dataset
 from .export.transaction import BuildLock
@@ -32,6 +33,7 @@ class BuildSettings:
     max_sets: int = 0
     reject_blurred: bool = False
     reject_duplicates: bool = False
+    min_consistency: float = 0.0  # drop composites whose views do not agree (mvic.consistency); 0 = keep all
     image_format: str = "png"
     trigger: str = ""
     overwrite_edited_captions: bool = False
@@ -93,6 +95,10 @@ def _locked_build(settings: BuildSettings, out: Path, log) -> ExportReport:
         composites = _composites(settings, sets)
         for note in composites.notes:
             log(note)
+        if settings.min_consistency:
+            composites, lines = filter_composites(composites, settings.min_consistency,
+                                                  workers=settings.workers or default_workers())
+            log("\n".join(lines))
         captioned, caption_report = caption_composites(composites, replace(settings.captions, trigger=settings.trigger))
         log(caption_report.text())
         report = save_dataset(

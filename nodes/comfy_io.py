@@ -25,6 +25,26 @@ def tensor_to_images(image):
     return [np.round(frame[..., :3] * 255.0).astype(np.uint8) for frame in array]
 
 
+def preview_images(arrays, prefix: str = "mvic") -> list[dict]:
+    """H x W x 3 uint8 arrays saved as PNGs in ComfyUI's temp folder, as a node's UI shows them
+    (what PreviewImage does); [] outside ComfyUI."""
+    import uuid
+
+    from PIL import Image
+
+    fp = _folder_paths()
+    if fp is None:
+        return []
+    folder = Path(fp.get_temp_directory())
+    folder.mkdir(parents=True, exist_ok=True)
+    shown = []
+    for array in arrays:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}.png"
+        Image.fromarray(array).save(folder / name, compress_level=1)
+        shown.append({"filename": name, "subfolder": "", "type": "temp"})
+    return shown
+
+
 def _folder_paths():
     try:
         import folder_paths  # ComfyUI's module; absent in plain tests and the CLI
@@ -47,6 +67,14 @@ class Progress:
     def __call__(self, done: int, total: int) -> None:
         if self._bar is not None:
             self._bar.update_absolute(done, total)
+
+    def show(self, done: int, total: int, image) -> None:
+        """Progress with a picture: ComfyUI's live preview in the node, as samplers show theirs."""
+        if self._bar is not None:
+            from PIL import Image
+
+            # ComfyUI scales a preview to max_size: up to 1024 px, never up.
+            self._bar.update_absolute(done, total, ("PNG", Image.fromarray(image), min(1024, max(image.shape[:2]))))
 
 
 def check_interrupt() -> None:

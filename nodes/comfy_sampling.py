@@ -101,6 +101,23 @@ def sample_composite(model, clip, vae, text, layout, seed, steps, guidance, samp
     return composite, {"samples": samples}
 
 
+def ranked(samples, seeds, layout):
+    """(composite, latent) per seed -> one batch of each, best consistency first, and the ranking as JSON.
+    A single sample is returned as it is, unscored."""
+    import json
+
+    if len(samples) == 1:
+        return samples[0][0], samples[0][1], json.dumps([{"rank": 1, "seed": seeds[0]}])
+    from ..mvic.consistency.ranking import rank_candidates, ranking_json
+    from .comfy_io import tensor_to_images
+
+    images = [tensor_to_images(composite)[0] for composite, _ in samples]
+    order = rank_candidates(images, seeds, layout.rows, layout.cols)
+    composite = torch.cat([samples[c.index][0] for c in order], dim=0)
+    latent = {"samples": torch.cat([samples[c.index][1]["samples"] for c in order], dim=0)}
+    return composite, latent, ranking_json(order)
+
+
 def split_views(composite: torch.Tensor, layout):
     from ..mvic.layout import split_boxes
 

@@ -33,10 +33,13 @@ class CompositeGrid:
                 "divider_color": ("STRING", {"default": "#ffffff"}),
                 "marker_prefix": ("STRING", {"default": "", "tooltip": "empty: [FOUR-VIEWS] etc.; or your own, e.g. [MOVIE-SHOTS]"}),
                 "panel_marker": ("STRING", {"default": "", "tooltip": "empty: [TOP-LEFT] etc.; or a pattern like [SCENE-{n}]"}),
+                "min_consistency": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                                             "drop sets whose views do not agree (consistency 0-1); 0 = keep all"}),
             },
         }
 
-    def compose(self, mv_sets, rows, cols, panel_width, panel_height, fit, pad_color="#000000", divider_width=0, divider_color="#ffffff", marker_prefix="", panel_marker=""):
+    def compose(self, mv_sets, rows, cols, panel_width, panel_height, fit, pad_color="#000000", divider_width=0,
+                divider_color="#ffffff", marker_prefix="", panel_marker="", min_consistency=0.0):
         from ..mvic.composites import build_composites
         from ..mvic.importing import build_imported_composites, is_imported, skipped_summary
 
@@ -66,9 +69,14 @@ class CompositeGrid:
                     "use smaller panels or fewer of them"
                 )
             result = build_composites(mv_sets, layout, fit, parse_color(pad_color), style, on_progress=progress)
+        lines = []
+        if min_consistency:
+            from ..mvic.consistency.hygiene import filter_composites
+
+            result, lines = filter_composites(result, min_consistency, on_progress=Progress(len(result.items)))
         if not result.items:
             raise ValueError(f"CompositeGrid: every set was skipped.\n{result.report()}")
-        return (result, images_to_tensor([c.image for c in result.items]), result.report())
+        return (result, images_to_tensor([c.image for c in result.items]), "\n".join([result.report(), *lines]))
 
 
 class SplitComposite:

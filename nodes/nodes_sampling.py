@@ -21,8 +21,8 @@ def _sampler_lists():
 class ICLoRASampler:
     CATEGORY = "MultiView ICLoRA"
     DESCRIPTION = "Samples a multi-view composite with an IC-LoRA and splits it into views; with reference images, generates only the other panels."
-    RETURN_TYPES = ("IMAGE", "IMAGE", "STRING", "LATENT")
-    RETURN_NAMES = ("composite", "views", "prompt", "latent")
+    RETURN_TYPES = ("IMAGE", "IMAGE", "STRING", "LATENT", "STRING")
+    RETURN_NAMES = ("composite", "views", "prompt", "latent", "candidates")
     FUNCTION = "sample"
 
     @classmethod
@@ -58,6 +58,9 @@ class ICLoRASampler:
                 "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "< 1 with references: SDEdit-restyle all views"}),
                 "max_shift": ("FLOAT", {"default": 1.15, "min": 0.0, "max": 100.0, "step": 0.01}),
                 "base_shift": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 100.0, "step": 0.01}),
+                "candidates": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip": (
+                    "sample seeds seed .. seed+N-1 and return them best first by consistency score "
+                    "(candidates output: rank, seed, score)")}),
             },
         }
 
@@ -80,7 +83,8 @@ class ICLoRASampler:
 
     def sample(self, model, clip, vae, prompt, seed, steps, guidance, sampler_name, scheduler, panel_prompts="", lora_name=NO_LORA,
                lora_path="", lora_strength=1.0, rows=0, cols=0, panel_width=0, panel_height=0, trigger="", reference_images=None,
-               reference_panels="1", reference_fit="crop", seam_blend=0, denoise=1.0, max_shift=1.15, base_shift=0.5):
+               reference_panels="1", reference_fit="crop", seam_blend=0, denoise=1.0, max_shift=1.15, base_shift=0.5,
+               candidates=1):
         from ..mvic.sampling import plan
         from . import comfy_sampling
 
@@ -95,10 +99,11 @@ class ICLoRASampler:
 
             panels = plan.parse_panel_list(reference_panels, layout.count)
             references = plan.plan_references(tensor_to_images(reference_images), panels, layout, reference_fit, seam_blend)
-        composite, latent = comfy_sampling.sample_composite(
-            model, clip, vae, text, layout, seed, steps, guidance, sampler_name, scheduler, denoise, max_shift, base_shift, references
-        )
-        return (composite, comfy_sampling.split_views(composite, layout), text, latent)
+        seeds = [(seed + i) % 2**64 for i in range(max(1, candidates))]
+        samples = [comfy_sampling.sample_composite(model, clip, vae, text, layout, s, steps, guidance, sampler_name,
+                                                   scheduler, denoise, max_shift, base_shift, references) for s in seeds]
+        composite, latent, ranking = comfy_sampling.ranked(samples, seeds, layout)
+        return (composite, comfy_sampling.split_views(composite, layout), text, latent, ranking)
 
 
 def chosen_lora(lora_name: str, lora_path: str):

@@ -65,8 +65,8 @@ def check_untrusted_widgets(settings, sd_scripts_dir, extra_args, dataset_dir, p
 class LoRATrainer:
     CATEGORY = "MultiView ICLoRA"
     DESCRIPTION = "Trains a FLUX IC-LoRA on a SaveICLoRADataset folder with kohya sd-scripts (subprocess, its own Python)."
-    RETURN_TYPES = ("STRING", "IMAGE", "STRING")
-    RETURN_NAMES = ("lora_path", "loss_curve", "run_dir")
+    RETURN_TYPES = ("STRING", "IMAGE", "STRING", "IMAGE", "STRING")
+    RETURN_NAMES = ("lora_path", "loss_curve", "run_dir", "consistency_curve", "best_checkpoint")
     FUNCTION = "train"
     OUTPUT_NODE = True
 
@@ -146,6 +146,7 @@ class LoRATrainer:
         from ..mvic.training.environment import resolve_trainer
         from ..mvic.training.loss_curve import loss_curve_image
         from ..mvic.training.multi_gpu import parse_gpu_ids
+        from ..mvic.training.previews import watcher_for
         from ..mvic.training.trainer import TrainingCallbacks, train_lora
 
         settings = local_settings()
@@ -164,15 +165,23 @@ class LoRATrainer:
         environment = resolve_trainer(sd_scripts_dir, settings)
         free_comfy_memory()
         progress = Progress(steps)
-        callbacks = TrainingCallbacks(on_progress=lambda p: progress(p.step, p.total), should_stop=interrupt_requested)
+        watcher = watcher_for(training, on_preview=lambda image, record: progress.show(record.step, steps, image))
+
+        def on_progress(p):
+            progress(p.step, p.total)
+            watcher.poll()  # sd-scripts' new previews: scored, shown live
+
+        callbacks = TrainingCallbacks(on_progress=on_progress, should_stop=interrupt_requested)
         loras = loras_folder() / safe_name(loras_subfolder, "mvic")
         result = train_lora(training, environment, loras, name, vram_preset, callbacks,
                             caption_problems=caption_problems)
         curve = images_to_tensor([loss_curve_image(result.losses)])
+        previews = watcher.finish(name)
         text = f"LoRA: {result.lora_path} (preset {result.preset.name}" + (f", resumed at step {result.resumed_from_step}" if result.resumed_from_step else "") + ")"
         if result.warnings:
             text += f"\ntrained anyway with {len(result.warnings)} caption problem(s):\n" + "\n".join(result.warnings)
-        return {"ui": {"text": [text]}, "result": (str(result.lora_path), curve, str(result.run_dir))}
+        scores = (images_to_tensor([previews.curve]), str(previews.best_checkpoint or ""))
+        return {"ui": {"text": [text, previews.text]}, "result": (str(result.lora_path), curve, str(result.run_dir), *scores)}
 
 
 def _model_file(choice: str, path: str, kind: str, widget: str) -> Path:

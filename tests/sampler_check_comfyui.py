@@ -35,7 +35,7 @@ result = {}
 
 # 1. Text -> views with the LoRA's metadata deciding the layout (1x2 of 32 px here).
 composite, views, prompt, latent = Sampler().sample(model, clip, vae, "a red mug", 1, 2, 3.5, "euler", "simple",
-                                                     panel_prompts="front\nback", lora_path=lora_path)
+                                                     panel_prompts="front\nback", lora_path=lora_path)[:4]
 result["text"] = {"composite": list(composite.shape), "views": list(views.shape), "prompt": prompt,
                   "exact_split": bool(torch.equal(torch.cat([views[0], views[1]], dim=1), composite[0]))}
 
@@ -76,7 +76,7 @@ runs = []
 for value in (0.9, 0.1):
     ref = reference(value)
     c, v, p, lat = Sampler().sample(model, clip, vae, caption, 7, 2, 3.5, "euler", "simple", rows=2, cols=2, panel_width=32, panel_height=32,
-                                    reference_images=ref, reference_panels="1")
+                                    reference_images=ref, reference_panels="1")[:4]
     from importlib import import_module
 
     plan = import_module("ComfyUI-MultiView-ICLoRA.mvic.sampling.plan")

@@ -10,6 +10,7 @@ EXPECTED = {
     "MVIC_CompositeGrid": "CompositeGrid",
     "MVIC_SaveICLoRADataset": "SaveICLoRADataset",
     "MVIC_SplitComposite": "SplitComposite",
+    "MVIC_ConsistencyScore": "ConsistencyScore",
 }
 
 # Runs in a fresh interpreter where importing torch is impossible, as in an

@@ -277,7 +277,8 @@ def test_training_is_not_re_run_by_a_random_seed(name):
 def test_sampling_workflows_use_core_flux_loaders(name):
     api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
     kinds = sorted(entry["class_type"] for entry in api.values())
-    expected = ["DualCLIPLoader", "MVIC_ICLoRASampler", "SaveImage", "SaveImage", "UNETLoader", "VAELoader"]
+    expected = ["DualCLIPLoader", "MVIC_ConsistencyScore", "MVIC_ICLoRASampler", "SaveImage", "SaveImage", "UNETLoader",
+                "VAELoader"]
     assert kinds == sorted(expected + (["LoadImage"] if name == "image_to_views" else []))
     clip = next(e for e in api.values() if e["class_type"] == "DualCLIPLoader")
     assert clip["inputs"]["type"] == "flux"
@@ -285,6 +286,18 @@ def test_sampling_workflows_use_core_flux_loaders(name):
     if name == "image_to_views":
         image = next(k for k, e in api.items() if e["class_type"] == "LoadImage")
         assert sampler["inputs"]["reference_images"] == [image, 0]
+
+
+@pytest.mark.parametrize("name", ["text_to_views", "image_to_views", "full_pipeline"])
+def test_generating_workflows_end_with_the_consistency_score(name):
+    api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    sampler_id = next(k for k, e in api.items() if e["class_type"] == "MVIC_ICLoRASampler")
+    (score_id,) = [k for k, e in api.items() if e["class_type"] == "MVIC_ConsistencyScore"]
+    score = api[score_id]["inputs"]
+    assert score["image"] == [sampler_id, 0]  # the sampled composite, with the grid the notes name
+    assert (score["rows"], score["cols"]) == (2, 2) and score["learned_similarity"] is False
+    links = [value for entry in api.values() for value in entry["inputs"].values() if isinstance(value, list)]
+    assert not any(link[0] == score_id for link in links)  # the last node
 
 
 def test_converter_resolves_reroutes_and_primitive_nodes(plain_definitions):

@@ -116,12 +116,18 @@ def _train(args: argparse.Namespace) -> int:
         extra_args=args.extra_args, gpu_ids=parse_gpu_ids(args.gpus), compile=args.compile, fp8_matmul=args.fp8_matmul,
     )
 
+    from .previews import preview_line, watcher_for
+
+    watcher = watcher_for(settings, on_preview=lambda _image, record: print(preview_line(record), flush=True))
+
     def show(progress):
         loss = f" loss {progress.loss:.4f}" if progress.loss is not None else ""
         print(f"step {progress.step}/{progress.total}{loss}", flush=True)
+        watcher.poll()  # sd-scripts' new previews: scored, one line each
 
     result = train_lora(settings, _environment(args), Path(args.loras_dir), name, args.preset,
                         TrainingCallbacks(on_progress=show), caption_problems=args.caption_problems,
                         unsafe_extra_args=args.unsafe_extra_args)
     print(f"LoRA: {result.lora_path}")
+    print(watcher.finish(name).text)
     return 0

@@ -1,0 +1,215 @@
+"""Watching training (issue 12, item 4): every preview sd-scripts writes is scored, shown live, logged to
+scores.jsonl, plotted, and the best-scoring saved checkpoint is named.
+
+    1. the watcher on sd-scripts' file layout (validation-scene composites whose scores differ)
+    2. `python -m mvic train --sample-every 2` with the real sd-scripts on CPU and tiny random models
+    3. LoRATrainer in a real ComfyUI over /prompt: live previews arrive on the websocket while it trains
+
+Random weights give low scores, which is fine: 2 and 3 check the plumbing and that the logged numbers
+are the metric's (re-scoring the preview files gives the same)."""
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import consistency_scenes as scenes
+import numpy as np
+import pytest
+from packload import ROOT, mvic_module
+from PIL import Image
+
+previews = mvic_module("training.previews")
+consistency = mvic_module("consistency")
+layout = mvic_module("layout")
+GIB = 2**30
+
+
+def _sample_name(step: int, prompt: int, seed: int = 42) -> str:
+    """sd-scripts' own pattern (library/flux_train_utils.py): <name>_<step:06d>_<prompt:02d>_<time>_<seed>.png"""
+    return f"tiny_{step:06d}_{prompt:02d}_20261201101500_{seed}.png"
+
+
+def _write_attempt(run: Path, attempt: int, base_step: int, samples: dict, checkpoints: list[int]) -> None:
+    folder = run / "output" / f"attempt{attempt}"
+    (folder / "sample").mkdir(parents=True)
+    (folder / "mvic_attempt.json").write_text(json.dumps({"base_step": base_step, "config": "x"}))
+    for (step, prompt), image in samples.items():
+        Image.fromarray(image).save(folder / "sample" / _sample_name(step, prompt))
+    for step in checkpoints:
+        (folder / f"tiny-step{step:08d}.safetensors").write_bytes(b"lora")
+
+
+def _old(run: Path) -> None:
+    """Settled files: sd-scripts wrote them more than a second ago."""
+    for path in run.rglob("*.png"):
+        os.utime(path, (time.time() - 5, time.time() - 5))
+
+
+def test_watcher_scores_new_previews_across_attempts_and_names_the_best_checkpoint(tmp_path):
+    grid = layout.CompositeLayout(2, 2, 384, 384)
+    sets = [scenes.true_set(seed)[0] for seed in range(4)]
+    good, bad = layout.compose(sets[0], grid), layout.compose(scenes.mixed_set(sets, 0), grid)
+    run = tmp_path / "run"
+    _write_attempt(run, 1, 0, {(2, 0): bad, (2, 1): bad, (4, 0): good, (4, 1): good}, checkpoints=[2, 4])
+    _old(run)
+    shown = []
+    watcher = previews.PreviewWatcher(run, 2, 2, on_preview=lambda image, rec: shown.append((image.shape, rec.step)))
+    first = watcher.poll()
+    assert [(s.step, s.prompt) for s in first] == [(2, 0), (2, 1), (4, 0), (4, 1)]
+    assert first[2].consistency == pytest.approx(consistency.score_composite(good, 2, 2).consistency, abs=1e-4)
+    assert first[0].consistency < 0.25 < first[2].consistency and "views_disagree" in first[0].flags
+    assert len(shown) == 4 and shown[0][0][1] == 768  # annotated composites, for the live preview
+    # A resumed attempt counts from its own start (base step 4): its step-2 preview is real step 6.
+    # A preview still being written (fresh mtime) waits for the next poll.
+    _write_attempt(run, 2, 4, {(2, 0): bad}, checkpoints=[2])
+    watcher.min_interval = 0.0
+    assert watcher.poll() == []
+    summary = watcher.finish("tiny")  # sd-scripts has ended: everything is complete
+    assert [(s.step, s.prompt) for s in summary.scores][-1] == (6, 0)
+    assert summary.best_step == 4
+    assert summary.best_checkpoint == run / "output" / "attempt1" / "tiny-step00000004.safetensors"
+    assert "best saved checkpoint: step 4" in summary.text
+    lines = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
+    assert len(lines) == 5 and lines[-1]["file"].startswith("output/attempt2/sample/")
+    assert (run / "scores.png").is_file() and summary.curve.shape == (256, 512, 3)
+    # A second watcher (the next run of the same name) does not score the same files again.
+    again = previews.PreviewWatcher(run, 2, 2)
+    assert again.poll(final=True) == []
+
+
+def test_no_previews_is_an_empty_curve_and_a_hint(tmp_path):
+    arguments = mvic_module("training.arguments")
+    models = arguments.FluxModelFiles(*(tmp_path / n for n in ("f", "c", "t", "a")))
+    settings = arguments.TrainingSettings(dataset_dir=tmp_path, models=models, run_dir=tmp_path / "run",
+                                          output_name="x")
+    summary = previews.watcher_for(settings).finish("x")
+    assert summary.scores == [] and summary.best_checkpoint is None and "set sample_every_n_steps" in summary.text
+    assert not (tmp_path / "run").exists()
+
+
+# --- real sd-scripts -------------------------------------------------------------------------------------
+
+def _available_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024 / GIB
+    return float("inf")
+
+
+def _wait_for_memory(gib: float = 13.0, timeout: float = 600.0) -> None:
+    """sd-scripts on CPU peaks at ~11 GB; on a shared box wait for another job's memory to come back."""
+    deadline = time.monotonic() + timeout
+    while _available_gib() < gib and time.monotonic() < deadline:
+        time.sleep(3)
+
+
+@pytest.fixture(scope="module")
+def sd_setup(tmp_path_factory):
+    from sdscripts_env import SKIP_REASON, sd_scripts_paths
+
+    paths = sd_scripts_paths()
+    if paths is None:
+        pytest.skip(SKIP_REASON)
+    import tiny_models
+    from test_training_sdscripts import make_dataset
+
+    files = {"flux": tiny_models.tiny_flux(), "clip_l": tiny_models.tiny_clip_l(), "t5xxl": tiny_models.zero_t5xxl(),
+             "ae": tiny_models.tiny_ae()}
+    return {"checkout": paths[0], "python": paths[1], "models": files,
+            "dataset": make_dataset(tmp_path_factory.mktemp("preview_dataset") / "dataset")}
+
+
+def _check_logged_scores_are_the_metrics(run: Path, rows: int = 2, cols: int = 2) -> list[dict]:
+    lines = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
+    for line in lines:
+        image = np.asarray(Image.open(run / line["file"]).convert("RGB"))
+        metric = consistency.score_composite(image, rows, cols).consistency
+        assert line["consistency"] == pytest.approx(metric, abs=1e-4)
+    return lines
+
+
+def test_cli_train_scores_every_preview(sd_setup, tmp_path):
+    m = sd_setup["models"]
+    command = [sys.executable, "-m", "mvic", "train", "--dataset", str(sd_setup["dataset"]), "--flux", str(m["flux"]),
+               "--clip-l", str(m["clip_l"]), "--t5xxl", str(m["t5xxl"]), "--ae", str(m["ae"]), "--name", "tiny",
+               "--run-dir", str(tmp_path / "run"), "--loras-dir", str(tmp_path / "loras"), "--steps", "4",
+               "--save-every", "2", "--sample-every", "2", "--preset", "cpu", "--sd-scripts", str(sd_setup["checkout"]),
+               "--extra-args", "--t5xxl_max_token_length 64"]
+    _wait_for_memory()
+    env = {**os.environ, "SD_SCRIPTS_PYTHON": sd_setup["python"]}
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    lines = _check_logged_scores_are_the_metrics(tmp_path / "run")
+    assert sorted((line["step"], line["prompt"]) for line in lines) == [(2, 0), (2, 1), (4, 0), (4, 1)]
+    assert out.stdout.count("preview step ") == 4 and "preview step 2 prompt 1: consistency" in out.stdout
+    summary = out.stdout.strip().splitlines()[-1]
+    print(f"\n[{summary}]")
+    assert summary.startswith("previews: 4 scored over 2 step(s)") and "best saved checkpoint: step " in summary
+    assert (tmp_path / "run" / "scores.png").is_file()
+
+
+def _receive_until_done(socket, prompt_id: str, timeout: float) -> list[bytes]:
+    """Binary preview frames sent while the prompt ran (ComfyUI: 4-byte event type, 4-byte format, PNG)."""
+    frames, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            message = socket.recv(timeout=5)
+        except TimeoutError:
+            continue
+        if isinstance(message, bytes):
+            frames.append(message)
+            continue
+        event = json.loads(message)
+        data = event.get("data", {})
+        if event["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+            return frames
+        if event["type"] == "execution_error":
+            raise AssertionError(json.dumps(data)[:3000])
+    raise TimeoutError("the training prompt did not finish")
+
+
+def test_trainer_node_shows_live_previews_in_real_comfyui(sd_setup, tmp_path):
+    from comfy_harness import ComfyServer, comfyui_paths
+    from websockets.sync.client import connect
+
+    if comfyui_paths() is None:
+        pytest.skip("real-ComfyUI test: set COMFYUI_DIR (and COMFYUI_PYTHON)")
+    m = sd_setup["models"]
+    env = {"SD_SCRIPTS_DIR": str(sd_setup["checkout"]), "SD_SCRIPTS_PYTHON": sd_setup["python"]}
+    server = ComfyServer(*comfyui_paths(), base_dir=tmp_path / "comfy", env=env).start()
+    none = "(use path input)"
+    trainer = {"dataset_dir": str(sd_setup["dataset"]), "flux_model": none, "clip_l": none, "t5xxl": none, "ae": none,
+               "lora_name": "tiny", "steps": 4, "rank": 4, "learning_rate": 1e-4, "vram_preset": "cpu",
+               "save_every_n_steps": 2, "sample_every_n_steps": 2, "extra_args": "--t5xxl_max_token_length 64",
+               "flux_path": str(m["flux"]), "clip_l_path": str(m["clip_l"]), "t5xxl_path": str(m["t5xxl"]),
+               "ae_path": str(m["ae"])}
+    prompt = {"1": {"class_type": "MVIC_LoRATrainer", "inputs": trainer},
+              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 3]}},
+              "3": {"class_type": "PreviewAny", "inputs": {"source": ["1", 4]}}}
+    client = uuid.uuid4().hex
+    try:
+        _wait_for_memory()
+        # No keepalive pings: a ComfyUI busy on a loaded 2-core box may answer them late.
+        url = f"ws://127.0.0.1:{server.port}/ws?clientId={client}"
+        with connect(url, max_size=2**26, ping_interval=None, open_timeout=60) as socket:
+            queued = server.post("/prompt", {"prompt": prompt, "client_id": client})
+            frames = _receive_until_done(socket, queued["prompt_id"], timeout=900)
+        entry = server.get(f"/history/{queued['prompt_id']}")[queued["prompt_id"]]
+    finally:
+        server.stop()
+    run = tmp_path / "comfy" / "output" / "mvic_runs" / "tiny"
+    lines = _check_logged_scores_are_the_metrics(run)
+    assert len(lines) == 4
+    # Live: one preview picture per scored preview reached the browser's socket while training ran.
+    pictures = [Image.open(io.BytesIO(frame[8:])) for frame in frames]
+    assert len(pictures) == len(lines) and all(p.width == 256 and p.height > 256 for p in pictures)
+    text = entry["outputs"]["1"]["text"][1]
+    assert text.startswith("previews: 4 scored over 2 step(s)")
+    best = entry["outputs"]["3"]["text"][0]
+    assert best.endswith(".safetensors") and Path(best).is_file() and str(run) in best
+    (curve,) = entry["outputs"]["2"]["images"]
+    assert (tmp_path / "comfy" / curve["type"] / curve["subfolder"] / curve["filename"]).is_file()
