@@ -13,6 +13,7 @@ from comfy_harness import ComfyServer, comfyui_paths  # noqa: E402
 # skips added later are covered too. Unset (a newcomer's checkout): those tests skip with their reason.
 REQUIRE_REAL_ENV = "MVIC_REQUIRE_REAL"
 _TIER_RESULTS = pytest.StashKey[dict]()  # marker -> {node id: outcome}
+_CONFIG: pytest.Config | None = None  # pytest_runtest_logreport gets no config
 
 # The real tiers, for the summary: a test counts under a tier when it carries the marker (mark new
 # real-tier tests with it), uses one of the fixtures, or its node id starts with one of the prefixes.
@@ -35,6 +36,8 @@ def pytest_configure(config):
     for marker, (label, _, _) in TIERS.items():
         config.addinivalue_line("markers", f"{marker}: a {label} test (counted in the real-tier summary)")
     config.stash[_TIER_RESULTS] = {marker: {} for marker in TIERS}
+    global _CONFIG
+    _CONFIG = config
 
 
 def pytest_report_header(config):
@@ -74,15 +77,20 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if require_real() and report.skipped and not hasattr(report, "wasxfail"):
         _as_required_failure(report)
-    results = item.config.stash[_TIER_RESULTS]
+
+
+def pytest_runtest_logreport(report):
+    """Counted from the reports (they carry the tier markers as keywords), so that the counts are right in
+    the process that prints them also when pytest-xdist runs the tests in worker processes."""
+    results = _CONFIG.stash[_TIER_RESULTS]
     for marker in TIERS:
-        if item.get_closest_marker(marker) is not None:
+        if marker in report.keywords:
             outcomes = results[marker]
             # A test's outcome: its first failure or skip, else "passed" once its call phase passed.
             if report.outcome != "passed":
-                outcomes.setdefault(item.nodeid, report.outcome)
+                outcomes.setdefault(report.nodeid, report.outcome)
             elif report.when == "call":
-                outcomes.setdefault(item.nodeid, "passed")
+                outcomes.setdefault(report.nodeid, "passed")
 
 
 @pytest.hookimpl(hookwrapper=True)
