@@ -34,9 +34,9 @@ def test_missing_root_names_the_path(tmp_path):
 def test_empty_root_is_a_clear_node_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MVIC_SETTINGS", str(tmp_path / "settings.json"))
     monkeypatch.setenv("MVIC_ALLOWED_FOLDERS", str(tmp_path))  # outside ComfyUI an absolute path needs allowing too
-    loader = node_class("MVIC_MultiViewLoader")()
+    loader = node_class("MVIC_MultiViewLoader")
     with pytest.raises(ValueError, match="no usable set"):
-        loader.load("folder", str(tmp_path), 4, "auto", 0)
+        loader.execute("folder", str(tmp_path), 4, "auto", 0)
 
 
 def test_set_with_too_few_frames_is_skipped_and_reported(tmp_path):

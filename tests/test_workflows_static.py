@@ -89,7 +89,7 @@ def test_the_five_workflows_ship_in_ui_and_api_form():
 def test_every_node_is_ours_core_or_frontend_only(name, definitions):
     core = workflow_api.core_definitions()
     assert all(not info.get("python_module", "").startswith("custom_nodes") for info in core.values()), "snapshot holds non-core nodes"
-    ours = set(pack.NODE_CLASS_MAPPINGS)
+    ours = set(pack.nodes.nodes_by_id())
     for node in load(name)["nodes"]:
         kind = node["type"]
         assert kind in ours or kind in core or kind in workflow_api.FRONTEND_ONLY, f"{name}: node {node['id']} has unknown type {kind}"
