@@ -157,7 +157,8 @@ class GeminiCaptioner(io.ComfyNode):
         captioned, report = caption_composites(composites, settings, progress, check_cancel=check_interrupt)
         fingerprint = _fingerprint({
             "backend": backend, "model": model, "base_url": base_url, "key_file": key_file, "trigger": trigger,
-            "concurrency": concurrency, "rpm": rpm, "appearance_only": appearance_only, "input_mode": input_mode, "cache_dir": cache_dir,
+            "concurrency": concurrency, "rpm": rpm, "appearance_only": appearance_only, "input_mode": input_mode,
+            "cache_dir": cache_dir,
         })
         (_NEEDS_RETRY.add if report.failures else _NEEDS_RETRY.discard)(fingerprint)
         return io.NodeOutput(captioned, report.text())

@@ -16,7 +16,8 @@ class ConsistencyScore(io.ComfyNode):
         return io.Schema(
             node_id="MVIC_ConsistencyScore", display_name="Multi-View Consistency Score", category=category("sample"),
             description=("Scores whether a composite's panels (or a batch of views) show one object from several "
-                         "angles: geometric agreement, duplicate panels, viewpoint spread, grid seams. Weight-free, CPU."),
+                         "angles: geometric agreement, duplicate panels, viewpoint spread, grid seams. "
+                         "Weight-free, CPU."),
             inputs=[
                 io.Image.Input("image", tooltip="composites (a batch is scored one by one), or the views of one set"),
                 io.Combo.Input("input_is", options=list(INPUT_KINDS), default="composite",

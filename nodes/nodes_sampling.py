@@ -150,7 +150,8 @@ class FluxLoaderAfterTraining(io.ComfyNode):
         return io.Schema(
             node_id="MVIC_FluxLoaderAfterTraining", display_name="FLUX Loader (after training)",
             category=category("sample"),
-            description="UNET + CLIP-L/T5 + VAE loader that runs after the LoRATrainer (connect its lora_path to 'after').",
+            description=("UNET + CLIP-L/T5 + VAE loader that runs after the LoRATrainer "
+                         "(connect its lora_path to 'after')."),
             inputs=[
                 io.String.Input("after", force_input=True,
                                 tooltip="connect the trainer's lora_path: FLUX loads only once training is done"),

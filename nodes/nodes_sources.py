@@ -28,7 +28,8 @@ class MultiViewLoader(io.ComfyNode):
                     "Folder or video inside ComfyUI's input folder (relative path). An absolute path works only "
                     "under a folder allowed on this machine: python -m mvic config allow-folder DIR. "
                     "Ignored for 'sample'.")),
-                io.Int.Input("views", default=4, min=1, max=20, tooltip="views taken from each set (rows x cols later)"),
+                io.Int.Input("views", default=4, min=1, max=20,
+                             tooltip="views taken from each set (rows x cols later)"),
                 io.Combo.Input("selection", options=list(SELECTION_METHODS), default="auto",
                                tooltip="auto: by camera pose when poses exist, else evenly in frame order"),
                 io.Int.Input("max_sets", default=0, min=0, max=100000, tooltip="0 = all sets"),

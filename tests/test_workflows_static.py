@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import sys
 import types
 
 import pytest
@@ -42,15 +41,13 @@ def folder_sentinels():
     fake = types.ModuleType("folder_paths")
     fake.get_filename_list = lambda folder: [f"<{folder}>"]
     fake.get_full_path = lambda folder, name: None
-    saved = sys.modules.get("folder_paths")
-    sys.modules["folder_paths"] = fake
+    comfy_io = workflow_api.load_pack().nodes.comfy_io
+    saved = comfy_io._folder_paths
+    comfy_io._folder_paths = lambda: fake
     try:
         yield
     finally:
-        if saved is None:
-            sys.modules.pop("folder_paths", None)
-        else:
-            sys.modules["folder_paths"] = saved
+        comfy_io._folder_paths = saved
 
 
 @pytest.fixture(scope="module")
