@@ -105,3 +105,17 @@ def test_requirements_never_install_torch():
     assert not [n for n in names if n.startswith(("torch", "torchvision", "torchaudio"))]
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert "[tool.comfy]" in pyproject and "torch" not in pyproject.split("dependencies", 1)[1].split("\n", 1)[0]
+
+
+def test_node_functions_stay_short():
+    """Issue 15 point 7 for nodes/: no function over 60 lines, no line over 120 characters."""
+    import ast
+
+    long_functions, long_lines = [], []
+    for path in sorted((ROOT / "nodes").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long_functions.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+        long_lines += [f"{path.name}:{n}" for n, line in enumerate(text.splitlines(), 1) if len(line) > 120]
+    assert long_functions == [] and long_lines == []
