@@ -1,9 +1,21 @@
-"""The few places where nodes touch ComfyUI or torch. Imported lazily so the pack
-imports (and its nodes run in tests) without ComfyUI, and without torch until a
-node actually produces an IMAGE."""
+"""The few places where nodes touch ComfyUI's helpers or torch (folders, progress, images).
+
+The node schemas are ComfyUI's V3 `comfy_api.latest`, and importing it imports ComfyUI's
+folder_paths too. So "inside ComfyUI" means a ComfyUI process that parsed its command line
+(main.py, or a script set up like it): only there do nodes use ComfyUI's folders, progress bar
+and model management. Elsewhere (tests and benchmarks calling `Node.execute`) the folders
+are the working directory and progress is silent, as before the V3 move."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+PACK_CATEGORY = "MultiView ICLoRA"
+
+
+def category(stage: str) -> str:
+    """The Add Node menu's folder for one stage: dataset, train or sample."""
+    return f"{PACK_CATEGORY}/{stage}"
 
 
 def images_to_tensor(arrays):
@@ -23,6 +35,27 @@ def tensor_to_images(image):
     if array.ndim == 3:
         array = array[None]
     return [np.round(frame[..., :3] * 255.0).astype(np.uint8) for frame in array]
+
+
+def split_views(image, rows: int, cols: int, find_seams: bool = False):
+    """ComfyUI IMAGE of composites -> IMAGE of their panels, composite by composite in reading order.
+    Exact fractions (what CompositeGrid and the sampler make), or with find_seams the seams found
+    near them (composites made elsewhere), every panel trimmed around its centre to the smallest.
+    Slicing the float tensor keeps the values bit-exact."""
+    import torch
+
+    if find_seams:
+        from ..mvic.seams import equal_size_boxes, panel_boxes
+
+        found = [(index, box) for index, frame in enumerate(tensor_to_images(image))
+                 for box in panel_boxes(frame, rows, cols)[0]]
+        boxes = list(zip([index for index, _ in found], equal_size_boxes([box for _, box in found])))
+    else:
+        from ..mvic.layout import split_boxes
+
+        grid = split_boxes(image.shape[1], image.shape[2], rows, cols)
+        boxes = [(index, box) for index in range(image.shape[0]) for box in grid]
+    return torch.cat([image[index : index + 1, t:b, l:r] for index, (t, b, l, r) in boxes], dim=0)
 
 
 def preview_images(arrays, prefix: str = "mvic") -> list[dict]:
@@ -45,11 +78,16 @@ def preview_images(arrays, prefix: str = "mvic") -> list[dict]:
     return shown
 
 
+def inside_comfyui() -> bool:
+    options = sys.modules.get("comfy.options")
+    return bool(options is not None and options.args_parsing)
+
+
 def _folder_paths():
-    try:
-        import folder_paths  # ComfyUI's module; absent in plain tests and the CLI
-    except ImportError:
+    if not inside_comfyui():
         return None
+    import folder_paths  # ComfyUI's module
+
     return folder_paths
 
 
@@ -57,11 +95,10 @@ class Progress:
     """ComfyUI's progress bar when running inside ComfyUI; silent otherwise."""
 
     def __init__(self, total: int):
-        try:
+        self._bar = None
+        if inside_comfyui():
             from comfy.utils import ProgressBar
-        except ImportError:
-            self._bar = None
-        else:
+
             self._bar = ProgressBar(max(1, total))
 
     def __call__(self, done: int, total: int) -> None:
@@ -78,10 +115,10 @@ class Progress:
 
 
 def check_interrupt() -> None:
-    try:
-        import comfy.model_management as mm
-    except ImportError:
+    if not inside_comfyui():
         return
+    import comfy.model_management as mm
+
     mm.throw_exception_if_processing_interrupted()
 
 
@@ -104,19 +141,19 @@ def loras_folder() -> Path:
 
 def free_comfy_memory() -> None:
     """Unload ComfyUI's models so sd-scripts gets the GPU (no-op outside ComfyUI)."""
-    try:
-        import comfy.model_management as mm
-    except ImportError:
+    if not inside_comfyui():
         return
+    import comfy.model_management as mm
+
     mm.unload_all_models()
     mm.soft_empty_cache()
 
 
 def interrupt_requested() -> bool:
-    try:
-        import comfy.model_management as mm
-    except ImportError:
+    if not inside_comfyui():
         return False
+    import comfy.model_management as mm
+
     return mm.processing_interrupted()
 
 

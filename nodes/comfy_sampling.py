@@ -1,9 +1,26 @@
-"""The ComfyUI calls behind ICLoRASampler (imported only inside ComfyUI, when sampling)."""
+"""The ComfyUI calls behind ICLoRASampler and the FLUX loader (imported only inside ComfyUI,
+when sampling): ComfyUI's own `comfy.*` functions, the ones its core nodes (UNETLoader,
+DualCLIPLoader, VAELoader, ModelSamplingFlux, KSampler) wrap."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
+
+# ModelSamplingFlux's line through (256, base_shift) and (4096, max_shift) in image tokens.
+FLUX_SHIFT_TOKENS = (256, 4096)
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    steps: int
+    guidance: float
+    sampler_name: str
+    scheduler: str
+    denoise: float
+    max_shift: float
+    base_shift: float
 
 
 def _remember(owner, slot: str, key, make):
@@ -35,12 +52,56 @@ def apply_lora(model, path: str, strength: float):
 
 
 def load_flux(unet_name, weight_dtype, clip_name1, clip_name2, vae_name):
-    import nodes
+    """FLUX from ComfyUI's model folders, as UNETLoader, DualCLIPLoader (type flux) and VAELoader load it."""
+    import comfy.sd
+    import comfy.utils
+    import folder_paths
 
-    (model,) = nodes.UNETLoader().load_unet(unet_name, weight_dtype)
-    (clip,) = nodes.DualCLIPLoader().load_clip(clip_name1, clip_name2, "flux")
-    (vae,) = nodes.VAELoader().load_vae(vae_name)
+    dtypes = {"fp8_e4m3fn": {"dtype": torch.float8_e4m3fn},
+              "fp8_e4m3fn_fast": {"dtype": torch.float8_e4m3fn, "fp8_optimizations": True},
+              "fp8_e5m2": {"dtype": torch.float8_e5m2}}
+    unet = folder_paths.get_full_path_or_raise("diffusion_models", unet_name)
+    model = comfy.sd.load_diffusion_model(unet, model_options=dict(dtypes.get(weight_dtype, {})))
+    encoders = [folder_paths.get_full_path_or_raise("text_encoders", name) for name in (clip_name1, clip_name2)]
+    clip = comfy.sd.load_clip(ckpt_paths=encoders, embedding_directory=folder_paths.get_folder_paths("embeddings"),
+                              clip_type=comfy.sd.CLIPType.FLUX, model_options={})
+    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("vae", vae_name)))
+    vae.throw_exception_if_invalid()
     return model, clip, vae
+
+
+def flux_shifted(model, max_shift: float, base_shift: float, width: int, height: int):
+    """A clone of `model` sampling with FLUX's resolution-dependent shift (what ModelSamplingFlux patches)."""
+    import comfy.model_sampling
+
+    low, high = FLUX_SHIFT_TOKENS
+    slope = (max_shift - base_shift) / (high - low)
+    shift = (width * height / (8 * 8 * 2 * 2)) * slope + (base_shift - slope * low)
+
+    class ModelSamplingAdvanced(comfy.model_sampling.ModelSamplingFlux, comfy.model_sampling.CONST):
+        pass
+
+    sampling = ModelSamplingAdvanced(model.model.model_config)
+    sampling.set_parameters(shift=shift)
+    patched = model.clone()
+    patched.add_object_patch("model_sampling", sampling)
+    return patched
+
+
+def _ksample(model, seed: int, settings: SamplerSettings, positive, negative, latent: dict):
+    """KSampler at cfg 1 on `latent` (its noise_mask respected): the new samples."""
+    import comfy.sample
+    import comfy.utils
+    import latent_preview
+
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+    callback = latent_preview.prepare_callback(model, settings.steps)
+    return comfy.sample.sample(
+        model, noise, settings.steps, 1.0, settings.sampler_name, settings.scheduler, positive, negative, samples,
+        denoise=settings.denoise, noise_mask=latent.get("noise_mask"), callback=callback,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
+    )
 
 
 def _encode(clip, text: str, guidance: float):
@@ -63,28 +124,33 @@ def _encode_now(clip, text: str, guidance: float):
     return positive, negative
 
 
-def sample_composite(model, clip, vae, text, layout, seed, steps, guidance, sampler_name, scheduler, denoise, max_shift, base_shift, references):
+def _start_latent(vae, layout, references, denoise: float) -> dict:
+    """Empty for text -> views; the encoded references with a mask of the panels to generate otherwise."""
     import comfy.model_management
-    import nodes
-    from comfy_extras.nodes_model_advanced import ModelSamplingFlux
 
     from .comfy_io import images_to_tensor
 
-    width, height = layout.width, layout.height
-    model = _remember(model, "_mvic_shift", (max_shift, base_shift, width, height),
-                      lambda: ModelSamplingFlux().patch(model, max_shift, base_shift, width, height)[0])
-    positive, negative = _encode(clip, text, guidance)
     if references is None:
-        latent = {"samples": torch.zeros([1, 16, height // 8, width // 8], device=comfy.model_management.intermediate_device())}
         if denoise < 1.0:
             raise ValueError("ICLoRASampler: denoise < 1 needs reference_images to start from")
-    else:
-        pixels = images_to_tensor([references.composite])
-        mask = torch.from_numpy(references.generate_mask)[None, None]
-        latent = {"samples": vae.encode(pixels[:, :, :, :3]), "noise_mask": mask}
-    (out,) = nodes.common_ksampler(model, seed, steps, 1.0, sampler_name, scheduler, positive, negative, latent, denoise=denoise)
-    samples = out["samples"]
-    if references is not None and denoise >= 1.0:
+        shape = [1, 16, layout.height // 8, layout.width // 8]
+        return {"samples": torch.zeros(shape, device=comfy.model_management.intermediate_device())}
+    pixels = images_to_tensor([references.composite])
+    mask = torch.from_numpy(references.generate_mask)[None, None]
+    return {"samples": vae.encode(pixels[:, :, :, :3]), "noise_mask": mask}
+
+
+def sample_composite(model, clip, vae, text, layout, seed, settings: SamplerSettings, references):
+    """One seed: (composite IMAGE, LATENT)."""
+    from .comfy_io import images_to_tensor
+
+    width, height = layout.width, layout.height
+    shift_key = (settings.max_shift, settings.base_shift, width, height)
+    model = _remember(model, "_mvic_shift", shift_key, lambda: flux_shifted(model, *shift_key))
+    positive, negative = _encode(clip, text, settings.guidance)
+    latent = _start_latent(vae, layout, references, settings.denoise)
+    samples = _ksample(model, seed, settings, positive, negative, latent)
+    if references is not None and settings.denoise >= 1.0:
         # The sampler keeps masked-out latents up to the latent format's scale/shift round
         # trip; put the reference cells back exactly (panels are 16-px aligned, so every
         # 8-px latent cell is wholly reference or wholly generated).
@@ -116,10 +182,3 @@ def ranked(samples, seeds, layout):
     composite = torch.cat([samples[c.index][0] for c in order], dim=0)
     latent = {"samples": torch.cat([samples[c.index][1]["samples"] for c in order], dim=0)}
     return composite, latent, ranking_json(order)
-
-
-def split_views(composite: torch.Tensor, layout):
-    from ..mvic.layout import split_boxes
-
-    boxes = split_boxes(composite.shape[1], composite.shape[2], layout.rows, layout.cols)
-    return torch.cat([composite[b : b + 1, t:bottom, l:r] for b in range(composite.shape[0]) for t, bottom, l, r in boxes], dim=0)

@@ -16,10 +16,12 @@ import json
 import logging
 import os
 
+from comfy_api.latest import io
+
 from ..mvic.captions.backends.base import DEFAULT_MODELS
 from ..mvic.captions.prompt import INPUT_MODES, PROMPT_VERSION
 from ..mvic.settings import BUILTIN_ENDPOINTS, SettingsError
-from .comfy_io import Progress, check_interrupt, local_settings
+from .comfy_io import Progress, category, check_interrupt, local_settings
 
 log = logging.getLogger(__name__)
 TEMPLATE = "template"
@@ -37,7 +39,7 @@ RETIRED_TOOLTIP = ("retired: servers, keys and the cache folder are set on this 
 
 
 def endpoint_choices() -> list[str]:
-    """'template' and every endpoint configured here. INPUT_TYPES must not raise (it would take
+    """'template' and every endpoint configured here. define_schema must not raise (it would take
     the node out of /object_info): a broken settings file lists the built-ins, and the run then
     names the file and what is wrong with it."""
     try:
@@ -91,7 +93,7 @@ def _fingerprint(settings: dict) -> str:
             env_keys = [name for name in endpoint.key_env if os.environ.get(name)]
             state.update(endpoint=endpoint.to_json(), cache=local.caption_cache_dir, env_keys=env_keys,
                          key_stamp=_mtime(endpoint.key_file))
-        except SettingsError as exc:  # IS_CHANGED never raises: the run reports the problem
+        except SettingsError as exc:  # fingerprint_inputs never raises: the run reports the problem
             state.update(settings_error=str(exc))
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -103,47 +105,27 @@ def _mtime(path: str):
         return "missing"
 
 
-class GeminiCaptioner:
-    CATEGORY = "MultiView ICLoRA"
-    DESCRIPTION = (
-        "Marker captions for every composite: template (offline, no key), or a captioning endpoint configured on this "
-        "machine (built in: gemini, openai; add Ollama, vLLM, LM Studio... with `python -m mvic config add-endpoint`). "
-        "Each endpoint's key comes from its own local settings, never from the workflow."
-    )
-    RETURN_TYPES = ("MV_COMPOSITES", "STRING")
-    RETURN_NAMES = ("composites", "report")
-    FUNCTION = "caption"
+# Fingerprints whose last run left composites on the template fallback: run those again.
+_NEEDS_RETRY: set[str] = set()
 
-    # Fingerprints whose last run left composites on the template fallback: run those again.
-    _needs_retry: set[str] = set()
+
+class GeminiCaptioner(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MVIC_GeminiCaptioner", display_name="Multi-View Captioner", category=category("dataset"),
+            description=(
+                "Marker captions for every composite: template (offline, no key), or a captioning endpoint configured "
+                "on this machine (built in: gemini, openai; add Ollama, vLLM, LM Studio... with `python -m mvic config "
+                "add-endpoint`). Each endpoint's key comes from its own local settings, never from the workflow."
+            ),
+            inputs=_caption_inputs(),
+            outputs=[io.Custom("MV_COMPOSITES").Output(display_name="composites"),
+                     io.String.Output(display_name="report")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        models = ", ".join(f"{b}: {m}" for b, m in DEFAULT_MODELS.items())
-        retired = ([""], {"default": "", "tooltip": RETIRED_TOOLTIP})
-        return {
-            "required": {
-                "composites": ("MV_COMPOSITES",),
-                "backend": (endpoint_choices(), {"default": TEMPLATE, "tooltip": (
-                    "template: offline, from category and poses. Other names: captioning endpoints set on this "
-                    "machine (built in: gemini, openai; add one with `python -m mvic config add-endpoint NAME "
-                    "--base-url URL`)")}),
-                "model": ("STRING", {"default": "", "tooltip": f"empty = default ({models})"}),
-            },
-            "optional": {
-                "base_url": retired,
-                "key_file": retired,
-                "trigger": ("STRING", {"default": "", "tooltip": "word put before every caption"}),
-                "concurrency": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "requests in flight at once"}),
-                "rpm": ("INT", {"default": 10, "min": 0, "max": 100000, "tooltip": "requests per minute; free Gemini keys allow about 10; 0 = no cap"}),
-                "appearance_only": ("BOOLEAN", {"default": False, "tooltip": "no pose words for panels the model is unsure about"}),
-                "input_mode": (list(INPUT_MODES), {"default": "composite", "tooltip": "send the composite, or each view as its own image"}),
-                "cache_dir": retired,
-            },
-        }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, backend, model="", base_url="", key_file="", trigger="", cache_dir=""):
+    def validate_inputs(cls, backend, model="", base_url="", key_file="", trigger="", cache_dir=""):
         """Runs when the prompt is queued, before any node: ComfyUI's own list check is replaced by
         ours, which names the widget and the local fix. A linked value arrives as None here and
         is checked again when the node runs."""
@@ -154,14 +136,15 @@ class GeminiCaptioner:
         return True
 
     @classmethod
-    def IS_CHANGED(cls, **inputs):
+    def fingerprint_inputs(cls, **inputs):
         fingerprint = _fingerprint(inputs)
-        if fingerprint in cls._needs_retry:
+        if fingerprint in _NEEDS_RETRY:
             return float("nan")  # never equal: retry the failed composites (the others come from the cache)
         return fingerprint
 
-    def caption(self, composites, backend, model, base_url="", key_file="", trigger="", concurrency=4, rpm=10,
-                appearance_only=False, input_mode="composite", cache_dir=""):
+    @classmethod
+    def execute(cls, composites, backend, model, base_url="", key_file="", trigger="", concurrency=4, rpm=10,
+                appearance_only=False, input_mode="composite", cache_dir="") -> io.NodeOutput:
         from ..mvic.captions.captioner import CaptionSettings, caption_composites
 
         endpoint = check_widgets(backend, model, base_url, key_file, cache_dir, trigger)
@@ -174,11 +157,38 @@ class GeminiCaptioner:
         captioned, report = caption_composites(composites, settings, progress, check_cancel=check_interrupt)
         fingerprint = _fingerprint({
             "backend": backend, "model": model, "base_url": base_url, "key_file": key_file, "trigger": trigger,
-            "concurrency": concurrency, "rpm": rpm, "appearance_only": appearance_only, "input_mode": input_mode, "cache_dir": cache_dir,
+            "concurrency": concurrency, "rpm": rpm, "appearance_only": appearance_only, "input_mode": input_mode,
+            "cache_dir": cache_dir,
         })
-        (self._needs_retry.add if report.failures else self._needs_retry.discard)(fingerprint)
-        return (captioned, report.text())
+        (_NEEDS_RETRY.add if report.failures else _NEEDS_RETRY.discard)(fingerprint)
+        return io.NodeOutput(captioned, report.text())
 
 
-NODE_CLASS_MAPPINGS = {"MVIC_GeminiCaptioner": GeminiCaptioner}
-NODE_DISPLAY_NAME_MAPPINGS = {"MVIC_GeminiCaptioner": "GeminiCaptioner"}
+def _caption_inputs() -> list:
+    models = ", ".join(f"{b}: {m}" for b, m in DEFAULT_MODELS.items())
+
+    def retired(name):
+        return io.Combo.Input(name, options=[""], default="", optional=True, tooltip=RETIRED_TOOLTIP)
+
+    return [
+        io.Custom("MV_COMPOSITES").Input("composites", tooltip="the composites from Composite Grid"),
+        io.Combo.Input("backend", options=endpoint_choices(), default=TEMPLATE, tooltip=(
+            "template: offline, from category and poses. Other names: captioning endpoints set on this "
+            "machine (built in: gemini, openai; add one with `python -m mvic config add-endpoint NAME "
+            "--base-url URL`)")),
+        io.String.Input("model", default="", tooltip=f"empty = default ({models})"),
+        retired("base_url"),
+        retired("key_file"),
+        io.String.Input("trigger", default="", optional=True, tooltip="word put before every caption"),
+        io.Int.Input("concurrency", default=4, min=1, max=64, optional=True, tooltip="requests in flight at once"),
+        io.Int.Input("rpm", default=10, min=0, max=100000, optional=True,
+                     tooltip="requests per minute; free Gemini keys allow about 10; 0 = no cap"),
+        io.Boolean.Input("appearance_only", default=False, optional=True,
+                         tooltip="no pose words for panels the model is unsure about"),
+        io.Combo.Input("input_mode", options=list(INPUT_MODES), default="composite", optional=True,
+                       tooltip="send the composite, or each view as its own image"),
+        retired("cache_dir"),
+    ]
+
+
+NODES = [GeminiCaptioner]

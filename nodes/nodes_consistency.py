@@ -3,43 +3,44 @@ from __future__ import annotations
 
 import json
 
-from .comfy_io import Progress, images_to_tensor, preview_images, tensor_to_images
+from comfy_api.latest import io
+
+from .comfy_io import Progress, category, images_to_tensor, preview_images, tensor_to_images
 
 INPUT_KINDS = ("composite", "views")
 
 
-class ConsistencyScore:
-    CATEGORY = "MultiView ICLoRA"
-    DESCRIPTION = ("Scores whether a composite's panels (or a batch of views) show one object from several angles: "
-                   "geometric agreement, duplicate panels, viewpoint spread, grid seams. Weight-free, CPU.")
-    RETURN_TYPES = ("STRING", "IMAGE", "FLOAT")
-    RETURN_NAMES = ("scores", "annotated", "consistency")
-    OUTPUT_TOOLTIPS = ("JSON list, one object per composite", "each composite with its scores drawn on it",
-                       "consistency (0-1) of the first composite: the best candidate of a ranked sampler batch")
-    FUNCTION = "score"
-    OUTPUT_NODE = True
+class ConsistencyScore(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MVIC_ConsistencyScore", display_name="Multi-View Consistency Score", category=category("sample"),
+            description=("Scores whether a composite's panels (or a batch of views) show one object from several "
+                         "angles: geometric agreement, duplicate panels, viewpoint spread, grid seams. "
+                         "Weight-free, CPU."),
+            inputs=[
+                io.Image.Input("image", tooltip="composites (a batch is scored one by one), or the views of one set"),
+                io.Combo.Input("input_is", options=list(INPUT_KINDS), default="composite",
+                               tooltip="views: the whole batch is one set"),
+                io.Int.Input("rows", default=2, min=1, max=8, tooltip="the composite's grid (composite input)"),
+                io.Int.Input("cols", default=2, min=1, max=8, tooltip="the composite's grid (composite input)"),
+                io.Int.Input("divider_width", default=0, min=0, max=64, optional=True,
+                             tooltip="dividers painted between panels"),
+                io.Boolean.Input("learned_similarity", default=False, optional=True, tooltip=(
+                    "add the learned similarity of the model folder this machine configures in MVIC_SIMILARITY_MODEL; "
+                    "skipped with a note when none is set")),
+            ],
+            outputs=[
+                io.String.Output(display_name="scores", tooltip="JSON list, one object per composite"),
+                io.Image.Output(display_name="annotated", tooltip="each composite with its scores drawn on it"),
+                io.Float.Output(display_name="consistency", tooltip=(
+                    "consistency (0-1) of the first composite: the best candidate of a ranked sampler batch")),
+            ],
+            is_output_node=True,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "image": ("IMAGE", {"tooltip": "composites (a batch is scored one by one), or the views of one set"}),
-                "input_is": (list(INPUT_KINDS), {"default": "composite",
-                                                 "tooltip": "views: the whole batch is one set"}),
-                "rows": ("INT", {"default": 2, "min": 1, "max": 8,
-                                 "tooltip": "the composite's grid (composite input)"}),
-                "cols": ("INT", {"default": 2, "min": 1, "max": 8}),
-            },
-            "optional": {
-                "divider_width": ("INT", {"default": 0, "min": 0, "max": 64,
-                                          "tooltip": "dividers painted between panels"}),
-                "learned_similarity": ("BOOLEAN", {"default": False, "tooltip": (
-                    "add the learned similarity of the model folder this machine configures in MVIC_SIMILARITY_MODEL; "
-                    "skipped with a note when none is set")}),
-            },
-        }
-
-    def score(self, image, input_is, rows, cols, divider_width=0, learned_similarity=False):
+    def execute(cls, image, input_is, rows, cols, divider_width=0, learned_similarity=False) -> io.NodeOutput:
         from ..mvic.consistency.learned import configured_similarity
 
         if input_is not in INPUT_KINDS:
@@ -59,7 +60,7 @@ class ConsistencyScore:
         lines = [f"{i + 1}: {score.summary()}" for i, (score, _) in enumerate(results)]
         text = json.dumps(scores, indent=1)
         ui = {"text": lines, "scores": [text], "images": preview_images(annotated, "mvic_consistency")}
-        return {"ui": ui, "result": (text, images_to_tensor(annotated), float(results[0][0].consistency))}
+        return io.NodeOutput(text, images_to_tensor(annotated), float(results[0][0].consistency), ui=ui)
 
 
 def _score_composite(array, rows, cols, divider_width, learned, note):
@@ -82,5 +83,4 @@ def _score_views(arrays, learned, note):
     return score, annotate(strip, score, boxes)
 
 
-NODE_CLASS_MAPPINGS = {"MVIC_ConsistencyScore": ConsistencyScore}
-NODE_DISPLAY_NAME_MAPPINGS = {"MVIC_ConsistencyScore": "ConsistencyScore"}
+NODES = [ConsistencyScore]

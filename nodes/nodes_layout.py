@@ -2,44 +2,53 @@
 mvic.importing for finished composites, mvic.layout, mvic.seams)."""
 from __future__ import annotations
 
+from comfy_api.latest import io
+
 from ..mvic.layout import FIT_MODES, CompositeLayout, parse_color
 from ..mvic.markers import MarkerStyle, markers_for
-from .comfy_io import Progress, images_to_tensor
+from .comfy_io import Progress, category, images_to_tensor, split_views
 
 MAX_COMPOSITE_PIXELS = 4096 * 4096  # what FLUX trains on comfortably; a workflow cannot ask for gigapixels
+MV_SETS, MV_COMPOSITES = io.Custom("MV_SETS"), io.Custom("MV_COMPOSITES")
 
 
-class CompositeGrid:
-    CATEGORY = "MultiView ICLoRA"
-    DESCRIPTION = "Fits each set's views into one rows x cols composite (panel sides multiples of 16)."
-    RETURN_TYPES = ("MV_COMPOSITES", "IMAGE", "STRING")
-    RETURN_NAMES = ("composites", "images", "report")
-    FUNCTION = "compose"
+def grid_inputs(tooltip: str) -> list:
+    return [io.Int.Input("rows", default=2, min=1, max=8, tooltip=f"panels down the composite; {tooltip}"),
+            io.Int.Input("cols", default=2, min=1, max=8, tooltip=f"panels across the composite; {tooltip}")]
+
+
+class CompositeGrid(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        panel = "pixels, a multiple of 16; 0 keeps the size of imported composites"
+        return io.Schema(
+            node_id="MVIC_CompositeGrid", display_name="Composite Grid", category=category("dataset"),
+            description="Fits each set's views into one rows x cols composite (panel sides multiples of 16).",
+            inputs=[
+                MV_SETS.Input("mv_sets", tooltip="the sets from the Multi-View Loader"),
+                *grid_inputs("rows x cols must equal the views per set"),
+                io.Int.Input("panel_width", default=512, min=0, max=4096, step=16, tooltip=f"panel width in {panel}"),
+                io.Int.Input("panel_height", default=512, min=0, max=4096, step=16, tooltip=f"panel height in {panel}"),
+                io.Combo.Input("fit", options=list(FIT_MODES), default="crop",
+                               tooltip="crop: centre crop; pad: letterbox; stretch distorts"),
+                io.String.Input("pad_color", default="#000000", optional=True, tooltip="letterbox colour for fit=pad"),
+                io.Int.Input("divider_width", default=0, min=0, max=64, optional=True,
+                             tooltip="painted over panel edges; 0 = none"),
+                io.String.Input("divider_color", default="#ffffff", optional=True, tooltip="colour of the dividers"),
+                io.String.Input("marker_prefix", default="", optional=True,
+                                tooltip="empty: [FOUR-VIEWS] etc.; or your own, e.g. [MOVIE-SHOTS]"),
+                io.String.Input("panel_marker", default="", optional=True,
+                                tooltip="empty: [TOP-LEFT] etc.; or a pattern like [SCENE-{n}]"),
+                io.Float.Input("min_consistency", default=0.0, min=0.0, max=1.0, step=0.05, optional=True,
+                               tooltip="drop sets whose views do not agree (consistency 0-1); 0 = keep all"),
+            ],
+            outputs=[MV_COMPOSITES.Output(display_name="composites"), io.Image.Output(display_name="images"),
+                     io.String.Output(display_name="report")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "mv_sets": ("MV_SETS",),
-                "rows": ("INT", {"default": 2, "min": 1, "max": 8}),
-                "cols": ("INT", {"default": 2, "min": 1, "max": 8}),
-                "panel_width": ("INT", {"default": 512, "min": 0, "max": 4096, "step": 16}),
-                "panel_height": ("INT", {"default": 512, "min": 0, "max": 4096, "step": 16}),
-                "fit": (list(FIT_MODES), {"default": "crop", "tooltip": "crop: centre crop; pad: letterbox; stretch distorts"}),
-            },
-            "optional": {
-                "pad_color": ("STRING", {"default": "#000000"}),
-                "divider_width": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "painted over panel edges; 0 = none"}),
-                "divider_color": ("STRING", {"default": "#ffffff"}),
-                "marker_prefix": ("STRING", {"default": "", "tooltip": "empty: [FOUR-VIEWS] etc.; or your own, e.g. [MOVIE-SHOTS]"}),
-                "panel_marker": ("STRING", {"default": "", "tooltip": "empty: [TOP-LEFT] etc.; or a pattern like [SCENE-{n}]"}),
-                "min_consistency": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
-                                             "drop sets whose views do not agree (consistency 0-1); 0 = keep all"}),
-            },
-        }
-
-    def compose(self, mv_sets, rows, cols, panel_width, panel_height, fit, pad_color="#000000", divider_width=0,
-                divider_color="#ffffff", marker_prefix="", panel_marker="", min_consistency=0.0):
+    def execute(cls, mv_sets, rows, cols, panel_width, panel_height, fit, pad_color="#000000", divider_width=0,
+                divider_color="#ffffff", marker_prefix="", panel_marker="", min_consistency=0.0) -> io.NodeOutput:
         from ..mvic.composites import build_composites
         from ..mvic.importing import build_imported_composites, is_imported, skipped_summary
 
@@ -76,38 +85,28 @@ class CompositeGrid:
             result, lines = filter_composites(result, min_consistency, on_progress=Progress(len(result.items)))
         if not result.items:
             raise ValueError(f"CompositeGrid: every set was skipped.\n{result.report()}")
-        return (result, images_to_tensor([c.image for c in result.items]), "\n".join([result.report(), *lines]))
+        return io.NodeOutput(result, images_to_tensor([c.image for c in result.items]),
+                             "\n".join([result.report(), *lines]))
 
 
-class SplitComposite:
-    CATEGORY = "MultiView ICLoRA"
-    DESCRIPTION = (
-        "Cuts composites into their panels (reading order): the exact inverse of CompositeGrid; on composites "
-        "made elsewhere, cuts where the panels really meet (a few pixels off the exact fractions) and trims "
-        "them to one size."
-    )
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("views",)
-    FUNCTION = "split"
+class SplitComposite(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MVIC_SplitComposite", display_name="Split Composite", category=category("sample"),
+            description=(
+                "Cuts composites into their panels (reading order): the exact inverse of CompositeGrid; on composites "
+                "made elsewhere, cuts where the panels really meet (a few pixels off the exact fractions) and trims "
+                "them to one size."
+            ),
+            inputs=[io.Image.Input("image", tooltip="one composite or a batch of them"),
+                    *grid_inputs("the layout the composite was made with")],
+            outputs=[io.Image.Output(display_name="views")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"image": ("IMAGE",), "rows": ("INT", {"default": 2, "min": 1, "max": 8}), "cols": ("INT", {"default": 2, "min": 1, "max": 8})}}
-
-    def split(self, image, rows, cols):
-        import torch
-
-        from ..mvic.seams import equal_size_boxes, panel_boxes
-        from .comfy_io import tensor_to_images
-
-        # Seams are found on the uint8 picture; slicing the float tensor keeps values bit-exact.
-        # Every panel of the batch is trimmed around its centre to the smallest one (IMAGE is one size).
-        frames = tensor_to_images(image)
-        found = [(index, box) for index, frame in enumerate(frames) for box in panel_boxes(frame, rows, cols)[0]]
-        boxes = equal_size_boxes([box for _, box in found])
-        views = [image[index : index + 1, t:b, l:r] for (index, _), (t, b, l, r) in zip(found, boxes)]
-        return (torch.cat(views, dim=0),)
+    def execute(cls, image, rows, cols) -> io.NodeOutput:
+        return io.NodeOutput(split_views(image, rows, cols, find_seams=True))
 
 
-NODE_CLASS_MAPPINGS = {"MVIC_CompositeGrid": CompositeGrid, "MVIC_SplitComposite": SplitComposite}
-NODE_DISPLAY_NAME_MAPPINGS = {"MVIC_CompositeGrid": "CompositeGrid", "MVIC_SplitComposite": "SplitComposite"}
+NODES = [CompositeGrid, SplitComposite]

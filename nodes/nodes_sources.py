@@ -4,43 +4,48 @@ from __future__ import annotations
 import hashlib
 import os
 
+from comfy_api.latest import io
+
 from ..mvic.loading import SELECTION_METHODS, load_multiview_sets
 from ..mvic.sources import SOURCE_KINDS
-from .comfy_io import confined_input_path, images_to_tensor
+from .comfy_io import category, confined_input_path, images_to_tensor
 
 PREVIEW_SIZE = 256
 
 
-class MultiViewLoader:
-    CATEGORY = "MultiView ICLoRA"
-    DESCRIPTION = "Loads multi-view sets (folders, MVImgNet with COLMAP poses, videos, or the embedded sample) and picks the views of each set."
-    RETURN_TYPES = ("MV_SETS", "IMAGE", "STRING")
-    RETURN_NAMES = ("mv_sets", "preview", "report")
-    FUNCTION = "load"
-
+class MultiViewLoader(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "source": (list(SOURCE_KINDS), {"default": "sample", "tooltip": "auto detects folder / MVImgNet / video; sample renders the embedded demo objects"}),
-                "path": ("STRING", {"default": "", "tooltip": (
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MVIC_MultiViewLoader", display_name="Multi-View Loader", category=category("dataset"),
+            description=("Loads multi-view sets (folders, MVImgNet with COLMAP poses, videos, or the embedded sample) "
+                         "and picks the views of each set."),
+            inputs=[
+                io.Combo.Input("source", options=list(SOURCE_KINDS), default="sample", tooltip=(
+                    "auto detects folder / MVImgNet / video; composites: finished composites + same-name .txt "
+                    "captions; sample renders the embedded demo objects")),
+                io.String.Input("path", default="", tooltip=(
                     "Folder or video inside ComfyUI's input folder (relative path). An absolute path works only "
                     "under a folder allowed on this machine: python -m mvic config allow-folder DIR. "
-                    "Ignored for 'sample'.")}),
-                "views": ("INT", {"default": 4, "min": 1, "max": 20}),
-                "selection": (list(SELECTION_METHODS), {"default": "auto", "tooltip": "auto: by camera pose when poses exist, else evenly in frame order"}),
-                "max_sets": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "0 = all sets"}),
-            },
-            "optional": {
-                "reject_blurred": ("BOOLEAN", {"default": False}),
-                "reject_duplicates": ("BOOLEAN", {"default": False}),
-            },
-        }
+                    "Ignored for 'sample'.")),
+                io.Int.Input("views", default=4, min=1, max=20,
+                             tooltip="views taken from each set (rows x cols later)"),
+                io.Combo.Input("selection", options=list(SELECTION_METHODS), default="auto",
+                               tooltip="auto: by camera pose when poses exist, else evenly in frame order"),
+                io.Int.Input("max_sets", default=0, min=0, max=100000, tooltip="0 = all sets"),
+                io.Boolean.Input("reject_blurred", default=False, optional=True,
+                                 tooltip="skip blurred frames when choosing the views"),
+                io.Boolean.Input("reject_duplicates", default=False, optional=True,
+                                 tooltip="skip frames that repeat another one when choosing the views"),
+            ],
+            outputs=[io.Custom("MV_SETS").Output(display_name="mv_sets"), io.Image.Output(display_name="preview"),
+                     io.String.Output(display_name="report")],
+        )
 
     @classmethod
-    def IS_CHANGED(cls, source, path, **_):
+    def fingerprint_inputs(cls, source, path, **_):
         """Never raises (ComfyUI would only log it): a refused path's fingerprint is its error,
-        and load() reports it properly."""
+        and execute() reports it properly."""
         if source == "sample":
             return "sample"
         try:
@@ -48,7 +53,9 @@ class MultiViewLoader:
         except (ValueError, OSError) as exc:
             return f"unusable path: {exc}"
 
-    def load(self, source, path, views, selection, max_sets, reject_blurred=False, reject_duplicates=False):
+    @classmethod
+    def execute(cls, source, path, views, selection, max_sets, reject_blurred=False,
+                reject_duplicates=False) -> io.NodeOutput:
         from ..mvic.composites import fitted_panels
         from ..mvic.layout import CompositeLayout
 
@@ -59,7 +66,7 @@ class MultiViewLoader:
             raise ValueError(f"MultiViewLoader: no usable set under {path!r}.\n{sets.report()}")
         thumb = CompositeLayout(1, 1, PREVIEW_SIZE, PREVIEW_SIZE)
         previews = [panel for s in sets.sets[:8] for panel in fitted_panels(s, thumb, "pad")]
-        return (sets, images_to_tensor(previews), sets.report())
+        return io.NodeOutput(sets, images_to_tensor(previews), sets.report())
 
 
 def folder_fingerprint(path: str) -> str:
@@ -86,5 +93,4 @@ def _stat_key(path: str) -> bytes:
     return f"{st.st_size}|{st.st_mtime_ns}".encode()
 
 
-NODE_CLASS_MAPPINGS = {"MVIC_MultiViewLoader": MultiViewLoader}
-NODE_DISPLAY_NAME_MAPPINGS = {"MVIC_MultiViewLoader": "MultiViewLoader"}
+NODES = [MultiViewLoader]

@@ -26,7 +26,7 @@ spec = importlib.util.spec_from_file_location("ComfyUI-MultiView-ICLoRA", f"{pac
 pack = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = pack
 spec.loader.exec_module(pack)
-Sampler = pack.NODE_CLASS_MAPPINGS["MVIC_ICLoRASampler"]
+Sampler = pack.nodes.nodes_by_id()["MVIC_ICLoRASampler"]
 
 model = comfy.sd.load_diffusion_model(flux_path)
 clip = comfy.sd.load_clip(ckpt_paths=[clip_path], clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION)  # CLIP-L alone: 768-wide
@@ -34,7 +34,7 @@ vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(ae_path))
 result = {}
 
 # 1. Text -> views with the LoRA's metadata deciding the layout (1x2 of 32 px here).
-composite, views, prompt, latent = Sampler().sample(model, clip, vae, "a red mug", 1, 2, 3.5, "euler", "simple",
+composite, views, prompt, latent = Sampler.execute(model, clip, vae, "a red mug", 1, 2, 3.5, "euler", "simple",
                                                      panel_prompts="front\nback", lora_path=lora_path)[:4]
 result["text"] = {"composite": list(composite.shape), "views": list(views.shape), "prompt": prompt,
                   "exact_split": bool(torch.equal(torch.cat([views[0], views[1]], dim=1), composite[0]))}
@@ -59,7 +59,7 @@ def counting_patch(*args, **kwargs):
 
 
 comfy.utils.load_torch_file, comfy.lora.calculate_weight = counting_load, counting_patch
-reruns = [Sampler().sample(model, clip, vae, "a red mug", seed, 2, 3.5, "euler", "simple", panel_prompts="front\nback", lora_path=lora_path)[0]
+reruns = [Sampler.execute(model, clip, vae, "a red mug", seed, 2, 3.5, "euler", "simple", panel_prompts="front\nback", lora_path=lora_path)[0]
           for seed in (2, 3)]
 comfy.utils.load_torch_file, comfy.lora.calculate_weight = load_torch_file, calculate_weight
 result["rerun"] = {**calls, "seeds_differ": bool(not torch.equal(reruns[0], reruns[1]))}
@@ -75,7 +75,7 @@ caption = "[FOUR-VIEWS] a mug; [TOP-LEFT] front; [TOP-RIGHT] left; [BOTTOM-LEFT]
 runs = []
 for value in (0.9, 0.1):
     ref = reference(value)
-    c, v, p, lat = Sampler().sample(model, clip, vae, caption, 7, 2, 3.5, "euler", "simple", rows=2, cols=2, panel_width=32, panel_height=32,
+    c, v, p, lat = Sampler.execute(model, clip, vae, caption, 7, 2, 3.5, "euler", "simple", rows=2, cols=2, panel_width=32, panel_height=32,
                                     reference_images=ref, reference_panels="1")[:4]
     from importlib import import_module
 

@@ -166,8 +166,10 @@ def test_object_info_offers_no_free_address_key_file_or_folder(comfy, local):
     inputs = comfy.get("/object_info/MVIC_GeminiCaptioner")["MVIC_GeminiCaptioner"]["input"]
     specs = {**inputs["required"], **inputs.get("optional", {})}
     assert [name for name, spec in specs.items() if spec[0] == "STRING"] == ["model", "trigger"]
-    assert [name for name, spec in specs.items() if spec[0] == [""]] == ["base_url", "key_file", "cache_dir"]
-    assert specs["backend"][0] == ["template", "gemini", "openai"]
+    # V3 combos: ["COMBO", {"options": [...]}]
+    retired = [name for name, spec in specs.items() if spec[1].get("options") == [""]]
+    assert retired == ["base_url", "key_file", "cache_dir"]
+    assert specs["backend"][1]["options"] == ["template", "gemini", "openai"]
 
 
 # -- endpoints configured locally ------------------------------------------------------------
@@ -177,7 +179,7 @@ def test_configured_endpoints_caption_and_the_environment_keys_stay_home(comfy, 
         configure(local, fake=settings_mod.Endpoint("fake", "gemini", gemini_like.url, ("FAKE_ENDPOINT_KEY",)),
                   ollama=settings_mod.Endpoint("ollama", "openai-compatible", openai_like.openai_url))
         info = comfy.get("/object_info/MVIC_GeminiCaptioner")["MVIC_GeminiCaptioner"]
-        assert info["input"]["required"]["backend"][0] == ["template", "gemini", "openai", "fake", "ollama"]
+        assert info["input"]["required"]["backend"][1]["options"] == ["template", "gemini", "openai", "fake", "ollama"]
         comfy.run_prompt(prompt("via_fake", backend="fake"), timeout=300)
         comfy.run_prompt(prompt("via_ollama", backend="ollama"), timeout=300)
     assert gemini_like.count == 2 and openai_like.count == 2

@@ -39,7 +39,7 @@ def captioner_inputs(workflow: dict) -> dict:
 def test_an_old_saved_workflow_converts_with_every_value_in_its_widget(name):
     inputs = captioner_inputs(old_workflow(name))
     assert inputs == OLD_DEFAULTS
-    assert Captioner.VALIDATE_INPUTS(**{k: inputs[k] for k in CHECKED}) is True
+    assert Captioner.validate_inputs(**{k: inputs[k] for k in CHECKED}) is True
 
 
 @pytest.mark.parametrize("slot, name, value, words", [
@@ -55,11 +55,11 @@ def test_an_old_value_that_a_workflow_may_no_longer_set_is_refused_by_its_widget
     node["widgets_values"][4] = "mvstyle"  # the trigger after it did not move
     inputs = captioner_inputs(workflow)
     assert inputs[name] == value and inputs["trigger"] == "mvstyle" and inputs["concurrency"] == 4
-    message = Captioner.VALIDATE_INPUTS(**{k: inputs[k] for k in CHECKED})
+    message = Captioner.validate_inputs(**{k: inputs[k] for k in CHECKED})
     assert message.startswith(f"GeminiCaptioner.{name} = ") and words in message
 
 
 def test_the_old_backend_values_are_still_choices_or_say_what_to_choose():
-    choices = Captioner.INPUT_TYPES()["required"]["backend"][0]
+    choices = Captioner.INPUT_TYPES()["required"]["backend"][1]["options"]
     assert {"template", "gemini"} <= set(choices)  # old values that still mean the same
-    assert "choose 'openai' for api.openai.com" in Captioner.VALIDATE_INPUTS(backend="openai-compatible")
+    assert "choose 'openai' for api.openai.com" in Captioner.validate_inputs(backend="openai-compatible")

@@ -5,20 +5,31 @@ from pathlib import Path
 
 from packload import PACK_NAME
 
-from test_pack_import import EXPECTED
+from test_pack_import import EXPECTED, SEEDS, STAGES
 
 
 def test_object_info_lists_our_nodes_with_their_inputs(comfyui):
+    """What the real ComfyUI serves for our V3 nodes: the same IDs, inputs and outputs, and ComfyUI's
+    conventions (issue 14 point 3): a display name people read, a sub-category (dataset / train /
+    sample), a tooltip on every input, an explicit control_after_generate on every seed."""
     info = comfyui.get("/object_info")
-    from packload import pack
+    from packload import NODES
 
     for key, display in EXPECTED.items():
         assert key in info, f"{key} missing; ComfyUI log:\n{comfyui.log()}"
         node = info[key]
         assert node["display_name"] == display
-        declared = pack.NODE_CLASS_MAPPINGS[key].INPUT_TYPES()
-        assert set(node["input"]["required"]) == set(declared["required"])
-        assert node["output"] == list(pack.NODE_CLASS_MAPPINGS[key].RETURN_TYPES)
+        declared = NODES[key].INPUT_TYPES()
+        assert node["input_order"]["required"] == list(declared["required"])
+        assert node["input_order"].get("optional", []) == list(declared.get("optional", {}))
+        assert node["output"] == list(NODES[key].RETURN_TYPES)
+        root, stage = node["category"].split("/")
+        assert root == "MultiView ICLoRA" and stage in STAGES, node["category"]
+        inputs = {**node["input"]["required"], **node["input"].get("optional", {})}
+        assert [name for name, spec in inputs.items() if not spec[1].get("tooltip")] == [], key
+        for name, spec in inputs.items():
+            if spec[0] == "INT" and name in ("seed", "noise_seed"):
+                assert spec[1].get("control_after_generate") is SEEDS[(key, name)], (key, name)
     # The pack imported: ComfyUI lists each custom node folder with its import time ("(IMPORT FAILED)" after
     # the time when it failed). Only our lines count: ComfyUI's own audio nodes fail without torchaudio,
     # which has no build for torch 2.14.1 ("Cannot import .../comfy_extras/nodes_audio.py ...").

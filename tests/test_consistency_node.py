@@ -1,5 +1,6 @@
 """MVIC_ConsistencyScore: plain calls, and a real ComfyUI over /prompt (composites and views, a bad grid)."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -28,18 +29,18 @@ def _tensor(*arrays):
 
 def test_node_scores_a_batch_of_composites(composites):
     batch = _tensor(composites["true"], composites["mixed"])
-    out = node_class("MVIC_ConsistencyScore")().score(batch, "composite", 2, 2)
-    text, annotated, first = out["result"]
+    out = node_class("MVIC_ConsistencyScore").execute(batch, "composite", 2, 2)
+    text, annotated, first = out.result
     scores = json.loads(text)
     assert [s["index"] for s in scores] == [0, 1] and scores[0]["consistency"] > 0.5 > scores[1]["consistency"]
     assert first == pytest.approx(scores[0]["consistency"], abs=1e-4)  # JSON rounds to 4 places
     assert annotated.shape[0] == 2 and annotated.shape[2] == 768 and annotated.shape[1] > 768  # a banner on top
-    assert out["ui"]["text"][0].startswith("1: consistency") and out["ui"]["images"] == []  # no ComfyUI: no previews
+    assert out.ui["text"][0].startswith("1: consistency") and out.ui["images"] == []  # no ComfyUI: no previews
 
 
 def test_node_scores_views_as_one_set(composites):
     views = layout.split(composites["repeated"], 2, 2)
-    text, annotated, value = node_class("MVIC_ConsistencyScore")().score(_tensor(*views), "views", 1, 1)["result"]
+    text, annotated, value = node_class("MVIC_ConsistencyScore").execute(_tensor(*views), "views", 1, 1).result
     (score,) = json.loads(text)
     assert score["duplicate_pairs"] == 6 and value == 0.0 and "duplicate_views" in score["flags"]
     assert annotated.shape[0] == 1
@@ -48,12 +49,13 @@ def test_node_scores_views_as_one_set(composites):
 def test_pack_import_leaves_opencv_unloaded():
     code = textwrap.dedent(f"""
         import importlib.util, sys
+        sys.path.append({os.environ["COMFYUI_DIR"]!r})  # the nodes' comfy_api
         spec = importlib.util.spec_from_file_location({PACK_NAME!r}, {str(ROOT / "__init__.py")!r},
                                                       submodule_search_locations=[{str(ROOT)!r}])
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
-        assert "MVIC_ConsistencyScore" in module.NODE_CLASS_MAPPINGS
+        assert "MVIC_ConsistencyScore" in module.nodes.nodes_by_id()
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("cv2", "transformers")))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120)

@@ -283,11 +283,11 @@ def test_is_changed_never_raises_on_a_dangling_symlink(tmp_path, monkeypatch):
     write_folder_sets(tmp_path / "sets", ["a"], frames=4)
     (tmp_path / "sets" / "a" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     loader = node_class("MVIC_MultiViewLoader")
-    first = loader.IS_CHANGED(source="folder", path=str(tmp_path / "sets"))
-    assert isinstance(first, str) and first == loader.IS_CHANGED(source="folder", path=str(tmp_path / "sets"))
+    first = loader.fingerprint_inputs(source="folder", path=str(tmp_path / "sets"))
+    assert isinstance(first, str) and first == loader.fingerprint_inputs(source="folder", path=str(tmp_path / "sets"))
     (tmp_path / "sets" / "a" / "gone.jpg").unlink()
-    assert loader.IS_CHANGED(source="folder", path=str(tmp_path / "sets")) != first
-    assert loader.IS_CHANGED(source="folder", path="/definitely/not/allowed").startswith("unusable path")
+    assert loader.fingerprint_inputs(source="folder", path=str(tmp_path / "sets")) != first
+    assert loader.fingerprint_inputs(source="folder", path="/definitely/not/allowed").startswith("unusable path")
 
 
 def test_every_file_is_checked_against_the_manifest(tmp_path):

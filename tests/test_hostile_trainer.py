@@ -236,7 +236,7 @@ def test_no_widget_takes_a_program_location_an_address_or_a_key_file(world):
     assert "MVIC_LoRATrainer" in info and "KSampler" in info  # every node ComfyUI has, core included
     assert free_text_violations(info) == set()
     trainer_choice = info["MVIC_LoRATrainer"]["input"]["optional"]["sd_scripts_dir"]
-    assert trainer_choice[0] == ["(default)", "sentinel", "tampered"]  # the names configured here, no paths
+    assert trainer_choice[1]["options"] == ["(default)", "sentinel", "tampered"]  # the names configured here, no paths
 
 
 def test_the_object_info_check_catches_the_old_trainer_widget():

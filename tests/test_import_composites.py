@@ -332,21 +332,21 @@ def test_loader_and_grid_nodes_import_composites(tmp_path, monkeypatch):
     monkeypatch.setenv("MVIC_SETTINGS", str(tmp_path / "settings.json"))
     monkeypatch.setenv("MVIC_ALLOWED_FOLDERS", str(tmp_path))  # outside ComfyUI's input/: allowed on this machine
     films = write_films(tmp_path / "films")
-    mv_sets, preview, report = node_class("MVIC_MultiViewLoader")().load(
+    mv_sets, preview, report = node_class("MVIC_MultiViewLoader").execute(
         "composites", str(tmp_path / "films"), 4, "auto", 0
     )
     assert report.startswith("3 set(s) loaded") and tuple(preview.shape) == (3, 256, 256, 3)
-    grid = node_class("MVIC_CompositeGrid")()
-    composites, images, text = grid.compose(
+    grid = node_class("MVIC_CompositeGrid")
+    composites, images, text = grid.execute(
         mv_sets, 3, 1, 0, 0, "crop", marker_prefix="[MOVIE-SHOTS]", panel_marker="[SCENE-{n}]"
     )
     assert tuple(images.shape) == (3, 336, 256, 3) and "imported 3 composite(s) as 3x1, panels 256x112" in text
     assert [c.caption.text for c in composites.items] == [films[n].caption for n in FILMS]
     with pytest.raises(ValueError, match=r"set the grid \(rows x cols\) to 1x3 \(side by side\) or 3x1 \(stacked\)"):
-        grid.compose(mv_sets, 2, 2, 0, 0, "crop", marker_prefix="[MOVIE-SHOTS]", panel_marker="[SCENE-{n}]")
-    sample = node_class("MVIC_MultiViewLoader")().load("sample", "", 4, "auto", 1)[0]
+        grid.execute(mv_sets, 2, 2, 0, 0, "crop", marker_prefix="[MOVIE-SHOTS]", panel_marker="[SCENE-{n}]")
+    sample = node_class("MVIC_MultiViewLoader").execute("sample", "", 4, "auto", 1)[0]
     with pytest.raises(ValueError, match="0 keeps the size of imported composites only"):
-        grid.compose(sample, 2, 2, 0, 0, "crop")
+        grid.execute(sample, 2, 2, 0, 0, "crop")
 
 
 def _copy_films(comfyui, sub: str) -> dict:

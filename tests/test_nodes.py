@@ -1,4 +1,5 @@
-"""The nodes run without ComfyUI (classic API) and convert data both ways exactly."""
+"""The V3 nodes run outside a ComfyUI server (called the way ComfyUI calls them: `cls.execute`) and
+convert data both ways exactly."""
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ datatypes = mvic_module("datatypes")
 
 @pytest.fixture(scope="module")
 def loaded():
-    return node_class("MVIC_MultiViewLoader")().load("sample", "", 4, "auto", 3)
+    return node_class("MVIC_MultiViewLoader").execute("sample", "", 4, "auto", 3)
 
 
 def test_loader_outputs_sets_and_a_preview(loaded):
@@ -26,10 +27,10 @@ def test_loader_outputs_sets_and_a_preview(loaded):
 
 
 def test_grid_then_split_is_exact(loaded):
-    composites, images, _ = node_class("MVIC_CompositeGrid")().compose(loaded[0], 2, 2, 64, 64, "pad", "#102030", 2, "#ffffff")
+    composites, images, _ = node_class("MVIC_CompositeGrid").execute(loaded[0], 2, 2, 64, 64, "pad", "#102030", 2, "#ffffff")
     assert isinstance(composites, datatypes.Composites) and tuple(images.shape) == (3, 128, 128, 3)
     assert composites.items[0].panels[0].pose is not None and composites.items[0].category == "ball"
-    (views,) = node_class("MVIC_SplitComposite")().split(images, 2, 2)
+    (views,) = node_class("MVIC_SplitComposite").execute(images, 2, 2)
     assert tuple(views.shape) == (12, 64, 64, 3)
     assert torch.equal(views[5], images[1, :64, 64:])  # composite 1, top-right
     as_uint8 = np.round(images[0].numpy() * 255).astype(np.uint8)
@@ -37,23 +38,23 @@ def test_grid_then_split_is_exact(loaded):
 
 
 def test_split_spreads_a_remainder_and_rejects_an_impossible_grid():
-    (views,) = node_class("MVIC_SplitComposite")().split(torch.zeros(1, 100, 64, 3), 3, 2)  # 100 rows: 33 + 34 + 33
+    (views,) = node_class("MVIC_SplitComposite").execute(torch.zeros(1, 100, 64, 3), 3, 2)  # 100 rows: 33 + 34 + 33
     assert tuple(views.shape) == (6, 33, 32, 3)
     with pytest.raises(ValueError, match="do not split into 3 panels"):
-        node_class("MVIC_SplitComposite")().split(torch.zeros(1, 2, 64, 3), 3, 2)
+        node_class("MVIC_SplitComposite").execute(torch.zeros(1, 2, 64, 3), 3, 2)
 
 
 def test_grid_needs_as_many_views_as_panels(loaded):
     with pytest.raises(ValueError, match="views per set to 6"):
-        node_class("MVIC_CompositeGrid")().compose(loaded[0], 2, 3, 64, 64, "crop")
+        node_class("MVIC_CompositeGrid").execute(loaded[0], 2, 3, 64, 64, "crop")
 
 
 def test_save_node_writes_and_reports(loaded, tmp_path, monkeypatch):
-    composites, _, _ = node_class("MVIC_CompositeGrid")().compose(loaded[0], 2, 2, 64, 64, "crop")
+    composites, _, _ = node_class("MVIC_CompositeGrid").execute(loaded[0], 2, 2, 64, 64, "crop")
     monkeypatch.chdir(tmp_path)  # outside ComfyUI the output folder is the working directory
-    out = node_class("MVIC_SaveICLoRADataset")().save(composites, "ds", "jpg", "trig")
-    folder, text = out["result"]
-    assert folder == str((tmp_path / "ds").resolve()) and out["ui"]["text"] == [text]
+    out = node_class("MVIC_SaveICLoRADataset").execute(composites, "ds", "jpg", "trig")
+    folder, text = out.result
+    assert folder == str((tmp_path / "ds").resolve()) and out.ui["text"] == [text]
     assert len(list((tmp_path / "ds" / "images").glob("*.jpg"))) == 3
 
 
@@ -62,10 +63,10 @@ def test_loader_is_changed_follows_the_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("MVIC_ALLOWED_FOLDERS", str(tmp_path))
     write_folder_sets(tmp_path, ["a"], frames=4)
     loader = node_class("MVIC_MultiViewLoader")
-    first = loader.IS_CHANGED(source="folder", path=str(tmp_path))
-    assert first == loader.IS_CHANGED(source="folder", path=str(tmp_path))
+    first = loader.fingerprint_inputs(source="folder", path=str(tmp_path))
+    assert first == loader.fingerprint_inputs(source="folder", path=str(tmp_path))
     (tmp_path / "a" / "frame5.jpg").write_bytes((tmp_path / "a" / "frame1.jpg").read_bytes())
-    assert loader.IS_CHANGED(source="folder", path=str(tmp_path)) != first
+    assert loader.fingerprint_inputs(source="folder", path=str(tmp_path)) != first
 
 
 def test_cli_demo_runs_on_the_embedded_sample(tmp_path):

@@ -124,12 +124,13 @@ def test_comfyui_still_imports_the_pack_by_path_when_mvic_is_installed(installed
     venv, home = installed
     code = textwrap.dedent(f"""
         import importlib.util, json, sys
+        sys.path.append({os.environ["COMFYUI_DIR"]!r})  # the nodes' comfy_api
         spec = importlib.util.spec_from_file_location({PACK_NAME!r}, {str(ROOT / "__init__.py")!r},
                                                       submodule_search_locations=[{str(ROOT)!r}])
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
-        loader = module.NODE_CLASS_MAPPINGS["MVIC_MultiViewLoader"]
+        loader = module.nodes.nodes_by_id()["MVIC_MultiViewLoader"]
         print(json.dumps({{"top_level_mvic": "mvic" in sys.modules, "loader": sys.modules[loader.__module__].__name__,
                            "core": sys.modules[{PACK_NAME!r} + ".mvic"].__file__}}))
     """)

@@ -325,16 +325,16 @@ def test_is_changed_never_raises(tmp_path, monkeypatch):
     monkeypatch.setenv("MVIC_SETTINGS", str(tmp_path / "none.json"))
     dataset = small_dataset(tmp_path / "ds")
     node = node_class("MVIC_LoRATrainer")
-    before = node.IS_CHANGED("ds", steps=10)
+    before = node.fingerprint_inputs("ds", steps=10)
     (dataset / "images" / "dangling.txt").symlink_to(tmp_path / "gone.txt")
     (dataset / "images" / "dangling.png").symlink_to(tmp_path / "gone.png")
     (dataset / "metadata.jsonl").unlink()
     (dataset / "metadata.jsonl").symlink_to(tmp_path / "gone.jsonl")
-    after = node.IS_CHANGED("ds", steps=10)
+    after = node.fingerprint_inputs("ds", steps=10)
     assert isinstance(after, str) and after != before
     for refused in ("/etc", "../.."):  # not readable for this node: it runs, and train() says why
-        assert node.IS_CHANGED(refused, steps=10) != node.IS_CHANGED(refused, steps=10)
-    assert node.IS_CHANGED(None, steps=10) == node.IS_CHANGED(None, steps=10)
+        assert node.fingerprint_inputs(refused, steps=10) != node.fingerprint_inputs(refused, steps=10)
+    assert node.fingerprint_inputs(None, steps=10) == node.fingerprint_inputs(None, steps=10)
 
 
 # ------------------------------------------------------------------------------ LoRA metadata and files
@@ -394,10 +394,10 @@ def test_sampler_lora_path_stays_in_the_loras_folders(tmp_path, monkeypatch):
     inside = _lora(tmp_path / "models" / "loras" / "mvic", "x.safetensors", {})
     outside = _lora(tmp_path, "outside.safetensors", {})
     sampler = node_class("MVIC_ICLoRASampler")
-    assert sampler.VALIDATE_INPUTS(lora_name="(none)", lora_path=str(inside)) is True
-    assert sampler.VALIDATE_INPUTS(lora_name="(none)", lora_path="mvic/x.safetensors") is True
+    assert sampler.validate_inputs(lora_name="(none)", lora_path=str(inside)) is True
+    assert sampler.validate_inputs(lora_name="(none)", lora_path="mvic/x.safetensors") is True
     for hostile in (str(outside), "../../outside.safetensors"):
-        message = sampler.VALIDATE_INPUTS(lora_name="(none)", lora_path=hostile)
+        message = sampler.validate_inputs(lora_name="(none)", lora_path=hostile)
         assert "ICLoRASampler.lora_path" in message and "extra_model_paths.yaml" in message
 
 

@@ -86,8 +86,7 @@ def trained(tmp_path_factory, sd_env, tiny_models):
     os.environ.update({"MVIC_SETTINGS": str(settings_file), "SD_SCRIPTS_DIR": ""})
     started = time.monotonic()
     try:
-        node = node_class("MVIC_LoRATrainer")()
-        out = node.train(
+        out = node_class("MVIC_LoRATrainer").execute(
             "dataset", "(use path input)", "(use path input)", "(use path input)", "(use path input)", "tiny_iclora", 4, 16, 1e-4, "cpu",
             save_every_n_steps=2, extra_args=FAST, sd_scripts_dir="tiny", flux_path=tiny_models.flux.name, clip_l_path=tiny_models.clip_l.name,
             t5xxl_path=tiny_models.t5xxl.name, ae_path=tiny_models.ae.name,
@@ -100,7 +99,7 @@ def trained(tmp_path_factory, sd_env, tiny_models):
 
 
 def test_node_trains_end_to_end_and_the_lora_lands_with_metadata(trained):
-    lora_path, curve, run_dir = trained["out"]["result"][:3]
+    lora_path, curve, run_dir = trained["out"].result[:3]
     assert Path(lora_path) == trained["tmp"] / "models" / "loras" / "mvic" / "tiny_iclora.safetensors"
     header = mvic_module("training.model_files").safetensors_header(Path(lora_path))
     keys = [k for k in header if k != "__metadata__"]
@@ -119,7 +118,7 @@ def test_node_trains_end_to_end_and_the_lora_lands_with_metadata(trained):
 
 def test_the_copied_dataset_is_what_trained(trained):
     """Its images and captions, through the run's own dataset view and config; nothing written into it."""
-    run_dir = Path(trained["out"]["result"][2])
+    run_dir = Path(trained["out"].result[2])
     config = (run_dir / "dataset.toml").read_text()
     assert f'image_dir = "{(run_dir / "dataset").resolve()}"' in config and "original" not in config
     links = sorted((run_dir / "dataset").glob("*.png"))
@@ -129,7 +128,7 @@ def test_the_copied_dataset_is_what_trained(trained):
 
 def test_captions_really_reach_training(trained):
     """With an all-zero T5 every T5 output is identical, so compare CLIP-L's pooled vectors."""
-    caches = sorted((Path(trained["out"]["result"][2]) / "dataset").glob("*_flux_te.npz"))
+    caches = sorted((Path(trained["out"].result[2]) / "dataset").glob("*_flux_te.npz"))
     assert len(caches) == 2
     pooled = [np.load(c)["l_pooled"].astype(np.float32) for c in caches]
     assert not np.allclose(pooled[0], pooled[1])
@@ -240,7 +239,7 @@ def test_the_lora_applies_in_real_comfyui_with_no_unmatched_keys(trained, tiny_m
     if paths is None:
         pytest.skip("real-ComfyUI check: set COMFYUI_DIR (and COMFYUI_PYTHON)")
     comfy_dir, python = paths
-    lora = trained["out"]["result"][0]
+    lora = trained["out"].result[0]
     out = subprocess.run([python, str(ROOT / "tests" / "lora_check_comfyui.py"), str(comfy_dir), str(tiny_models.flux), lora],
                          capture_output=True, text=True, timeout=300)
     assert "RESULT " in out.stdout, out.stderr[-3000:]
@@ -251,7 +250,7 @@ def test_the_lora_applies_in_real_comfyui_with_no_unmatched_keys(trained, tiny_m
 def test_the_lora_loads_in_diffusers_through_peft(trained):
     pytest.importorskip("diffusers")
     pytest.importorskip("peft")
-    lora = trained["out"]["result"][0]
+    lora = trained["out"].result[0]
     out = subprocess.run([sys.executable, str(ROOT / "tests" / "lora_check_diffusers.py"), lora], capture_output=True, text=True, timeout=300)
     assert "RESULT " in out.stdout, out.stderr[-3000:]
     result = json.loads(out.stdout.split("RESULT ", 1)[1])

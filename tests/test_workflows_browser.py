@@ -212,7 +212,7 @@ def test_an_older_workflow_converts_exactly_as_the_real_frontend_queues_it(front
 SAVED = ROOT / "tests" / "fixtures" / "saved_workflows"
 
 
-@pytest.mark.parametrize("filename", sorted(p.name for p in SAVED.glob("*.v1.json")))
+@pytest.mark.parametrize("filename", sorted(p.name for p in SAVED.glob("*.v[0-9].json")))
 def test_a_workflow_saved_by_an_earlier_version_keeps_every_value_in_its_widget(frontend, filename):
     """Saved workflows restore widget values by position: after widgets changed (LoRATrainer's
     sd_scripts_dir became a list, caption_problems was added at the end) an old file still queues

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import sys
 import types
 
 import pytest
@@ -42,15 +41,13 @@ def folder_sentinels():
     fake = types.ModuleType("folder_paths")
     fake.get_filename_list = lambda folder: [f"<{folder}>"]
     fake.get_full_path = lambda folder, name: None
-    saved = sys.modules.get("folder_paths")
-    sys.modules["folder_paths"] = fake
+    comfy_io = workflow_api.load_pack().nodes.comfy_io
+    saved = comfy_io._folder_paths
+    comfy_io._folder_paths = lambda: fake
     try:
         yield
     finally:
-        if saved is None:
-            sys.modules.pop("folder_paths", None)
-        else:
-            sys.modules["folder_paths"] = saved
+        comfy_io._folder_paths = saved
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +86,7 @@ def test_the_five_workflows_ship_in_ui_and_api_form():
 def test_every_node_is_ours_core_or_frontend_only(name, definitions):
     core = workflow_api.core_definitions()
     assert all(not info.get("python_module", "").startswith("custom_nodes") for info in core.values()), "snapshot holds non-core nodes"
-    ours = set(pack.NODE_CLASS_MAPPINGS)
+    ours = set(pack.nodes.nodes_by_id())
     for node in load(name)["nodes"]:
         kind = node["type"]
         assert kind in ours or kind in core or kind in workflow_api.FRONTEND_ONLY, f"{name}: node {node['id']} has unknown type {kind}"

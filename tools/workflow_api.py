@@ -13,7 +13,8 @@ seed-like INT, the upload button after an `image_upload` combo). A workflow save
 older or newer frontend, or for another version of a node, converts as the frontend loads it:
 values missing at the end take the widgets' defaults, values left over are ignored, and a
 control value where the node has none is skipped instead of shifting every later value. Our nodes'
-INPUT_TYPES come from the pack itself (loaded by path, as ComfyUI loads it); core
+definitions come from the pack itself (loaded by path, as ComfyUI loads it, with ComfyUI's comfy_api
+from COMFYUI_DIR; each V3 schema read as /object_info shows it); core
 nodes' from a saved /object_info snapshot of just the core nodes the shipped
 workflows use. Frontend-only nodes (Note, MarkdownNote, Reroute, PrimitiveNode)
 are resolved away.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import urllib.request
 from pathlib import Path
@@ -49,9 +51,15 @@ class WorkflowError(ValueError):
 
 
 def load_pack():
-    """The pack as ComfyUI imports it: by file path, under its folder name (one copy per process)."""
+    """The pack as ComfyUI imports it: by file path, under its folder name (one copy per process).
+    Its V3 nodes need ComfyUI's comfy_api: COMFYUI_DIR names the ComfyUI checkout."""
     if PACK_NAME in sys.modules:
         return sys.modules[PACK_NAME]
+    comfy_dir = os.environ.get("COMFYUI_DIR", "").strip()
+    if not comfy_dir:
+        raise WorkflowError("our nodes are ComfyUI V3 nodes: set COMFYUI_DIR to a ComfyUI checkout to read them")
+    if comfy_dir not in sys.path:
+        sys.path.append(comfy_dir)
     spec = importlib.util.spec_from_file_location(PACK_NAME, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACK_NAME] = module
@@ -59,25 +67,14 @@ def load_pack():
     return module
 
 
-def _spec_list(spec) -> list:
-    return [spec[0], dict(spec[1]) if len(spec) > 1 and spec[1] else {}]
-
-
 def our_definitions() -> dict[str, dict]:
-    """Our nodes in /object_info's shape (input, input_order, output, output_name, display_name)."""
-    pack = load_pack()
+    """Our nodes in /object_info's shape (input, input_order, output, output_name, display_name...),
+    from each node's V3 schema exactly as ComfyUI's /object_info serves it."""
     definitions = {}
-    for key, cls in pack.NODE_CLASS_MAPPINGS.items():
-        types = cls.INPUT_TYPES()
-        section = {part: {name: _spec_list(spec) for name, spec in types.get(part, {}).items()} for part in ("required", "optional")}
-        definitions[key] = {
-            "input": {part: specs for part, specs in section.items() if specs},
-            "input_order": {part: list(specs) for part, specs in section.items() if specs},
-            "output": list(cls.RETURN_TYPES),
-            "output_name": list(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES),
-            "display_name": pack.NODE_DISPLAY_NAME_MAPPINGS.get(key, key),
-            "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
-        }
+    for key, cls in load_pack().nodes.nodes_by_id().items():
+        info = json.loads(json.dumps(cls.GET_NODE_INFO_V1()))
+        info["input"] = {part: specs for part, specs in info["input"].items() if part in ("required", "optional")}
+        definitions[key] = info
     return definitions
 
 
@@ -340,7 +337,7 @@ def convert_all(check: bool = False) -> list[Path]:
 
 
 def core_types_used(folder: Path = WORKFLOWS) -> list[str]:
-    ours = set(load_pack().NODE_CLASS_MAPPINGS)
+    ours = set(load_pack().nodes.nodes_by_id())
     used = {node["type"] for path in ui_workflows(folder) for node in json.loads(path.read_text(encoding="utf-8"))["nodes"]}
     return sorted(used - ours - FRONTEND_ONLY)
 
