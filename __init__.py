@@ -7,14 +7,19 @@ process holds one copy of every dataclass. The nodes use ComfyUI's V3 schema
 NODE_CLASS_MAPPINGS (ComfyUI would then take the classic path). The CLI
 (`python -m mvic`) runs the core alone as `mvic` and never imports the nodes.
 """
-try:
-    from .nodes import comfy_entrypoint
-except ModuleNotFoundError as exc:
-    if exc.name is None or not exc.name.startswith("comfy_api"):
-        raise
-    raise ImportError(
-        "ComfyUI-MultiView-ICLoRA is a ComfyUI custom node pack (it needs ComfyUI's comfy_api): put this folder "
-        "in ComfyUI's custom_nodes/; without ComfyUI use the core alone: python -m mvic --help"
-    ) from exc
+async def comfy_entrypoint():
+    """ComfyUI's V3 registration. The nodes (and ComfyUI's comfy_api) are imported only here, so the core
+    `<pack>.mvic` loads without ComfyUI (tests, tools)."""
+    try:
+        from .nodes import comfy_entrypoint as nodes_entrypoint
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("comfy_api"):
+            raise
+        raise ImportError(
+            "ComfyUI-MultiView-ICLoRA is a ComfyUI custom node pack (it needs ComfyUI's comfy_api): put this "
+            "folder in ComfyUI's custom_nodes/; without ComfyUI use the core alone: python -m mvic --help"
+        ) from exc
+    return await nodes_entrypoint()
+
 
 __all__ = ["comfy_entrypoint"]

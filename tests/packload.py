@@ -18,12 +18,10 @@ PACK_NAME = "ComfyUI-MultiView-ICLoRA"
 
 def add_comfyui_to_path() -> None:
     """The nodes are ComfyUI V3 nodes (comfy_api.latest): tests import them from the real ComfyUI
-    snapshot (COMFYUI_DIR), as ComfyUI's own process has it on sys.path."""
+    snapshot (COMFYUI_DIR), as ComfyUI's own process has it on sys.path. Without it the core still loads
+    and the node tests skip (fail under MVIC_REQUIRE_REAL)."""
     directory = os.environ.get("COMFYUI_DIR", "").strip()
-    if not directory:
-        raise RuntimeError("the node tests need ComfyUI's comfy_api: set COMFYUI_DIR to a ComfyUI checkout "
-                           "(source /work/team/env.sh, or .ci/run)")
-    if directory not in sys.path:
+    if directory and directory not in sys.path:
         sys.path.append(directory)
 
 
@@ -47,11 +45,22 @@ def mvic_module(name: str = ""):
     return importlib.import_module(f"{PACK_NAME}.mvic" + (f".{name}" if name else ""))
 
 
-NODES = pack.nodes.nodes_by_id()  # node ID -> V3 node class, as ComfyUI registers them
+def nodes_by_id() -> dict:
+    """node ID -> V3 node class, as ComfyUI registers them; skips the test without ComfyUI's comfy_api."""
+    try:
+        nodes = importlib.import_module(f"{PACK_NAME}.nodes")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("comfy_api"):
+            raise
+        import pytest
+
+        pytest.skip("node test: the nodes need ComfyUI's comfy_api: set COMFYUI_DIR to a ComfyUI checkout",
+                    allow_module_level=True)
+    return nodes.nodes_by_id()
 
 
 def node_class(key: str):
-    return NODES[key]
+    return nodes_by_id()[key]
 
 
 mvic = mvic_module()

@@ -13,7 +13,9 @@ def test_object_info_lists_our_nodes_with_their_inputs(comfyui):
     conventions (issue 14 point 3): a display name people read, a sub-category (dataset / train /
     sample), a tooltip on every input, an explicit control_after_generate on every seed."""
     info = comfyui.get("/object_info")
-    from packload import NODES
+    from packload import nodes_by_id
+
+    NODES = nodes_by_id()
 
     for key, display in EXPECTED.items():
         assert key in info, f"{key} missing; ComfyUI log:\n{comfyui.log()}"

@@ -2,10 +2,12 @@
 ComfyUI V3 nodes (comfy_api.latest) registered through comfy_entrypoint, following ComfyUI's conventions."""
 import os
 import subprocess
+
+import pytest
 import sys
 import textwrap
 
-from packload import NODES, PACK_NAME, ROOT, pack
+from packload import PACK_NAME, ROOT, nodes_by_id, pack
 
 # Node ID (unchanged: saved workflows name it) -> the display name people read.
 EXPECTED = {
@@ -52,6 +54,8 @@ IMPORT_AS_COMFYUI = LOAD + textwrap.dedent(
 
 
 def test_pack_registers_its_v3_nodes_through_comfy_entrypoint_and_stays_light():
+    if not os.environ.get("COMFYUI_DIR"):
+        pytest.skip("needs ComfyUI's comfy_api: set COMFYUI_DIR to a ComfyUI checkout")
     out = subprocess.run([sys.executable, "-c", IMPORT_AS_COMFYUI, os.environ["COMFYUI_DIR"]], capture_output=True,
                          text=True, cwd="/", timeout=180)
     assert out.returncode == 0, out.stderr
@@ -64,15 +68,17 @@ def test_pack_registers_its_v3_nodes_through_comfy_entrypoint_and_stays_light():
 
 
 def test_without_comfyui_the_pack_says_what_it_is():
-    code = textwrap.dedent(LOAD + "spec.loader.exec_module(module)\n")
+    """The pack (and its core) loads without ComfyUI; registering its nodes says what it needs."""
+    code = textwrap.dedent(LOAD + "spec.loader.exec_module(module)\nimport asyncio\nasyncio.run(module.comfy_entrypoint())\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120)
     assert out.returncode == 1 and "ComfyUI custom node pack" in out.stderr and "python -m mvic" in out.stderr
 
 
 def test_every_node_follows_comfyui_conventions():
     """Issue 14 point 3 (declared side; tests/test_comfyui_integration.py checks what /object_info serves)."""
-    assert set(NODES) == set(EXPECTED)
-    for key, cls in NODES.items():
+    nodes = nodes_by_id()
+    assert set(nodes) == set(EXPECTED)
+    for key, cls in nodes.items():
         schema = cls.GET_SCHEMA()
         assert schema.display_name == EXPECTED[key]
         assert schema.category.split("/")[0] == "MultiView ICLoRA" and schema.category.split("/")[1] in STAGES, key
@@ -89,9 +95,9 @@ def test_one_copy_of_the_core_in_the_test_process():
     init = str(ROOT / "__init__.py")
     copies = [name for name, module in list(sys.modules.items()) if getattr(module, "__file__", None) == init]
     assert copies == [PACK_NAME]  # pytest did not import the pack root a second time
-    loader_module = sys.modules[NODES["MVIC_MultiViewLoader"].__module__]
+    loader_module = sys.modules[nodes_by_id()["MVIC_MultiViewLoader"].__module__]
     assert loader_module.__name__.startswith(PACK_NAME + ".nodes")
-    assert pack.nodes.NODES  # the pack is loaded
+    assert pack.nodes.NODES  # the pack is loaded (the nodes were imported above)
 
 
 def test_cli_imports_core_alone():

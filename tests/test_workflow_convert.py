@@ -13,6 +13,9 @@ import sys
 
 import pytest
 from packload import ROOT
+from packload import nodes_by_id as _nodes_by_id  # noqa: E402
+
+_nodes_by_id()  # our V3 nodes need ComfyUI's comfy_api: without COMFYUI_DIR this module skips
 
 spec = importlib.util.spec_from_file_location("mvic_workflow_api_convert", ROOT / "tools" / "workflow_api.py")
 workflow_api = importlib.util.module_from_spec(spec)

@@ -10,7 +10,9 @@ import json
 import types
 
 import pytest
-from packload import ROOT, pack
+from packload import ROOT, nodes_by_id, pack
+
+nodes_by_id()  # our V3 nodes need ComfyUI's comfy_api: without COMFYUI_DIR this module skips
 
 spec = importlib.util.spec_from_file_location("mvic_workflow_api", ROOT / "tools" / "workflow_api.py")
 workflow_api = importlib.util.module_from_spec(spec)
@@ -86,7 +88,7 @@ def test_the_five_workflows_ship_in_ui_and_api_form():
 def test_every_node_is_ours_core_or_frontend_only(name, definitions):
     core = workflow_api.core_definitions()
     assert all(not info.get("python_module", "").startswith("custom_nodes") for info in core.values()), "snapshot holds non-core nodes"
-    ours = set(pack.nodes.nodes_by_id())
+    ours = set(nodes_by_id())
     for node in load(name)["nodes"]:
         kind = node["type"]
         assert kind in ours or kind in core or kind in workflow_api.FRONTEND_ONLY, f"{name}: node {node['id']} has unknown type {kind}"

@@ -51,20 +51,24 @@ class WorkflowError(ValueError):
 
 
 def load_pack():
-    """The pack as ComfyUI imports it: by file path, under its folder name (one copy per process).
-    Its V3 nodes need ComfyUI's comfy_api: COMFYUI_DIR names the ComfyUI checkout."""
-    if PACK_NAME in sys.modules:
-        return sys.modules[PACK_NAME]
+    """The pack as ComfyUI imports it: by file path, under its folder name (one copy per process), with its
+    nodes. Its V3 nodes need ComfyUI's comfy_api: COMFYUI_DIR names the ComfyUI checkout."""
     comfy_dir = os.environ.get("COMFYUI_DIR", "").strip()
-    if not comfy_dir:
-        raise WorkflowError("our nodes are ComfyUI V3 nodes: set COMFYUI_DIR to a ComfyUI checkout to read them")
-    if comfy_dir not in sys.path:
+    if comfy_dir and comfy_dir not in sys.path:
         sys.path.append(comfy_dir)
-    spec = importlib.util.spec_from_file_location(PACK_NAME, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_NAME] = module
-    spec.loader.exec_module(module)
-    return module
+    if PACK_NAME not in sys.modules:
+        spec = importlib.util.spec_from_file_location(PACK_NAME, ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PACK_NAME] = module
+        spec.loader.exec_module(module)
+    try:
+        importlib.import_module(f"{PACK_NAME}.nodes")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("comfy_api"):
+            raise
+        raise WorkflowError("our nodes are ComfyUI V3 nodes: set COMFYUI_DIR to a ComfyUI checkout to read them") from None
+    return sys.modules[PACK_NAME]
 
 
 def our_definitions() -> dict[str, dict]:
