@@ -112,6 +112,7 @@ class LoRATrainer:
                     "images without captions, or captions whose markers don't match the layout: "
                     "refuse to train (listing them), or warn and train")}),
             },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},  # kept in the run folder
         }
 
     @classmethod
@@ -140,7 +141,7 @@ class LoRATrainer:
     def train(self, dataset_dir, flux_model, clip_l, t5xxl, ae, lora_name, steps, rank, learning_rate, vram_preset,
               alpha=16.0, seed=42, save_every_n_steps=250, sample_every_n_steps=0, loras_subfolder="mvic", extra_args="",
               sd_scripts_dir=DEFAULT_TRAINER, gpu_ids="", flux_path="", clip_l_path="", t5xxl_path="", ae_path="",
-              compile="auto", fp8_matmul="auto", caption_problems="refuse"):
+              compile="auto", fp8_matmul="auto", caption_problems="refuse", prompt=None, extra_pnginfo=None):
         from ..mvic.sources.common import safe_name
         from ..mvic.training.arguments import FluxModelFiles, TrainingSettings
         from ..mvic.training.environment import resolve_trainer
@@ -169,12 +170,19 @@ class LoRATrainer:
 
         def on_progress(p):
             progress(p.step, p.total)
+            progress.text(f"step {p.step}/{p.total}" + (f", loss {p.loss:.6g}" if p.loss is not None else ""))
             watcher.poll()  # sd-scripts' new previews: scored, shown live
 
-        callbacks = TrainingCallbacks(on_progress=on_progress, should_stop=interrupt_requested)
+        def on_phase(phase):
+            progress.text(phase.text())
+            if phase.total:
+                progress(phase.done, phase.total)
+
+        callbacks = TrainingCallbacks(on_progress=on_progress, should_stop=interrupt_requested, on_phase=on_phase)
         loras = loras_folder() / safe_name(loras_subfolder, "mvic")
+        started_by = {"started_by": "ComfyUI", "prompt": prompt, "workflow": (extra_pnginfo or {}).get("workflow")}
         result = train_lora(training, environment, loras, name, vram_preset, callbacks,
-                            caption_problems=caption_problems)
+                            caption_problems=caption_problems, started_by=started_by)
         curve = images_to_tensor([loss_curve_image(result.losses)])
         previews = watcher.finish(name)
         text = f"LoRA: {result.lora_path} (preset {result.preset.name}" + (f", resumed at step {result.resumed_from_step}" if result.resumed_from_step else "") + ")"
