@@ -161,7 +161,8 @@ def _receive_until_done(socket, prompt_id: str, timeout: float) -> list[bytes]:
         except TimeoutError:
             continue
         if isinstance(message, bytes):
-            frames.append(message)
+            if message[:4] != b"\x00\x00\x00\x03":  # not the node's progress text (BinaryEventTypes.TEXT)
+                frames.append(message)
             continue
         event = json.loads(message)
         data = event.get("data", {})

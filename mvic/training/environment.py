@@ -290,10 +290,11 @@ def torch_choice(torch_spec: str, gpu_visible: bool) -> tuple[str, str]:
     if torch_spec.strip():
         return torch_spec, f"torch: {torch_spec} (as given with --torch)"
     if gpu_visible:
-        return DEFAULT_TORCH, f"NVIDIA GPU visible: installing CUDA torch ({DEFAULT_TORCH} from PyPI); --torch chooses another"
+        return DEFAULT_TORCH, (f"NVIDIA GPU visible: installing CUDA torch ({DEFAULT_TORCH} from PyPI); "
+                               "--torch chooses another")
     return (f"{DEFAULT_TORCH} --index-url {CPU_TORCH_INDEX}",
-            f"no NVIDIA GPU visible (no nvidia-smi, no /proc/driver/nvidia): installing CPU torch from {CPU_TORCH_INDEX} "
-            "(no CUDA download; training would run on the CPU). For a GPU build, give --torch, e.g. "
+            "no NVIDIA GPU visible (no nvidia-smi, no /proc/driver/nvidia): installing CPU torch from "
+            f"{CPU_TORCH_INDEX} (no CUDA download; training would run on the CPU). For a GPU build, give --torch, e.g. "
             "--torch 'torch torchvision --index-url https://download.pytorch.org/whl/cu128'")
 
 
