@@ -27,7 +27,6 @@ from packload import ROOT, mvic_module
 progress = mvic_module("training.progress")
 FIXTURES = ROOT / "tests" / "fixtures"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-TEXT_EVENT = 3  # ComfyUI protocol.BinaryEventTypes.TEXT
 
 
 def _setup_dry_run(checkout: Path, path: str, *extra: str) -> subprocess.CompletedProcess:
@@ -137,16 +136,11 @@ def test_losses_file_keeps_the_steps_before_a_resume(tmp_path):
 @pytest.fixture(scope="module")
 def sd_setup(tmp_path_factory):
     from sdscripts_env import SKIP_REASON, sd_scripts_paths
+    from trainer_data import sd_scripts_and_tiny_models
 
-    paths = sd_scripts_paths()
-    if paths is None:
+    if sd_scripts_paths() is None:  # before making the dataset
         pytest.skip(SKIP_REASON)
-    import tiny_models
-
-    files = {"flux": tiny_models.tiny_flux(), "clip_l": tiny_models.tiny_clip_l(), "t5xxl": tiny_models.zero_t5xxl(),
-             "ae": tiny_models.tiny_ae()}
-    return {"checkout": paths[0], "python": paths[1], "models": files,
-            "dataset": _wide_dataset(tmp_path_factory.mktemp("ux_dataset") / "dataset")}
+    return sd_scripts_and_tiny_models(_wide_dataset(tmp_path_factory.mktemp("ux_dataset") / "dataset"))
 
 
 def _wide_dataset(folder: Path) -> Path:
@@ -221,46 +215,13 @@ def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(sd_setup, 
     assert (run / "output" / "attempt1" / "started_by.json").read_text() == (run / "started_by.json").read_text()
 
 
-def _frames_until_done(socket, prompt_id: str, timeout: float) -> tuple[list[str], list[dict]]:
-    """Progress texts (node's text lines) and progress events, until the prompt finished."""
-    import time
-
-    texts, bars, deadline = [], [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            message = socket.recv(timeout=5)
-        except TimeoutError:
-            continue
-        if isinstance(message, bytes):
-            if struct.unpack(">I", message[:4])[0] == TEXT_EVENT:
-                (length,) = struct.unpack(">I", message[4:8])
-                texts.append((message[8:8 + length].decode(), message[8 + length:].decode()))
-            continue
-        event = json.loads(message)
-        data = event.get("data", {})
-        if event["type"] == "progress":
-            bars.append(data)
-        if event["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
-            return texts, bars
-        if event["type"] == "execution_error":
-            raise AssertionError(json.dumps(data)[:3000])
-    raise TimeoutError("the training prompt did not finish")
-
-
 def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(sd_setup, tmp_path):
-    from comfy_harness import ComfyServer, comfyui_paths
+    from comfy_harness import progress_texts, receive_until_done
+    from trainer_data import comfyui_with_sd_scripts, tiny_trainer_inputs
     from websockets.sync.client import connect
 
-    if comfyui_paths() is None:
-        pytest.skip("real-ComfyUI test: set COMFYUI_DIR (and COMFYUI_PYTHON)")
-    m = sd_setup["models"]
-    env = {"SD_SCRIPTS_DIR": str(sd_setup["checkout"]), "SD_SCRIPTS_PYTHON": sd_setup["python"]}
-    server = ComfyServer(*comfyui_paths(), base_dir=tmp_path / "comfy", env=env).start()
-    none = "(use path input)"
-    trainer = {"dataset_dir": str(sd_setup["dataset"]), "flux_model": none, "clip_l": none, "t5xxl": none, "ae": none,
-               "lora_name": "wide", "steps": 4, "rank": 4, "learning_rate": 1e-4, "vram_preset": "cpu",
-               "save_every_n_steps": 2, "extra_args": "--t5xxl_max_token_length 64", "flux_path": str(m["flux"]),
-               "clip_l_path": str(m["clip_l"]), "t5xxl_path": str(m["t5xxl"]), "ae_path": str(m["ae"])}
+    server = comfyui_with_sd_scripts(sd_setup, tmp_path / "comfy")
+    trainer = tiny_trainer_inputs(sd_setup, "wide")
     prompt = {"7": {"class_type": "MVIC_LoRATrainer", "inputs": trainer}}
     workflow = {"last_node_id": 7, "nodes": [{"id": 7, "type": "MVIC_LoRATrainer"}], "links": [], "version": 0.4}
     client = uuid.uuid4().hex
@@ -269,11 +230,11 @@ def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(sd_set
         with connect(url, max_size=2**26, ping_interval=None, open_timeout=60) as socket:
             queued = server.post("/prompt", {"prompt": prompt, "client_id": client,
                                              "extra_data": {"extra_pnginfo": {"workflow": workflow}}})
-            texts, bars = _frames_until_done(socket, queued["prompt_id"], timeout=900)
+            frames, events = receive_until_done(socket, queued["prompt_id"], timeout=900)
     finally:
         server.stop()
     run = tmp_path / "comfy" / "output" / "mvic_runs" / "wide"
-    shown = [text for node, text in texts if node == "7"]
+    shown = [text for node, text in progress_texts(frames) if node == "7"]
     print("\n" + "\n".join(shown))
     for expected in ("loading models 4/4", "caching latents 2/2", "caching text-encoder outputs 2/2"):
         assert expected in shown, shown
@@ -282,7 +243,8 @@ def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(sd_set
     assert all(step_texts) and [int(s.group(1)) for s in step_texts] == [1, 2, 3, 4] == [s for s, _ in losses]
     assert [float(s.group(2)) for s in step_texts] == pytest.approx([loss for _, loss in losses], rel=1e-5)
     # The bar follows the caching phases (2 images), then the steps.
-    ours = [(b["value"], b["max"]) for b in bars if b.get("node") == "7"]
+    bars = [e["data"] for e in events if e["type"] == "progress" and e["data"].get("node") == "7"]
+    ours = [(b["value"], b["max"]) for b in bars]
     assert (2, 2) in ours and ours[-1] == (4, 4), ours
     assert ours.index((2, 2)) < ours.index((1, 4))
     started = json.loads((run / "started_by.json").read_text())
