@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +32,7 @@ class ChildResult:
     step_losses: dict[int, float] = field(default_factory=dict)  # step of this launch -> that step's loss
     loss_hook: bool = False  # the launcher reports each step's loss (else the steps come from tqdm, without loss)
     phases: PhaseReader = field(default_factory=PhaseReader)
+    last_bar: StepProgress | None = None  # sd-scripts' progress bar as last drawn
 
     def log_tail(self, chars: int = 3000) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
@@ -137,20 +138,18 @@ def run_child(
 def _inspect(line: str, result: ChildResult, on_progress, on_phase=None) -> None:
     step = parse_step(line)
     if step is not None:
-        if not result.loss_hook:
-            _report(StepProgress(step.step, step.total, None, step.seconds_per_step), result, on_progress)
-        else:
-            result.progress.append(StepProgress(step.step, step.total, None, step.seconds_per_step))
+        result.last_bar = step
+        if not result.loss_hook:  # without the launcher's loss lines the bar gives the steps (its loss is an average)
+            _report(replace(step, loss=None), result, on_progress)
         return
     step_loss = parse_step_loss(line)
     if step_loss is not None:
         number, loss = step_loss
         result.step_losses[number] = loss
-        shown = result.progress[-1] if result.progress else None
-        total = shown.total if shown else number
-        _report(StepProgress(number, total, loss, shown.seconds_per_step if shown else None), result, on_progress)
-        return
-    if line.strip() == STEP_LOSS_HOOK:
+        bar = result.last_bar
+        _report(StepProgress(number, bar.total if bar else number, loss, bar.seconds_per_step if bar else None), result,
+                on_progress)
+    elif line.strip() == STEP_LOSS_HOOK:
         result.loss_hook = True
     elif is_out_of_memory(line):
         result.out_of_memory = True
@@ -164,8 +163,7 @@ def _inspect(line: str, result: ChildResult, on_progress, on_phase=None) -> None
 
 def _report(step: StepProgress, result: ChildResult, on_progress) -> None:
     """Once per step (tqdm redraws the same step several times)."""
-    reported = [p for p in result.progress if p.loss is not None or not result.loss_hook]
-    if reported and (reported[-1].step, reported[-1].loss) == (step.step, step.loss):
+    if result.progress and result.progress[-1].step == step.step:
         return
     result.progress.append(step)
     if on_progress:
