@@ -48,21 +48,30 @@ def sd_scripts_and_tiny_models(dataset: Path) -> dict:
 
 
 def tiny_trainer_inputs(setup: dict, lora_name: str, **overrides) -> dict:
-    """LoRATrainer's inputs for a 4-step CPU run of `setup` (sd_scripts_and_tiny_models) in a real ComfyUI."""
+    """LoRATrainer's inputs for a 4-step CPU run of `setup` in the ComfyUI of comfyui_with_sd_scripts: the
+    dataset inside its output/, the model files by name inside its model folders."""
     m, none = setup["models"], "(use path input)"
-    inputs = {"dataset_dir": str(setup["dataset"]), "flux_model": none, "clip_l": none, "t5xxl": none, "ae": none,
+    inputs = {"dataset_dir": "dataset", "flux_model": none, "clip_l": none, "t5xxl": none, "ae": none,
               "lora_name": lora_name, "steps": 4, "rank": 4, "learning_rate": 1e-4, "vram_preset": "cpu",
-              "save_every_n_steps": 2, "extra_args": "--t5xxl_max_token_length 64", "flux_path": str(m["flux"]),
-              "clip_l_path": str(m["clip_l"]), "t5xxl_path": str(m["t5xxl"]), "ae_path": str(m["ae"])}
+              "save_every_n_steps": 2, "extra_args": "--t5xxl_max_token_length 64", "flux_path": m["flux"].name,
+              "clip_l_path": m["clip_l"].name, "t5xxl_path": m["t5xxl"].name, "ae_path": m["ae"].name}
     return {**inputs, **overrides}
 
 
-def comfyui_with_sd_scripts(setup: dict, base_dir: Path):
-    """A real ComfyUI started with the setup's sd-scripts in its environment (skip without ComfyUI)."""
+def comfyui_with_sd_scripts(setup: dict, base_dir: Path, checkout: Path | None = None):
+    """A real ComfyUI with the setup's sd-scripts (or `checkout`) in its environment, the dataset copied
+    into its output/dataset and the tiny models linked into its model folders (skip without ComfyUI)."""
     import pytest
     from comfy_harness import ComfyServer, comfyui_paths
 
     if comfyui_paths() is None:
         pytest.skip("real-ComfyUI test: set COMFYUI_DIR (and COMFYUI_PYTHON)")
-    env = {"SD_SCRIPTS_DIR": str(setup["checkout"]), "SD_SCRIPTS_PYTHON": setup["python"]}
-    return ComfyServer(*comfyui_paths(), base_dir=base_dir, env=env).start()
+    shutil.copytree(setup["dataset"], base_dir / "output" / "dataset")
+    folders = {}
+    for key, kind in (("flux", "diffusion_models"), ("clip_l", "text_encoders"), ("t5xxl", "text_encoders"),
+                      ("ae", "vae")):
+        folders[kind] = base_dir / "model_links" / kind
+        folders[kind].mkdir(parents=True, exist_ok=True)
+        (folders[kind] / setup["models"][key].name).symlink_to(setup["models"][key])
+    env = {"SD_SCRIPTS_DIR": str(checkout or setup["checkout"]), "SD_SCRIPTS_PYTHON": setup["python"]}
+    return ComfyServer(*comfyui_paths(), base_dir=base_dir, model_dirs=folders, env=env).start()

@@ -143,7 +143,8 @@ def report_step_losses() -> None:
             loss = sum(state["pending"]) / len(state["pending"])
             state["pending"] = []
             if main_process:
-                print(f"MVIC_LOSS {state['step']} {loss!r}", flush=True)
+                # Own line: tqdm's redraws (stderr, same pipe) end without a newline.
+                print(f"\nMVIC_LOSS {state['step']} {loss!r}", flush=True)
 
     recorder_class.__init__, recorder_class.add = init, add
     print("MVIC_LOSS_HOOK on", flush=True)

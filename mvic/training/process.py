@@ -136,20 +136,21 @@ def run_child(
 
 
 def _inspect(line: str, result: ChildResult, on_progress, on_phase=None) -> None:
+    step_loss = parse_step_loss(line)  # first: it may share a line with a tqdm redraw
     step = parse_step(line)
     if step is not None:
         result.last_bar = step
         if not result.loss_hook:  # without the launcher's loss lines the bar gives the steps (its loss is an average)
             _report(replace(step, loss=None), result, on_progress)
-        return
-    step_loss = parse_step_loss(line)
     if step_loss is not None:
         number, loss = step_loss
         result.step_losses[number] = loss
         bar = result.last_bar
         _report(StepProgress(number, bar.total if bar else number, loss, bar.seconds_per_step if bar else None), result,
                 on_progress)
-    elif line.strip() == STEP_LOSS_HOOK:
+    if step is not None or step_loss is not None:
+        return
+    if line.strip() == STEP_LOSS_HOOK:
         result.loss_hook = True
     elif is_out_of_memory(line):
         result.out_of_memory = True

@@ -12,7 +12,7 @@ _LOSS = re.compile(r"avr_loss=([-+\d.eE]+|nan|inf)")
 _OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|HIP out of memory", re.IGNORECASE)
 _NO_DATA = re.compile(r"No data found", re.IGNORECASE)
 # trainers/launch_sd_scripts.py: `MVIC_LOSS <step> <loss>` once per optimizer step (the step's own loss).
-_STEP_LOSS = re.compile(r"^MVIC_LOSS (\d+) ([-+\d.eE]+|nan|-?inf)\s*$")
+_STEP_LOSS = re.compile(r"MVIC_LOSS (\d+) ([-+\d.eE]+|nan|-?inf)\s*$")  # may follow a tqdm redraw (no newline)
 STEP_LOSS_HOOK = "MVIC_LOSS_HOOK on"
 # A bare tqdm bar (no description): sd-scripts' caching loops.
 _BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)")
@@ -83,7 +83,7 @@ class PhaseReader:
 
 def parse_step_loss(line: str) -> tuple[int, float] | None:
     """The launcher's `MVIC_LOSS <step> <loss>` line: (step within this launch, that step's loss)."""
-    match = _STEP_LOSS.match(line.strip())
+    match = _STEP_LOSS.search(line.strip())
     return (int(match.group(1)), float(match.group(2))) if match else None
 
 
