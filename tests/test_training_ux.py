@@ -215,6 +215,31 @@ def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(sd_setup, 
     assert (run / "output" / "attempt1" / "started_by.json").read_text() == (run / "started_by.json").read_text()
 
 
+WORKFLOW = {"last_node_id": 7, "nodes": [{"id": 7, "type": "MVIC_LoRATrainer"}], "links": [], "version": 0.4}
+
+
+def _train_in_comfyui(server, prompt: dict, workflow: dict, timeout: float) -> tuple[Path, list[str], list[dict]]:
+    """Queue the one-trainer prompt (node "7") with its workflow as the frontend sends it; the run folder, the
+    node's progress texts (all phases must show) and the websocket's events."""
+    from comfy_harness import progress_texts, receive_until_done
+    from websockets.sync.client import connect
+
+    client = uuid.uuid4().hex
+    try:
+        with connect(f"ws://127.0.0.1:{server.port}/ws?clientId={client}", max_size=2**26, ping_interval=None,
+                     open_timeout=60) as socket:
+            queued = server.post("/prompt", {"prompt": prompt, "client_id": client,
+                                             "extra_data": {"extra_pnginfo": {"workflow": workflow}}})
+            frames, events = receive_until_done(socket, queued["prompt_id"], timeout=timeout)
+    finally:
+        server.stop()
+    shown = [text for node, text in progress_texts(frames) if node == "7"]
+    print("\n" + "\n".join(shown))
+    for expected in ("loading models 4/4", "caching latents 2/2", "caching text-encoder outputs 2/2"):
+        assert expected in shown, shown
+    return server.base_dir / "output" / "mvic_runs" / "wide", shown, events
+
+
 def _check_started_by_comfyui(run: Path, prompt: dict, workflow: dict) -> None:
     """ComfyUI's PROMPT as SaveImage embeds it (the queued prompt; ComfyUI adds its is_changed) and the workflow."""
     started = json.loads((run / "started_by.json").read_text())
@@ -223,28 +248,12 @@ def _check_started_by_comfyui(run: Path, prompt: dict, workflow: dict) -> None:
 
 
 def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(sd_setup, tmp_path):
-    from comfy_harness import progress_texts, receive_until_done
     from trainer_data import comfyui_with_sd_scripts, tiny_trainer_inputs
-    from websockets.sync.client import connect
 
     server = comfyui_with_sd_scripts(sd_setup, tmp_path / "comfy")
     trainer = tiny_trainer_inputs(sd_setup, "wide")
     prompt = {"7": {"class_type": "MVIC_LoRATrainer", "inputs": trainer}}
-    workflow = {"last_node_id": 7, "nodes": [{"id": 7, "type": "MVIC_LoRATrainer"}], "links": [], "version": 0.4}
-    client = uuid.uuid4().hex
-    try:
-        url = f"ws://127.0.0.1:{server.port}/ws?clientId={client}"
-        with connect(url, max_size=2**26, ping_interval=None, open_timeout=60) as socket:
-            queued = server.post("/prompt", {"prompt": prompt, "client_id": client,
-                                             "extra_data": {"extra_pnginfo": {"workflow": workflow}}})
-            frames, events = receive_until_done(socket, queued["prompt_id"], timeout=900)
-    finally:
-        server.stop()
-    run = tmp_path / "comfy" / "output" / "mvic_runs" / "wide"
-    shown = [text for node, text in progress_texts(frames) if node == "7"]
-    print("\n" + "\n".join(shown))
-    for expected in ("loading models 4/4", "caching latents 2/2", "caching text-encoder outputs 2/2"):
-        assert expected in shown, shown
+    run, shown, events = _train_in_comfyui(server, prompt, WORKFLOW, timeout=900)
     step_texts = [re.fullmatch(r"step (\d+)/4, loss (\S+)", t) for t in shown if t.startswith("step ")]
     losses = _losses(run)
     assert all(step_texts) and [int(s.group(1)) for s in step_texts] == [1, 2, 3, 4] == [s for s, _ in losses]
@@ -253,7 +262,7 @@ def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(sd_set
     bars = [e["data"] for e in events if e["type"] == "progress" and e["data"].get("node") == "7"]
     ours = [(b["value"], b["max"]) for b in bars]
     assert (4, 4) in ours[:-4] and (2, 2) in ours[:-4] and ours[-4:] == [(1, 4), (2, 4), (3, 4), (4, 4)], ours
-    _check_started_by_comfyui(run, prompt, workflow)
+    _check_started_by_comfyui(run, prompt, WORKFLOW)
     lora = tmp_path / "comfy" / "models" / "loras" / "mvic" / "wide.safetensors"
     assert _modelspec_resolution(lora) == "256x128"
     shutil.rmtree(run / "dataset", ignore_errors=True)  # the caches: 10s of MB per test otherwise
@@ -273,7 +282,9 @@ recorder = train_util.LossRecorder()
 for step, loss in enumerate({losses!r}, 1):
     sys.stderr.write(f"\\rsteps: {{25 * step}}%|##  | {{step}}/4 [00:0{{step}}<00:00,  1.00s/it]")
     recorder.add(epoch=0, step=step - 1, loss=loss)
-    sys.stderr.write(f"\\rsteps: {{25 * step}}%|##  | {{step}}/4 [00:0{{step}}<00:00,  1.00s/it, avr_loss={{recorder.moving_average:.3g}}]")
+    average = recorder.moving_average
+    bar = f"{{25 * step}}%|## | {{step}}/4 [00:0{{step}}<00:00, 1.00s/it"
+    sys.stderr.write(f"\\rsteps: {{bar}}, avr_loss={{average:.3g}}]")
     sys.stderr.flush()
 header = json.dumps({{"__metadata__": {{"modelspec.resolution": "1024x1024"}},
                       "w": {{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}}}).encode()
@@ -287,10 +298,9 @@ def test_trainer_node_with_a_stand_in_trainer_shows_phases_losses_and_keeps_its_
     """sd-scripts replaced by a script that replays a real sd-scripts log up to training and feeds the real
     checkout's LossRecorder (through our launcher and its hook), so the node-facing parts run in a real
     ComfyUI in seconds. The real-training versions: the tests above."""
-    from comfy_harness import comfyui_paths, progress_texts, receive_until_done
+    from comfy_harness import comfyui_paths
     from sdscripts_env import SKIP_REASON, sd_scripts_paths
     from trainer_data import comfyui_with_sd_scripts, copy_checkout, tiny_trainer_inputs
-    from websockets.sync.client import connect
 
     paths = sd_scripts_paths()
     if paths is None or comfyui_paths() is None:
@@ -305,25 +315,12 @@ def test_trainer_node_with_a_stand_in_trainer_shows_phases_losses_and_keeps_its_
     setup = {"models": files, "dataset": _wide_dataset(tmp_path / "dataset"), "python": paths[1]}
     server = comfyui_with_sd_scripts(setup, tmp_path / "comfy", checkout)
     prompt = {"7": {"class_type": "MVIC_LoRATrainer", "inputs": tiny_trainer_inputs(setup, "wide", extra_args="")}}
-    workflow = {"last_node_id": 7, "nodes": [{"id": 7, "type": "MVIC_LoRATrainer"}], "links": [], "version": 0.4}
-    client = uuid.uuid4().hex
-    try:
-        with connect(f"ws://127.0.0.1:{server.port}/ws?clientId={client}", ping_interval=None, open_timeout=60) as socket:
-            queued = server.post("/prompt", {"prompt": prompt, "client_id": client,
-                                             "extra_data": {"extra_pnginfo": {"workflow": workflow}}})
-            frames, events = receive_until_done(socket, queued["prompt_id"], timeout=300)
-    finally:
-        server.stop()
-    run = tmp_path / "comfy" / "output" / "mvic_runs" / "wide"
-    shown = [text for node, text in progress_texts(frames) if node == "7"]
-    print("\n" + "\n".join(shown))
-    for expected in ("loading models 4/4", "caching latents 2/2", "caching text-encoder outputs 2/2"):
-        assert expected in shown, shown
+    run, shown, events = _train_in_comfyui(server, prompt, WORKFLOW, timeout=300)
     assert [t for t in shown if t.startswith("step ")] == [f"step {i}/4, loss {loss:.6g}"
                                                           for i, loss in enumerate(STAND_IN_LOSSES, 1)]
     assert _losses(run) == list(enumerate(STAND_IN_LOSSES, 1))  # the steps' own losses, not the averages
     ours = [(e["data"]["value"], e["data"]["max"]) for e in events
             if e["type"] == "progress" and e["data"].get("node") == "7"]
     assert (4, 4) in ours[:-4] and (2, 2) in ours[:-4] and ours[-4:] == [(1, 4), (2, 4), (3, 4), (4, 4)], ours
-    _check_started_by_comfyui(run, prompt, workflow)
+    _check_started_by_comfyui(run, prompt, WORKFLOW)
     assert _modelspec_resolution(tmp_path / "comfy" / "models" / "loras" / "mvic" / "wide.safetensors") == "256x128"
