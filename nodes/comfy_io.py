@@ -100,6 +100,7 @@ class Progress:
             from comfy.utils import ProgressBar
 
             self._bar = ProgressBar(max(1, total))
+        self._node_id = _executing_node_id()  # callbacks may come from another thread: remember it now
 
     def __call__(self, done: int, total: int) -> None:
         if self._bar is not None:
@@ -112,6 +113,24 @@ class Progress:
 
             # ComfyUI scales a preview to max_size: up to 1024 px, never up.
             self._bar.update_absolute(done, total, ("PNG", Image.fromarray(image), min(1024, max(image.shape[:2]))))
+
+
+    def text(self, message: str) -> None:
+        """A line of text under the node (ComfyUI's progress text), as the bar's caption."""
+        if self._bar is None or self._node_id is None:
+            return
+        from server import PromptServer
+
+        PromptServer.instance.send_progress_text(message, self._node_id)
+
+
+def _executing_node_id() -> str | None:
+    try:
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return None
+    context = get_executing_context()
+    return context.node_id if context is not None else None
 
 
 def check_interrupt() -> None:

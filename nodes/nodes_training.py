@@ -176,7 +176,9 @@ class LoRATrainer(io.ComfyNode):
         environment = resolve_trainer(sd_scripts_dir, settings)
         free_comfy_memory()
         loras = loras_folder() / safe_name(loras_subfolder, "mvic")
-        return _train(training, environment, loras, name, vram_preset, caption_problems)
+        started_by = {"started_by": "ComfyUI", "prompt": cls.hidden.prompt,
+                      "workflow": (cls.hidden.extra_pnginfo or {}).get("workflow")}  # kept in the run folder
+        return _train(training, environment, loras, name, vram_preset, caption_problems, started_by)
 
 
 def _training_settings(settings, dataset_dir, choices, paths, name, gpu_ids, **options):
@@ -193,7 +195,7 @@ def _training_settings(settings, dataset_dir, choices, paths, name, gpu_ids, **o
     )
 
 
-def _train(training, environment, loras, name, vram_preset, caption_problems) -> io.NodeOutput:
+def _train(training, environment, loras, name, vram_preset, caption_problems, started_by) -> io.NodeOutput:
     """sd-scripts with progress (and scored previews) shown in the node; the outputs and the node's text."""
     from ..mvic.training.loss_curve import loss_curve_image
     from ..mvic.training.previews import watcher_for
@@ -205,10 +207,17 @@ def _train(training, environment, loras, name, vram_preset, caption_problems) ->
 
     def on_progress(p):
         progress(p.step, p.total)
+        progress.text(f"step {p.step}/{p.total}" + (f", loss {p.loss:.6g}" if p.loss is not None else ""))
         watcher.poll()  # sd-scripts' new previews: scored, shown live
 
-    callbacks = TrainingCallbacks(on_progress=on_progress, should_stop=interrupt_requested)
-    result = train_lora(training, environment, loras, name, vram_preset, callbacks, caption_problems=caption_problems)
+    def on_phase(phase):
+        progress.text(phase.text())
+        if phase.total:
+            progress(phase.done, phase.total)
+
+    callbacks = TrainingCallbacks(on_progress=on_progress, should_stop=interrupt_requested, on_phase=on_phase)
+    result = train_lora(training, environment, loras, name, vram_preset, callbacks, caption_problems=caption_problems,
+                        started_by=started_by)
     curve = images_to_tensor([loss_curve_image(result.losses)])
     previews = watcher.finish(name)
     resumed = f", resumed at step {result.resumed_from_step}" if result.resumed_from_step else ""

@@ -142,3 +142,42 @@ class ComfyServer:
                 raise AssertionError(f"ComfyUI died while running the prompt:\n{self.log()}")
             time.sleep(0.25)
         raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:.0f} s:\n{self.log()}")
+
+
+TEXT_FRAME = 3  # ComfyUI protocol.BinaryEventTypes.TEXT: a node's progress text
+
+
+def receive_until_done(socket, prompt_id: str, timeout: float) -> tuple[list[bytes], list[dict]]:
+    """What a client's websocket got while the prompt ran: binary frames (4-byte event type first) and
+    JSON events, until ComfyUI says the prompt finished. An execution error raises with its data."""
+    frames, events, deadline = [], [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            message = socket.recv(timeout=5)
+        except TimeoutError:
+            continue
+        if isinstance(message, bytes):
+            frames.append(message)
+            continue
+        event = json.loads(message)
+        events.append(event)
+        data = event.get("data", {})
+        if event["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+            return frames, events
+        if event["type"] == "execution_error":
+            raise AssertionError(json.dumps(data)[:3000])
+    raise TimeoutError("the prompt did not finish")
+
+
+def frame_type(frame: bytes) -> int:
+    return int.from_bytes(frame[:4], "big")
+
+
+def progress_texts(frames: list[bytes]) -> list[tuple[str, str]]:
+    """(node id, text) of the progress-text frames (4-byte type, 4-byte id length, id, text)."""
+    texts = []
+    for frame in frames:
+        if frame_type(frame) == TEXT_FRAME:
+            length = int.from_bytes(frame[4:8], "big")
+            texts.append((frame[8:8 + length].decode(), frame[8 + length:].decode()))
+    return texts

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from packload import ROOT, mvic_module
 from PIL import Image
+from sdscripts_env import SKIP_REASON, sd_scripts_paths
 
 previews = mvic_module("training.previews")
 consistency = mvic_module("consistency")
@@ -109,18 +110,12 @@ def _wait_for_memory(gib: float = 13.0, timeout: float = 600.0) -> None:
 
 @pytest.fixture(scope="module")
 def sd_setup(tmp_path_factory):
-    from sdscripts_env import SKIP_REASON, sd_scripts_paths
-
-    paths = sd_scripts_paths()
-    if paths is None:
-        pytest.skip(SKIP_REASON)
-    import tiny_models
     from test_training_sdscripts import make_dataset
+    from trainer_data import sd_scripts_and_tiny_models
 
-    files = {"flux": tiny_models.tiny_flux(), "clip_l": tiny_models.tiny_clip_l(), "t5xxl": tiny_models.zero_t5xxl(),
-             "ae": tiny_models.tiny_ae()}
-    return {"checkout": paths[0], "python": paths[1], "models": files,
-            "dataset": make_dataset(tmp_path_factory.mktemp("preview_dataset") / "dataset")}
+    if sd_scripts_paths() is None:  # before making the dataset
+        pytest.skip(SKIP_REASON)
+    return sd_scripts_and_tiny_models(make_dataset(tmp_path_factory.mktemp("preview_dataset") / "dataset"))
 
 
 def _check_logged_scores_are_the_metrics(run: Path, rows: int = 2, cols: int = 2) -> list[dict]:
@@ -152,41 +147,13 @@ def test_cli_train_scores_every_preview(sd_setup, tmp_path):
     assert (tmp_path / "run" / "scores.png").is_file()
 
 
-def _receive_until_done(socket, prompt_id: str, timeout: float) -> list[bytes]:
-    """Binary preview frames sent while the prompt ran (ComfyUI: 4-byte event type, 4-byte format, PNG)."""
-    frames, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            message = socket.recv(timeout=5)
-        except TimeoutError:
-            continue
-        if isinstance(message, bytes):
-            frames.append(message)
-            continue
-        event = json.loads(message)
-        data = event.get("data", {})
-        if event["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
-            return frames
-        if event["type"] == "execution_error":
-            raise AssertionError(json.dumps(data)[:3000])
-    raise TimeoutError("the training prompt did not finish")
-
-
 def test_trainer_node_shows_live_previews_in_real_comfyui(sd_setup, tmp_path):
-    from comfy_harness import ComfyServer, comfyui_paths
+    from comfy_harness import TEXT_FRAME, frame_type, receive_until_done
+    from trainer_data import comfyui_with_sd_scripts, tiny_trainer_inputs
     from websockets.sync.client import connect
 
-    if comfyui_paths() is None:
-        pytest.skip("real-ComfyUI test: set COMFYUI_DIR (and COMFYUI_PYTHON)")
-    m = sd_setup["models"]
-    env = {"SD_SCRIPTS_DIR": str(sd_setup["checkout"]), "SD_SCRIPTS_PYTHON": sd_setup["python"]}
-    server = ComfyServer(*comfyui_paths(), base_dir=tmp_path / "comfy", env=env).start()
-    none = "(use path input)"
-    trainer = {"dataset_dir": str(sd_setup["dataset"]), "flux_model": none, "clip_l": none, "t5xxl": none, "ae": none,
-               "lora_name": "tiny", "steps": 4, "rank": 4, "learning_rate": 1e-4, "vram_preset": "cpu",
-               "save_every_n_steps": 2, "sample_every_n_steps": 2, "extra_args": "--t5xxl_max_token_length 64",
-               "flux_path": str(m["flux"]), "clip_l_path": str(m["clip_l"]), "t5xxl_path": str(m["t5xxl"]),
-               "ae_path": str(m["ae"])}
+    server = comfyui_with_sd_scripts(sd_setup, tmp_path / "comfy")
+    trainer = tiny_trainer_inputs(sd_setup, "tiny", sample_every_n_steps=2)
     prompt = {"1": {"class_type": "MVIC_LoRATrainer", "inputs": trainer},
               "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 3]}},
               "3": {"class_type": "PreviewAny", "inputs": {"source": ["1", 4]}}}
@@ -197,7 +164,7 @@ def test_trainer_node_shows_live_previews_in_real_comfyui(sd_setup, tmp_path):
         url = f"ws://127.0.0.1:{server.port}/ws?clientId={client}"
         with connect(url, max_size=2**26, ping_interval=None, open_timeout=60) as socket:
             queued = server.post("/prompt", {"prompt": prompt, "client_id": client})
-            frames = _receive_until_done(socket, queued["prompt_id"], timeout=900)
+            frames, _ = receive_until_done(socket, queued["prompt_id"], timeout=900)
         entry = server.get(f"/history/{queued['prompt_id']}")[queued["prompt_id"]]
     finally:
         server.stop()
@@ -205,7 +172,7 @@ def test_trainer_node_shows_live_previews_in_real_comfyui(sd_setup, tmp_path):
     lines = _check_logged_scores_are_the_metrics(run)
     assert len(lines) == 4
     # Live: one preview picture per scored preview reached the browser's socket while training ran.
-    pictures = [Image.open(io.BytesIO(frame[8:])) for frame in frames]
+    pictures = [Image.open(io.BytesIO(frame[8:])) for frame in frames if frame_type(frame) != TEXT_FRAME]
     assert len(pictures) == len(lines) and all(p.width == 256 and p.height > 256 for p in pictures)
     text = entry["outputs"]["1"]["text"][1]
     assert text.startswith("previews: 4 scored over 2 step(s)")

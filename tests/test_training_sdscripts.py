@@ -107,10 +107,13 @@ def test_node_trains_end_to_end_and_the_lora_lands_with_metadata(trained):
     meta = header["__metadata__"]
     assert json.loads(meta["mvic_layout"]) == {"rows": 2, "cols": 2, "panel_width": 128, "panel_height": 128}
     assert json.loads(meta["mvic_markers"])["prefix"] == "[FOUR-VIEWS]" and meta["mvic_steps"] == "4"
+    assert meta["modelspec.resolution"] == "256x256"  # the composites' size, not sd-scripts' 1024x1024
     log = (Path(run_dir) / "train.log").read_text(errors="replace")
     assert "4/4" in log and "HF_HUB_OFFLINE" not in log  # progress reached the last step
     losses = [json.loads(l) for l in (Path(run_dir) / "losses.jsonl").read_text().splitlines()]
-    assert losses and losses[-1]["step"] == 4 and all(np.isfinite(l["loss"]) for l in losses)
+    assert [l["step"] for l in losses] == [1, 2, 3, 4] and all(np.isfinite(l["loss"]) for l in losses)
+    started = json.loads((Path(run_dir) / "started_by.json").read_text())  # called outside ComfyUI: no prompt
+    assert started == {"started_by": "ComfyUI", "prompt": None, "workflow": None}
     assert tuple(curve.shape) == (1, 256, 512, 3)
     print(f"\n[tiny end-to-end training: {trained['seconds']:.1f} s on this CPU]")
     assert trained["seconds"] < 180
@@ -217,6 +220,8 @@ def test_sigkill_of_the_parent_kills_training_and_a_rerun_resumes(tmp_path, sd_e
     assert mvic_module("training.run_state").newest_state(run / "output", "tiny", json.loads((run / "output" / "attempt2" / "mvic_attempt.json").read_text())["config"]).step == 4
     assert (run / "output" / "attempt1" / "tiny-step00000002-state" / "model.safetensors").is_file()  # the resume point survived
     assert result.lora_path.is_file() and result.losses[-1][0] == 4
+    # One loss line per step across the killed attempt and the resumed one (issue 14.5).
+    assert [json.loads(line)["step"] for line in (run / "losses.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
 def _processes_mentioning(text: str) -> list[int]:

@@ -31,3 +31,47 @@ def copy_checkout(source: Path, target: Path) -> Path:
 
 def mvic_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mvic", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def sd_scripts_and_tiny_models(dataset: Path) -> dict:
+    """The real sd-scripts (skip when not configured), the tiny models and `dataset`, for real training tests."""
+    import pytest
+    import tiny_models
+    from sdscripts_env import SKIP_REASON, sd_scripts_paths
+
+    paths = sd_scripts_paths()
+    if paths is None:
+        pytest.skip(SKIP_REASON)
+    files = {"flux": tiny_models.tiny_flux(), "clip_l": tiny_models.tiny_clip_l(), "t5xxl": tiny_models.zero_t5xxl(),
+             "ae": tiny_models.tiny_ae()}
+    return {"checkout": paths[0], "python": paths[1], "models": files, "dataset": dataset}
+
+
+def tiny_trainer_inputs(setup: dict, lora_name: str, **overrides) -> dict:
+    """LoRATrainer's inputs for a 4-step CPU run of `setup` in the ComfyUI of comfyui_with_sd_scripts: the
+    dataset inside its output/, the model files by name inside its model folders."""
+    m, none = setup["models"], "(use path input)"
+    inputs = {"dataset_dir": "dataset", "flux_model": none, "clip_l": none, "t5xxl": none, "ae": none,
+              "lora_name": lora_name, "steps": 4, "rank": 4, "learning_rate": 1e-4, "vram_preset": "cpu",
+              "save_every_n_steps": 2, "extra_args": "--t5xxl_max_token_length 64", "flux_path": m["flux"].name,
+              "clip_l_path": m["clip_l"].name, "t5xxl_path": m["t5xxl"].name, "ae_path": m["ae"].name}
+    return {**inputs, **overrides}
+
+
+def comfyui_with_sd_scripts(setup: dict, base_dir: Path, checkout: Path | None = None):
+    """A real ComfyUI with the setup's sd-scripts (or `checkout`) in its environment, the dataset copied
+    into its output/dataset and the tiny models linked into its model folders (skip without ComfyUI)."""
+    import pytest
+    from comfy_harness import ComfyServer, comfyui_paths
+
+    if comfyui_paths() is None:
+        pytest.skip("real-ComfyUI test: set COMFYUI_DIR (and COMFYUI_PYTHON)")
+    shutil.copytree(setup["dataset"], base_dir / "output" / "dataset")
+    folders = {}
+    for key, kind in (("flux", "diffusion_models"), ("clip_l", "text_encoders"), ("t5xxl", "text_encoders"),
+                      ("ae", "vae")):
+        folders[kind] = base_dir / "model_links" / kind
+        folders[kind].mkdir(parents=True, exist_ok=True)
+        (folders[kind] / setup["models"][key].name).symlink_to(setup["models"][key])
+    env = {"SD_SCRIPTS_DIR": str(checkout or setup["checkout"]), "SD_SCRIPTS_PYTHON": setup["python"]}
+    return ComfyServer(*comfyui_paths(), base_dir=base_dir, model_dirs=folders, env=env).start()

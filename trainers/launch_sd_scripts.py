@@ -12,7 +12,8 @@ writing to it raises (EPIPE). The report goes to the run's log file instead.
 Under accelerate every rank runs this launcher too: torch's elastic agent starts
 ranks in sessions of their own, out of reach of a process-group kill, so each rank watches us.
 --fp8-matmul / --fp8-t5 / --compile-blocks install fp8_hooks.py's and compile_blocks.py's hooks (in every
-rank) before the script runs.
+rank) before the script runs. Every run reports each optimizer step's own loss as a line
+`MVIC_LOSS <step> <loss>` (sd-scripts' progress bar shows only the running average).
 """
 import argparse
 import os
@@ -112,6 +113,43 @@ def skip_model_hashing() -> None:
     train_util.calculate_sha256 = lambda filename: "skipped (--no_metadata)"
 
 
+def report_step_losses() -> None:
+    """Print `MVIC_LOSS <step> <loss>` once per optimizer step, from the main process: the mean loss of
+    the step's micro-batches, as sd-scripts hands it to its loss recorder. The training loop's recorder
+    is the first LossRecorder it makes (the validation ones come after it)."""
+    try:
+        from accelerate.state import GradientState
+        from library import train_util
+
+        recorder_class = train_util.LossRecorder
+    except (ImportError, AttributeError):  # another trainer: its progress bar alone gives the steps
+        return
+    original_init, original_add = recorder_class.__init__, recorder_class.add
+    state = {"training": None, "step": 0, "pending": []}
+    main_process = os.environ.get("RANK", "0") in ("", "0")
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        if state["training"] is None:
+            state["training"] = self
+
+    def add(self, *args, **kwargs):
+        original_add(self, *args, **kwargs)
+        if self is not state["training"]:
+            return
+        state["pending"].append(float(kwargs["loss"] if "loss" in kwargs else args[-1]))
+        if GradientState().sync_gradients:  # this micro-batch ended an optimizer step
+            state["step"] += 1
+            loss = sum(state["pending"]) / len(state["pending"])
+            state["pending"] = []
+            if main_process:
+                # Own line: tqdm's redraws (stderr, same pipe) end without a newline.
+                print(f"\nMVIC_LOSS {state['step']} {loss!r}", flush=True)
+
+    recorder_class.__init__, recorder_class.add = init, add
+    print("MVIC_LOSS_HOOK on", flush=True)
+
+
 def main() -> None:
     if "--" not in sys.argv:
         sys.exit("usage: launch_sd_scripts.py --watch-parent PID [--report-to LOG] [--accelerate --num-processes N] "
@@ -146,6 +184,7 @@ def main() -> None:
     if "--no_metadata" in script_args:
         skip_model_hashing()
     install_hooks(ours.fp8_matmul, ours.fp8_t5, ours.compile_blocks)
+    report_step_losses()
     sys.argv = [script, *script_args]
     runpy.run_path(script, run_name="__main__")
 

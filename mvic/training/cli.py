@@ -6,7 +6,9 @@ option; a workflow's LoRATrainer node can do neither."""
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from .preflight import CAPTION_CHOICES
@@ -19,7 +21,10 @@ def add_commands(commands) -> None:
     setup.add_argument("--sd-scripts", required=True, help="your kohya-ss/sd-scripts checkout")
     setup.add_argument("--name", default="sd-scripts", help="the name LoRATrainer's sd_scripts_dir lists")
     setup.add_argument("--python", default="", help="use this existing interpreter instead of creating <checkout>/venv")
-    setup.add_argument("--torch", default="torch torchvision", help="torch requirement(s) for that venv, e.g. 'torch==2.7.1 torchvision'")
+    setup.add_argument("--torch", default="", help=(
+        "torch requirement(s) for that venv, as pip arguments, e.g. 'torch==2.7.1 torchvision' or 'torch torchvision "
+        "--index-url https://download.pytorch.org/whl/cu128'; default: CUDA torch from PyPI where an NVIDIA GPU is "
+        "visible, else CPU torch from https://download.pytorch.org/whl/cpu"))
     setup.add_argument("--settings", default="",
                        help="settings file (default: $MVIC_SETTINGS or ~/.config/mvic/settings.json)")
     setup.add_argument("--dry-run", action="store_true", help="print the commands only")
@@ -78,14 +83,17 @@ def _environment(args: argparse.Namespace):
 def _setup(args: argparse.Namespace) -> int:
     from ..settings import load_settings, save_settings
     from .checkout import with_trainer
-    from .environment import check_environment, resolve_trainer, setup_commands
+    from .environment import check_environment, nvidia_gpu_visible, resolve_trainer, setup_commands, torch_choice
 
     checkout = Path(args.sd_scripts).expanduser().resolve()
     if not (checkout / "flux_train_network.py").is_file():
         raise ValueError(f"{checkout} is not an sd-scripts checkout (no flux_train_network.py)")
     python = args.python
     if not python:
-        commands = setup_commands(checkout, args.torch)
+        torch_spec, why = torch_choice(args.torch, nvidia_gpu_visible())
+        if not args.torch.strip():
+            print(why)
+        commands = setup_commands(checkout, torch_spec)
         for command in commands:
             print("$ " + " ".join(command))
             if not args.dry_run:
@@ -99,6 +107,11 @@ def _setup(args: argparse.Namespace) -> int:
     print(f"wrote {save_settings(settings)}: trainer {args.name} = {checkout} with {python} (fingerprint recorded)")
     print(check_environment(resolve_trainer(args.name, settings)).text())
     return 0
+
+
+def command_line() -> dict:
+    """What started a CLI run, for its run folder: the command as typed and where (no environment)."""
+    return {"started_by": "command line", "command": list(sys.orig_argv), "cwd": os.getcwd()}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -121,13 +134,17 @@ def _train(args: argparse.Namespace) -> int:
     watcher = watcher_for(settings, on_preview=lambda _image, record: print(preview_line(record), flush=True))
 
     def show(progress):
-        loss = f" loss {progress.loss:.4f}" if progress.loss is not None else ""
+        loss = f" loss {progress.loss:.6g}" if progress.loss is not None else ""  # the step's own loss
         print(f"step {progress.step}/{progress.total}{loss}", flush=True)
         watcher.poll()  # sd-scripts' new previews: scored, one line each
 
-    result = train_lora(settings, _environment(args), Path(args.loras_dir), name, args.preset,
-                        TrainingCallbacks(on_progress=show), caption_problems=args.caption_problems,
-                        unsafe_extra_args=args.unsafe_extra_args)
+    def show_phase(phase):
+        print(f"[mvic] {phase.text()}", flush=True)
+
+    callbacks = TrainingCallbacks(on_progress=show, on_phase=show_phase)
+    result = train_lora(settings, _environment(args), Path(args.loras_dir), name, args.preset, callbacks,
+                        caption_problems=args.caption_problems, unsafe_extra_args=args.unsafe_extra_args,
+                        started_by=command_line())
     print(f"LoRA: {result.lora_path}")
     print(watcher.finish(name).text)
     return 0

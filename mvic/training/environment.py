@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,8 @@ DEFAULT_TRAINER = "(default)"
 # Pins in sd-scripts' requirements.txt that break FLUX LoRA training when not met. (Newer
 # accelerate and safetensors ran fine on the GPU machine, so those are not enforced.)
 PINNED = ("transformers", "diffusers", "huggingface-hub")
+DEFAULT_TORCH = "torch torchvision"  # PyPI's Linux wheels are CUDA builds (GBs of CUDA libraries)
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 class TrainerEnvironmentError(RuntimeError):
@@ -61,8 +64,16 @@ class EnvironmentReport:
         lines = [f"sd-scripts: {env.checkout}", f"python:     {env.python}"]
         lines += [f"  {name} {version or 'MISSING'}" for name, version in self.packages.items()]
         lines += [f"  GPU {g['index']}: {g['name']} ({g['total_gib']} GiB)" for g in self.gpus] or ["  no CUDA GPU visible"]
-        lines += [f"PROBLEM: {p}" for p in self.problems] or ["ready to train"]
+        lines += [f"PROBLEM: {p}" for p in self.problems] or [self._verdict()]
         return "\n".join(lines)
+
+    def _verdict(self) -> str:
+        if self.gpus:
+            return "ready to train"
+        torch = self.packages.get("torch") or ""
+        build = f" (torch {torch} is a CPU-only build)" if "+cpu" in torch else ""
+        return (f"ready to train, but ON THE CPU: {self.environment.python} sees no CUDA GPU{build}, so training "
+                "would run on the CPU: fine for tiny test models, far too slow for a real FLUX LoRA")
 
 
 def legacy_config_path() -> Path:
@@ -268,7 +279,26 @@ def check_environment(environment: TrainerEnvironment, timeout: float = 180, loa
     return report
 
 
-def setup_commands(checkout: Path, torch_spec: str = "torch torchvision") -> list[list[str]]:
+def nvidia_gpu_visible() -> bool:
+    """An NVIDIA driver on this machine: `nvidia-smi` on PATH or the Linux driver's /proc entry."""
+    return shutil.which("nvidia-smi") is not None or Path("/proc/driver/nvidia").exists()
+
+
+def torch_choice(torch_spec: str, gpu_visible: bool) -> tuple[str, str]:
+    """The torch requirement(s) setup-trainer installs, and the sentence that says why. An explicit
+    --torch always wins; else CUDA torch (PyPI) with an NVIDIA GPU, CPU torch (PyTorch's CPU index) without."""
+    if torch_spec.strip():
+        return torch_spec, f"torch: {torch_spec} (as given with --torch)"
+    if gpu_visible:
+        return DEFAULT_TORCH, (f"NVIDIA GPU visible: installing CUDA torch ({DEFAULT_TORCH} from PyPI); "
+                               "--torch chooses another")
+    return (f"{DEFAULT_TORCH} --index-url {CPU_TORCH_INDEX}",
+            "no NVIDIA GPU visible (no nvidia-smi, no /proc/driver/nvidia): installing CPU torch from "
+            f"{CPU_TORCH_INDEX} (no CUDA download; training would run on the CPU). For a GPU build, give --torch, e.g. "
+            "--torch 'torch torchvision --index-url https://download.pytorch.org/whl/cu128'")
+
+
+def setup_commands(checkout: Path, torch_spec: str = DEFAULT_TORCH) -> list[list[str]]:
     """What `setup-trainer` runs: a venv inside the checkout with its own requirements."""
     venv = checkout / "venv"
     python = str(venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))

@@ -17,6 +17,8 @@ from ..files import _umask
 from .model_files import safetensors_header
 
 METADATA_PREFIX = "mvic_"
+# sd-scripts' keys we correct: it writes its --resolution (unset for us: 1024x1024), not the composites' size.
+REPLACED_KEYS = frozenset({"modelspec.resolution"})
 MAX_PANELS = 64  # rows x cols
 MAX_PANEL_SIDE = 4096
 MAX_COMPOSITE_PIXELS = 16 * 1024 * 1024
@@ -115,8 +117,10 @@ def _markers(raw: dict, source: str, layout) -> tuple[str, tuple[str, ...]]:
     return prefix, tuple(panels)
 
 
-def write_with_metadata(source: Path, target: Path, metadata: dict[str, str]) -> Path:
-    """Copy `source` to `target` with `metadata` merged into the header (values are strings).
+def write_with_metadata(source: Path, target: Path, metadata: dict[str, str],
+                        replaced: dict[str, str] | None = None) -> Path:
+    """Copy `source` to `target` with `metadata` merged into the header (values are strings);
+    `replaced`: sd-scripts' own keys we correct (REPLACED_KEYS).
 
     Tensor offsets in safetensors are relative to the end of the header, so the
     data is copied byte for byte after a new header.
@@ -124,10 +128,13 @@ def write_with_metadata(source: Path, target: Path, metadata: dict[str, str]) ->
     bad = [k for k in metadata if not k.startswith(METADATA_PREFIX)]
     if bad:
         raise ValueError(f"metadata keys must start with {METADATA_PREFIX!r}: {bad}")
+    replaced = replaced or {}
+    if set(replaced) - REPLACED_KEYS:
+        raise ValueError(f"only {sorted(REPLACED_KEYS)} of sd-scripts' metadata are replaced: {sorted(replaced)}")
     with open(source, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(length))
-        merged = {**(header.get("__metadata__") or {}), **{k: str(v) for k, v in metadata.items()}}
+        merged = {**(header.get("__metadata__") or {}), **{k: str(v) for k, v in {**metadata, **replaced}.items()}}
         header["__metadata__"] = merged
         encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
         encoded += b" " * (-len(encoded) % 8)  # keep the data 8-byte aligned

@@ -8,11 +8,14 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from .progress import StepProgress, is_no_data, is_out_of_memory, parse_step, split_console
+from .progress import (
+    STEP_LOSS_HOOK, PhaseProgress, PhaseReader, StepProgress, is_no_data, is_out_of_memory, parse_step,
+    parse_step_loss, split_console,
+)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -26,6 +29,10 @@ class ChildResult:
     out_of_memory: bool = False
     no_data: bool = False
     progress: list[StepProgress] = field(default_factory=list)
+    step_losses: dict[int, float] = field(default_factory=dict)  # step of this launch -> that step's loss
+    loss_hook: bool = False  # the launcher reports each step's loss (else the steps come from tqdm, without loss)
+    phases: PhaseReader = field(default_factory=PhaseReader)
+    last_bar: StepProgress | None = None  # sd-scripts' progress bar as last drawn
 
     def log_tail(self, chars: int = 3000) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
@@ -86,6 +93,7 @@ def run_child(
     cwd: Path,
     on_progress: Callable[[StepProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_phase: Callable[[PhaseProgress], None] | None = None,
 ) -> ChildResult:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     result = ChildResult(returncode=-1, log_path=log_path)
@@ -102,9 +110,9 @@ def run_child(
                 log.flush()
                 lines, pending = split_console(pending + decoder.decode(chunk))
                 for line in lines:
-                    _inspect(line, result, on_progress)
+                    _inspect(line, result, on_progress, on_phase)
             for line in split_console(pending + decoder.decode(b"", final=True) + "\n")[0]:
-                _inspect(line, result, on_progress)
+                _inspect(line, result, on_progress, on_phase)
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
@@ -127,15 +135,37 @@ def run_child(
     return result
 
 
-def _inspect(line: str, result: ChildResult, on_progress) -> None:
+def _inspect(line: str, result: ChildResult, on_progress, on_phase=None) -> None:
+    step_loss = parse_step_loss(line)  # first: it may share a line with a tqdm redraw
     step = parse_step(line)
     if step is not None:
-        if not result.progress or result.progress[-1] != step:
-            result.progress.append(step)
-            if on_progress:
-                on_progress(step)
+        result.last_bar = step
+        if not result.loss_hook:  # without the launcher's loss lines the bar gives the steps (its loss is an average)
+            _report(replace(step, loss=None), result, on_progress)
+    if step_loss is not None:
+        number, loss = step_loss
+        result.step_losses[number] = loss
+        bar = result.last_bar
+        _report(StepProgress(number, bar.total if bar else number, loss, bar.seconds_per_step if bar else None), result,
+                on_progress)
+    if step is not None or step_loss is not None:
         return
-    if is_out_of_memory(line):
+    if line.strip() == STEP_LOSS_HOOK:
+        result.loss_hook = True
+    elif is_out_of_memory(line):
         result.out_of_memory = True
     elif is_no_data(line):
         result.no_data = True
+    else:
+        phase = result.phases.read(line)
+        if phase is not None and on_phase:
+            on_phase(phase)
+
+
+def _report(step: StepProgress, result: ChildResult, on_progress) -> None:
+    """Once per step (tqdm redraws the same step several times)."""
+    if result.progress and result.progress[-1].step == step.step:
+        return
+    result.progress.append(step)
+    if on_progress:
+        on_progress(step)

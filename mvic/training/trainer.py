@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from ..files import atomic_write_text
 from ..sources.common import safe_name
 from .arguments import TrainingSettings, launch_command, sample_prompts_text, training_arguments
 from .compile import plan_compile
@@ -35,7 +36,7 @@ from .preflight import (
 )
 from .presets import VramPreset, next_lower, resolve_preset
 from .process import ChildResult, run_child
-from .progress import StepProgress
+from .progress import PhaseProgress, StepProgress
 from .run_dataset import prepare_run_dataset
 from .run_state import begin_attempt, dataset_key, newest_state, record_cache_state
 
@@ -58,6 +59,7 @@ class TrainingCallbacks:
     on_progress: Callable[[StepProgress], None] | None = None
     should_stop: Callable[[], bool] | None = None
     log: Callable[[str], None] = print
+    on_phase: Callable[[PhaseProgress], None] | None = None  # model loading, latent / text-encoder caching
 
 
 @dataclass
@@ -92,13 +94,17 @@ def train_lora(
     callbacks: TrainingCallbacks | None = None,
     caption_problems: str = "refuse",
     unsafe_extra_args: bool = False,
+    started_by: dict | None = None,
 ) -> TrainingResult:
     """`caption_problems`: 'refuse' (default) or 'warn and train' (preflight.py). `unsafe_extra_args`:
-    only for a local user's own command line; a workflow's extra_args are always checked."""
+    only for a local user's own command line; a workflow's extra_args are always checked. `started_by`:
+    what started the run (the workflow, the command line), kept in the run folder as started_by.json."""
     callbacks = callbacks or TrainingCallbacks()
     checked = preflight(settings, environment, Path(loras_dir), preset_choice, callbacks, caption_problems,
                         unsafe_extra_args)
     plan = plan_run(settings, checked, callbacks)
+    if started_by is not None:
+        keep_started_by(plan, started_by)
     losses = [] if plan.done else launch(plan, checked, environment, callbacks)
     return finish(plan, checked, Path(loras_dir), lora_name, losses)
 
@@ -199,30 +205,36 @@ def launch(plan: RunPlan, checked: Preflight, environment: TrainerEnvironment,
                              os.getpid(), args, settings.gpu_ids, log,
                              compiling.launcher_args(checked.extra) + fp8.launcher_args())
 
+    keep_losses_until(settings.run_dir, resumed)  # this attempt trains the steps after `resumed` again
+
     def on_progress(p: StepProgress) -> None:
+        if p.loss is not None:  # one line per step, written as it comes: a killed run keeps its curve
+            _append_losses(settings.run_dir, [(resumed + p.step, p.loss)])
         if callbacks.on_progress:  # report real steps, not the resumed run's own count
             callbacks.on_progress(StepProgress(resumed + p.step, settings.steps, p.loss, p.seconds_per_step))
 
     env = child_env({**_gpu_env(settings.gpu_ids), **compiling.child_env()})
-    result = run_child(command, log, env, environment.checkout, on_progress, callbacks.should_stop)
+    result = run_child(command, log, env, environment.checkout, on_progress, callbacks.should_stop,
+                       callbacks.on_phase)
     _raise_for_failure(result, settings, checked.preset)
     if compiling.enabled:
         compiling.marker.parent.mkdir(parents=True, exist_ok=True)
         compiling.marker.touch()
     record_cache_state(settings.run_dataset_dir, plan.state)
     _write_json(settings.output_dir / "mvic_finished.json", plan.finished)
-    return [(resumed + p.step, p.loss) for p in result.progress if p.loss is not None]
+    return [(resumed + step, loss) for step, loss in sorted(result.step_losses.items())]
 
 
 def finish(plan: RunPlan, checked: Preflight, loras_dir: Path, lora_name: str,
            losses: list[tuple[int, float]]) -> TrainingResult:
     settings = plan.settings
-    _append_losses(settings.run_dir, losses)
     metadata = dataset_metadata(checked.dataset)
     metadata.update({"mvic_base_model": Path(settings.models.flux).name, "mvic_rank": str(settings.rank),
                      "mvic_steps": str(settings.steps), "mvic_preset": checked.preset.name})
     target = loras_dir / f"{safe_name(lora_name, 'iclora')}.safetensors"
-    write_with_metadata(plan.done or settings.final_lora, target, metadata)
+    width, height = checked.dataset.size  # sd-scripts writes its --resolution default (1024x1024) here
+    write_with_metadata(plan.done or settings.final_lora, target, metadata,
+                        replaced={"modelspec.resolution": f"{width}x{height}"})
     return TrainingResult(lora_path=target, run_dir=settings.run_dir, preset=checked.preset,
                           losses=_read_losses(settings.run_dir), resumed_from_step=plan.resumed,
                           deleted_caches=plan.deleted_caches, warnings=list(checked.dataset.problems))
@@ -304,6 +316,26 @@ def _append_losses(run_dir: Path, losses: list[tuple[int, float]]) -> None:
         with open(run_dir / "losses.jsonl", "a", encoding="utf-8") as handle:
             for step, loss in losses:
                 handle.write(json.dumps({"step": step, "loss": loss}) + "\n")
+
+
+def keep_losses_until(run_dir: Path, step: int) -> None:
+    """Drop losses.jsonl's lines after `step` (a resumed attempt trains those steps again; a fresh one,
+    step 0, starts a new curve), so that the file holds one line per step."""
+    path = run_dir / "losses.jsonl"
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if kept != lines:
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def keep_started_by(plan: RunPlan, started_by: dict) -> None:
+    """What started this run, in the run folder (the latest) and in the attempt's output folder."""
+    text = json.dumps(started_by, indent=1, default=str)
+    atomic_write_text(plan.settings.run_dir / "started_by.json", text)
+    if plan.done is None:
+        atomic_write_text(plan.settings.output_dir / "started_by.json", text)
 
 
 def _read_losses(run_dir: Path) -> list[tuple[int, float]]:
