@@ -55,7 +55,9 @@ def test_pack_import_leaves_opencv_unloaded():
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
-        assert "MVIC_ConsistencyScore" in module.nodes.nodes_by_id()
+        import asyncio  # registered as ComfyUI registers them
+        nodes = asyncio.run(asyncio.run(module.comfy_entrypoint()).get_node_list())
+        assert "MVIC_ConsistencyScore" in [n.GET_SCHEMA().node_id for n in nodes]
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("cv2", "transformers")))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120)
