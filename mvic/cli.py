@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import config_cli
-from .captions.backends.base import DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES
+from .captions.backends.request import DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES
 from .captions.captioner import CaptionRunError, CaptionSettings
 from .consistency import cli as consistency_cli
 from .export.transaction import DatasetBusy

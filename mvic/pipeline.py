@@ -6,11 +6,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .captions.captioner import CaptionSettings, caption_composites
-from .composites import build_composites, default_workers
+from .composites import build_composites
 from .consistency.hygiene import filter_composites
 from .datatypes import Composites, MultiViewSets
 from .export.dataset import ExportOptions, ExportReport, check_destination, save_dataset
 from .export.transaction import BuildLock
+from .files import default_workers
 from .importing import build_imported_composites, is_imported, skipped_summary
 from .layout import CompositeLayout
 from .loading import load_multiview_sets

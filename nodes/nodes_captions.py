@@ -16,7 +16,7 @@ import json
 import logging
 import os
 
-from ..mvic.captions.backends.base import DEFAULT_MODELS
+from ..mvic.captions.backends.request import DEFAULT_MODELS
 from ..mvic.captions.prompt import INPUT_MODES, PROMPT_VERSION
 from ..mvic.settings import BUILTIN_ENDPOINTS, SettingsError
 from .comfy_io import Progress, check_interrupt, local_settings

@@ -141,7 +141,7 @@ class LoRATrainer:
               alpha=16.0, seed=42, save_every_n_steps=250, sample_every_n_steps=0, loras_subfolder="mvic", extra_args="",
               sd_scripts_dir=DEFAULT_TRAINER, gpu_ids="", flux_path="", clip_l_path="", t5xxl_path="", ae_path="",
               compile="auto", fp8_matmul="auto", caption_problems="refuse"):
-        from ..mvic.sources.common import safe_name
+        from ..mvic.files import safe_name
         from ..mvic.training.arguments import FluxModelFiles, TrainingSettings
         from ..mvic.training.environment import resolve_trainer
         from ..mvic.training.loss_curve import loss_curve_image

@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 
 from ..datatypes import Caption, Composite, Composites
 from ..settings import Endpoint
-from .backends.base import (
-    DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES, PROTOCOLS, BackendConfig, FatalError, RequestLimits, TokenUsage,
-    endpoint_key, import_sdk, make_backend, redact,
+from .backends import make_backend
+from .backends.errors import FatalError
+from .backends.request import (
+    DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES, PROTOCOLS, BackendConfig, RequestLimits, TokenUsage,
 )
+from .backends.sdk import import_sdk
+from .backends.secret import endpoint_key, redact
 from .prompt import INPUT_MODES, PROMPT_VERSION
 from .ratelimit import Cancelled, RequestGate
 from .render import plain_text, shorten

@@ -17,17 +17,8 @@ import random
 from dataclasses import dataclass, field
 
 from .annotation import AnnotationError, ImageAnnotation, parse_annotation
-from .backends.base import (
-    BlockedError,
-    FatalError,
-    ModelBackend,
-    ModelRequest,
-    RejectedError,
-    ServerFault,
-    TokenUsage,
-    TransientError,
-    TruncatedError,
-)
+from .backends.errors import BlockedError, FatalError, RejectedError, ServerFault, TransientError, TruncatedError
+from .backends.request import ModelBackend, ModelRequest, TokenUsage
 from .ratelimit import RequestGate
 
 log = logging.getLogger("mvic.captions")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datatypes import CameraPose
-from ..export.atomic import atomic_write_bytes, atomic_write_text
+from ..files import atomic_write_bytes, atomic_write_text
 from ..export.manifest import MANIFEST_NAME, read_manifest
 from ..images import IMAGE_SUFFIXES, ImageError, load_rgb, to_array
 from ..layout import split_boxes

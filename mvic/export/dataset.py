@@ -29,10 +29,10 @@ from datetime import datetime
 from pathlib import Path
 
 from ..captions.template import template_caption
-from ..composites import default_workers
 from ..datatypes import Caption, Composite, Composites, SkippedInput
 from ..images import array_sha256, file_sha256
-from ..sources.common import display_path, is_utf8, safe_name
+from ..files import default_workers, safe_name
+from ..sources.common import display_path, is_utf8
 from .contact_sheet import contact_sheet_png
 from .manifest import (
     IMAGES_DIR, MANIFEST_NAME, ManifestRecord, composite_stem, manifest_text, panel_records, read_manifest,

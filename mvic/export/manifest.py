@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..datatypes import Composite
 from ..paths import is_inside
-from ..sources.common import display_path, safe_name
+from ..files import safe_name
+from ..sources.common import display_path
 
 logger = logging.getLogger(__name__)
 

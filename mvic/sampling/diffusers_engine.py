@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import split
-from ..training.environment import TOKENIZERS_DIR
+from ..files import TOKENIZERS_DIR
 from . import plan
 
 FLUX_VAE_CONFIG = {

@@ -102,7 +102,7 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..sources.common import safe_name
+    from ..files import safe_name
     from .arguments import FluxModelFiles, TrainingSettings
     from .multi_gpu import parse_gpu_ids
     from .trainer import TrainingCallbacks, train_lora

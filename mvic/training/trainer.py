@@ -17,12 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from ..sources.common import safe_name
+from ..files import TOKENIZERS_DIR, TRAINERS_DIR, safe_name
 from .arguments import TrainingSettings, launch_command, sample_prompts_text, training_arguments
 from .compile import plan_compile
 from .environment import (
-    TOKENIZERS_DIR, TRAINERS_DIR, EnvironmentReport, TrainerEnvironment, TrainerEnvironmentError, check_environment,
-    child_env, verify_checkout,
+    EnvironmentReport, TrainerEnvironment, TrainerEnvironmentError, check_environment, child_env, verify_checkout,
 )
 from .errors import TrainingError
 from .extra_args import check_extra_args
