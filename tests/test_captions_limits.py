@@ -18,8 +18,8 @@ from hostile import Listener
 from packload import ROOT, mvic_module
 
 captioner = mvic_module("captions.captioner")
-render = mvic_module("captions.render")
-parse_mod = mvic_module("captions.parse")
+render = mvic_module("captions.text")
+parse_mod = mvic_module("captions.text")
 PROTOCOLS = ["gemini", "openai-compatible"]
 
 

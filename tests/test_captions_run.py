@@ -14,7 +14,7 @@ from packload import ROOT, mvic_module
 
 captioner = mvic_module("captions.captioner")
 cache_mod = mvic_module("captions.cache")
-parse_mod = mvic_module("captions.parse")
+parse_mod = mvic_module("captions.text")
 ratelimit = mvic_module("captions.ratelimit")
 
 KEY = "AIza-SENTINEL-run-key-9876543210"

@@ -29,7 +29,7 @@ from .backends.sdk import import_sdk
 from .backends.secret import endpoint_key, redact
 from .prompt import INPUT_MODES, PROMPT_VERSION
 from .ratelimit import Cancelled, RequestGate
-from .render import plain_text, shorten
+from .text import plain_text, shorten
 from .template import template_caption
 
 log = logging.getLogger("mvic.captions")

@@ -24,11 +24,12 @@ import io
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 from ..captions.template import template_caption
+from ..captions.text import with_trigger
 from ..datatypes import Caption, Composite, Composites, SkippedInput
 from ..images import array_sha256, file_sha256
 from ..files import default_workers, safe_name
@@ -312,6 +313,8 @@ class _Export:
         """(hash for the record, provenance, caption text as it will be, written?)."""
         old, caption_file = self.previous.get(stem), _files(stem, self.options.image_format)[1]
         caption: Caption = composite.caption or template_caption(composite, self.options.trigger)
+        if composite.caption:  # a captioner's caption takes this node's trigger too
+            caption = replace(caption, text=with_trigger(caption.text, composite.markers, self.options.trigger))
         text, shortened = clean_caption(caption.text)
         if shortened:
             self.report.notes.append(

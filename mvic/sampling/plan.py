@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..captions.render import render_caption
+from ..captions.text import render_caption
 from ..layout import CompositeLayout, compose, fit_panel
 from ..markers import DEFAULT_STYLE, LayoutMarkers, MarkerStyle, markers_for
-from ..training.lora_file import check_layout_bounds, iclora_info, read_metadata
+from ..lora_file import check_layout_bounds, iclora_info, read_metadata
 
 DEFAULT_LAYOUT = CompositeLayout(2, 2, 512, 512)
 

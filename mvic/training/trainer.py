@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..files import TOKENIZERS_DIR, TRAINERS_DIR, safe_name
+from ..flux_files import safetensors_header
+from ..lora_file import LAYOUT_KEYS, IcLoraInfo, iclora_metadata, write_with_metadata
 from .arguments import TrainingSettings, launch_command, sample_prompts_text, training_arguments
 from .compile import plan_compile
 from .environment import (
@@ -26,8 +28,7 @@ from .environment import (
 from .errors import TrainingError
 from .extra_args import check_extra_args
 from .fp8 import check_fp8_choice, plan_fp8
-from .lora_file import MAX_TRIGGER_CHARS, write_with_metadata
-from .model_files import check_model_files, safetensors_header
+from .model_files import check_model_files
 from .multi_gpu import check_gpu_selection, check_multi_gpu
 from .preflight import (
     CAPTION_CHOICES, TrainingDataset, check_captions, check_free_space, estimate_disk, lora_parameters, read_dataset,
@@ -230,12 +231,11 @@ def finish(plan: RunPlan, checked: Preflight, loras_dir: Path, lora_name: str,
 def dataset_metadata(dataset: TrainingDataset) -> dict[str, str]:
     """What the sampler needs to configure itself. The markers (and trigger) only when captions
     really use them: a LoRA trained without them must not claim them."""
-    metadata = {"mvic_layout": json.dumps(dataset.layout), "mvic_dataset_size": str(len(dataset.images))}
-    if dataset.marked_captions():
-        trigger = " ".join(dataset.trigger().split())
-        metadata["mvic_markers"] = json.dumps(dataset.markers)
-        metadata["mvic_trigger"] = trigger if len(trigger) <= MAX_TRIGGER_CHARS else ""
-    return metadata
+    marked = bool(dataset.marked_captions())
+    info = IcLoraInfo(layout=tuple(dataset.layout[key] for key in LAYOUT_KEYS),
+                      markers=(dataset.markers["prefix"], tuple(dataset.markers["panels"])) if marked else None,
+                      trigger=dataset.trigger() if marked else "")
+    return {**iclora_metadata(info), "mvic_dataset_size": str(len(dataset.images))}
 
 
 def validate_extra_args(environment: TrainerEnvironment, args: list[str]) -> None:
