@@ -31,22 +31,18 @@ from pathlib import Path
 from ..captions.template import template_caption
 from ..captions.text import with_trigger
 from ..datatypes import Caption, Composite, Composites, SkippedInput
-from ..images import array_sha256, file_sha256
 from ..files import default_workers, safe_name
+from ..images import array_sha256, file_sha256
 from ..sources.common import display_path, is_utf8
 from .contact_sheet import contact_sheet_png
-from .manifest import (
-    IMAGES_DIR, MANIFEST_NAME, ManifestRecord, composite_stem, manifest_text, panel_records, read_manifest,
+from .folder import (
+    AI_TOOLKIT_YAML, CONTACT_SHEET, IMAGES_DIR, MANIFEST_NAME, REMOVED_DIR, REPLACED_DIR, SD_SCRIPTS_TOML,
 )
-from .trainer_configs import (
-    AI_TOOLKIT_YAML, DEFAULT_BASE_MODEL, SD_SCRIPTS_TOML, ai_toolkit_yaml, sd_scripts_dataset_toml,
-)
+from .manifest import ManifestRecord, composite_stem, manifest_text, panel_records, read_manifest
+from .trainer_configs import DEFAULT_BASE_MODEL, ai_toolkit_yaml, sd_scripts_dataset_toml
 from .transaction import BuildLock, Transaction, describe_owner, real_subdir, recover
 
 IMAGE_FORMATS = ("png", "jpg")
-CONTACT_SHEET = "contact_sheet.png"
-REMOVED_DIR = "removed"
-REPLACED_DIR = "replaced"
 MAX_CAPTION_CHARS = 8000  # far beyond FLUX's 512 T5 tokens; a caption longer than this is a fault
 MAX_TRIGGER_CHARS = 200
 _CONTROL = {c: None for c in [*range(0, 9), *range(11, 32), *range(127, 160)]}

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..captions.text import MARKER_TOKEN, CaptionParseError, parse_caption
-from ..export.dataset import IMAGES_DIR
-from ..export.manifest import MANIFEST_NAME, read_manifest
-from ..export.trainer_configs import SD_SCRIPTS_TOML
+from ..export.folder import IMAGES_DIR, MANIFEST_NAME, SD_SCRIPTS_TOML
+from ..export.manifest import read_manifest
 from ..lora_file import check_layout_bounds
 from ..markers import LayoutMarkers
 from ..paths import is_inside
