@@ -22,7 +22,7 @@ from .annotation import ImageAnnotation
 from .backends.request import TokenUsage
 
 CACHE_FORMAT = 1
-log = logging.getLogger("mvic.captions")
+log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:

@@ -32,7 +32,7 @@ from .ratelimit import Cancelled, RequestGate
 from .text import plain_text, shorten
 from .template import template_caption
 
-log = logging.getLogger("mvic.captions")
+log = logging.getLogger(__name__)
 CANCEL_POLL_S = 0.2  # how often a waiting run asks check_cancel (ComfyUI's Cancel must act within seconds)
 MAX_TRIGGER_CHARS = 100
 MAX_REASON_CHARS = 300

@@ -126,7 +126,7 @@ def _train(args: argparse.Namespace) -> int:
         watcher.poll()  # sd-scripts' new previews: scored, one line each
 
     result = train_lora(settings, _environment(args), Path(args.loras_dir), name, args.preset,
-                        TrainingCallbacks(on_progress=show), caption_problems=args.caption_problems,
+                        TrainingCallbacks(on_progress=show, log=print), caption_problems=args.caption_problems,
                         unsafe_extra_args=args.unsafe_extra_args)
     print(f"LoRA: {result.lora_path}")
     print(watcher.finish(name).text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,8 @@ from .run_state import begin_attempt, dataset_key, newest_state, record_cache_st
 
 __all__ = ["TrainingError", "TrainingResult", "TrainingCallbacks", "train_lora"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class TrainingResult:
@@ -57,7 +60,7 @@ class TrainingResult:
 class TrainingCallbacks:
     on_progress: Callable[[StepProgress], None] | None = None
     should_stop: Callable[[], bool] | None = None
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = logger.info  # the CLI passes print
 
 
 @dataclass
