@@ -7,6 +7,7 @@ import re
 import tempfile
 import unicodedata
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 # A checkout (ComfyUI's custom_nodes, `pip install -e .`) has trainers/ beside mvic/; `pip install .`
@@ -34,20 +35,25 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """A reader (or a crash) never sees half a file. The file gets the umask's mode (0644
-    under 022), as open() would give it: mkstemp alone makes every file 0600."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """`write(handle)` fills a temporary file beside `path` that then replaces it in one step: a reader
+    (or a crash) never sees half a file. The file gets the umask's mode (0644 under 022), as open()
+    would give it: mkstemp alone makes every file 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             os.fchmod(handle.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

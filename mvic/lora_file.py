@@ -6,15 +6,13 @@ before it is checked: bounded layout, well-formed markers, errors that name the 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import _umask
+from .files import atomic_write
 from .flux_files import safetensors_header
 
 METADATA_PREFIX = "mvic_"
@@ -146,16 +144,11 @@ def write_with_metadata(source: Path, target: Path, metadata: dict[str, str]) ->
         header["__metadata__"] = merged
         encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
         encoded += b" " * (-len(encoded) % 8)  # keep the data 8-byte aligned
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(struct.pack("<Q", len(encoded)))
-                out.write(encoded)
-                shutil.copyfileobj(handle, out, 16 << 20)
-                os.fchmod(out.fileno(), 0o666 & ~_umask())  # as open() would: 0644 under 022, not mkstemp's 0600
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        def write(out) -> None:
+            out.write(struct.pack("<Q", len(encoded)))
+            out.write(encoded)
+            shutil.copyfileobj(handle, out, 16 << 20)
+
+        atomic_write(target, write)
     return target
