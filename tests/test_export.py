@@ -90,7 +90,8 @@ def test_the_savers_trigger_goes_before_free_text_captions_once(tmp_path):
 
 def test_no_saver_trigger_leaves_a_captioners_caption_as_it_is(tmp_path):
     captioner = mvic_module("captions.captioner")
-    captioned, _ = captioner.caption_composites(make(tmp_path / "src", ["mug"]), captioner.CaptionSettings(trigger="tok"))
+    captioned, _ = captioner.caption_composites(make(tmp_path / "src", ["mug"]),
+                                                captioner.CaptionSettings(trigger="tok"))
     out = tmp_path / "ds"
     dataset.save_dataset(captioned, out)
     record = json.loads((out / "metadata.jsonl").read_text().splitlines()[0])

@@ -67,4 +67,5 @@ def is_timeout(exc: BaseException) -> bool:
 
 def is_connection_error(exc: BaseException) -> bool:
     names = exception_chain_names(exc)
-    return any(n in ("ConnectError", "RemoteProtocolError", "ReadError", "WriteError", "APIConnectionError", "ConnectionError") for n in names)
+    return any(n in ("ConnectError", "RemoteProtocolError", "ReadError", "WriteError", "APIConnectionError",
+                     "ConnectionError") for n in names)

@@ -11,7 +11,8 @@ import re
 from ..annotation import annotation_json_schema
 from ..prompt import reask_prompt
 from .errors import (
-    BlockedError, FatalError, RejectedError, ServerFault, TransientError, TruncatedError, is_connection_error, is_timeout,
+    BlockedError, FatalError, RejectedError, ServerFault, TransientError, TruncatedError, is_connection_error,
+    is_timeout,
 )
 from .request import BackendConfig, ModelReply, ModelRequest, TokenUsage
 from .secret import redact

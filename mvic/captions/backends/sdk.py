@@ -1,7 +1,10 @@
 """Importing a backend's SDK ahead of time, off the critical path."""
 from __future__ import annotations
 
-SDK_MODULES = {"gemini": ("google.genai", "google.genai.types", "google.genai.errors"), "openai-compatible": ("openai",)}
+SDK_MODULES = {
+    "gemini": ("google.genai", "google.genai.types", "google.genai.errors"),
+    "openai-compatible": ("openai",),
+}
 
 
 def import_sdk(backend: str) -> None:
