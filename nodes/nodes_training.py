@@ -142,7 +142,8 @@ class LoRATrainer:
               sd_scripts_dir=DEFAULT_TRAINER, gpu_ids="", flux_path="", clip_l_path="", t5xxl_path="", ae_path="",
               compile="auto", fp8_matmul="auto", caption_problems="refuse"):
         from ..mvic.files import safe_name
-        from ..mvic.training.arguments import FluxModelFiles, TrainingSettings
+        from ..mvic.flux_files import FluxModelFiles
+        from ..mvic.training.arguments import TrainingSettings
         from ..mvic.training.environment import resolve_trainer
         from ..mvic.training.loss_curve import loss_curve_image
         from ..mvic.training.multi_gpu import parse_gpu_ids
