@@ -29,8 +29,8 @@ from .backends.sdk import import_sdk
 from .backends.secret import endpoint_key, redact
 from .prompt import INPUT_MODES, PROMPT_VERSION
 from .ratelimit import Cancelled, RequestGate
-from .text import plain_text, shorten
 from .template import template_caption
+from .text import plain_text, shorten
 
 log = logging.getLogger(__name__)
 CANCEL_POLL_S = 0.2  # how often a waiting run asks check_cancel (ComfyUI's Cancel must act within seconds)

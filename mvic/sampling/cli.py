@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from ..images import load_rgb
     from ..flux_files import FluxModelFiles
+    from ..images import load_rgb
     from .diffusers_engine import sample
 
     rows, _, cols = args.grid.lower().partition("x") if args.grid else ("0", "", "0")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..layout import split
 from ..files import TOKENIZERS_DIR
 from ..flux_files import FluxModelFiles
+from ..layout import split
 from . import plan
 
 FLUX_VAE_CONFIG = {

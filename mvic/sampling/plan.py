@@ -9,8 +9,8 @@ import numpy as np
 
 from ..captions.text import render_caption
 from ..layout import CompositeLayout, compose, fit_panel
-from ..markers import DEFAULT_STYLE, LayoutMarkers, MarkerStyle, markers_for
 from ..lora_file import IcLoraInfo, check_layout_bounds, iclora_info, read_iclora_info
+from ..markers import DEFAULT_STYLE, LayoutMarkers, MarkerStyle, markers_for
 
 DEFAULT_LAYOUT = CompositeLayout(2, 2, 512, 512)
 
