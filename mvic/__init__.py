@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "captions", "composites", "consistency", "datatypes", "export", "images", "layout", "loading",
-    "markers", "pipeline", "sample_data", "sampling", "sources", "training", "views",
+    "markers", "pipeline", "sampling", "sources", "training", "views",
 }
 
 

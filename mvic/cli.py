@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import config_cli
-from .captions.backends.base import DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES
+from .captions.backends.request import DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES
 from .captions.captioner import CaptionRunError, CaptionSettings
 from .consistency import cli as consistency_cli
 from .export.transaction import DatasetBusy
@@ -139,9 +139,7 @@ def _caption_settings(args: argparse.Namespace) -> CaptionSettings:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .pipeline import BuildSettings, build_dataset
-
+def _parser() -> argparse.ArgumentParser:
     installed = sys.argv and sys.argv[0].endswith(("/mvic", "\\mvic", "mvic.exe"))  # the command of `pip install .`
     prog = "mvic" if installed else "python -m mvic"
     parser = argparse.ArgumentParser(prog=prog, description="Multi-view IC-LoRA: dataset builder and trainer")
@@ -152,7 +150,43 @@ def main(argv: list[str] | None = None) -> int:
     sampling_cli.add_commands(commands)
     config_cli.add_commands(commands)
     consistency_cli.add_commands(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _build_settings(args):
+    from .pipeline import BuildSettings
+
+    rows, cols = _grid(args.grid)
+    return BuildSettings(
+        source="sample" if args.command == "demo" else args.source,
+        input="" if args.command == "demo" else args.input,
+        out=args.out,
+        rows=rows,
+        cols=cols,
+        panel_width=args.panel[0],
+        panel_height=args.panel[1],
+        fit=args.fit,
+        pad_color=parse_color(args.pad_color),
+        divider_width=args.divider,
+        selection=args.selection,
+        max_sets=args.max_sets,
+        reject_blurred=args.reject_blurred,
+        reject_duplicates=args.reject_duplicates,
+        min_consistency=args.min_consistency,
+        image_format=args.format,
+        trigger=args.trigger,
+        overwrite_edited_captions=args.overwrite_edited_captions,
+        workers=args.workers,
+        style=MarkerStyle(args.marker_prefix, args.panel_marker),
+        captions=_caption_settings(args),
+        wait_for_lock=args.wait_for_lock,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .pipeline import build_dataset
+
+    args = _parser().parse_args(argv)
     if args.command == "config":
         try:
             return config_cli.run(args)
@@ -172,32 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     try:
-        rows, cols = _grid(args.grid)
-        settings = BuildSettings(
-            source="sample" if args.command == "demo" else args.source,
-            input="" if args.command == "demo" else args.input,
-            out=args.out,
-            rows=rows,
-            cols=cols,
-            panel_width=args.panel[0],
-            panel_height=args.panel[1],
-            fit=args.fit,
-            pad_color=parse_color(args.pad_color),
-            divider_width=args.divider,
-            selection=args.selection,
-            max_sets=args.max_sets,
-            reject_blurred=args.reject_blurred,
-            reject_duplicates=args.reject_duplicates,
-            min_consistency=args.min_consistency,
-            image_format=args.format,
-            trigger=args.trigger,
-            overwrite_edited_captions=args.overwrite_edited_captions,
-            workers=args.workers,
-            style=MarkerStyle(args.marker_prefix, args.panel_marker),
-            captions=_caption_settings(args),
-            wait_for_lock=args.wait_for_lock,
-        )
-        build_dataset(settings)
+        build_dataset(_build_settings(args), log=print)
     except (ValueError, OSError, CaptionRunError, DatasetBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,12 +1,12 @@
 """Stage 2: chosen views -> one composite image per set (the CompositeGrid node)."""
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .datatypes import Composite, Composites, MultiViewSet, MultiViewSets, PanelSource, SkippedInput
+from .files import default_workers
 from .images import ImageError, load_rgb, to_array
 from .layout import CompositeLayout, compose, fit_panel
 from .markers import DEFAULT_STYLE, MarkerStyle, markers_for
@@ -50,10 +50,6 @@ def build_composite(mv_set: MultiViewSet, layout: CompositeLayout, fit: str = "c
         panels=panels,
         fit=fit,
     )
-
-
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 def build_composites(

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .composites import default_workers
 from .datatypes import IMPORTED, Caption, Composite, Composites, MultiViewSet, MultiViewSets, PanelSource, SkippedInput
+from .files import default_workers
 from .images import ImageError, load_rgb, to_array
 from .layout import ALIGN, FIT_MODES, CompositeLayout, compose, fit_panel
 from .markers import DEFAULT_STYLE, LayoutMarkers, MarkerStyle, caption_layout, markers_for

@@ -2,19 +2,23 @@
 source -> views -> composites -> captions -> export."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .captions.captioner import CaptionSettings, caption_composites
-from .composites import build_composites, default_workers
+from .composites import build_composites
 from .consistency.hygiene import filter_composites
 from .datatypes import Composites, MultiViewSets
 from .export.dataset import ExportOptions, ExportReport, check_destination, save_dataset
 from .export.transaction import BuildLock
+from .files import default_workers
 from .importing import build_imported_composites, is_imported, skipped_summary
 from .layout import CompositeLayout
 from .loading import load_multiview_sets
 from .markers import DEFAULT_STYLE, MarkerStyle
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,7 +65,7 @@ def _composites(settings: BuildSettings, sets: MultiViewSets) -> Composites:
     return build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
 
 
-def build_dataset(settings: BuildSettings, log=print) -> ExportReport:
+def build_dataset(settings: BuildSettings, log=logger.info) -> ExportReport:
     """The folder is locked for the whole build (before any captioning request is paid for)."""
     out = Path(settings.out).expanduser()
     check_destination(out, ExportOptions(settings.image_format, settings.trigger))

@@ -18,7 +18,7 @@ import os
 
 from comfy_api.latest import io
 
-from ..mvic.captions.backends.base import DEFAULT_MODELS
+from ..mvic.captions.backends.request import DEFAULT_MODELS
 from ..mvic.captions.prompt import INPUT_MODES, PROMPT_VERSION
 from ..mvic.settings import BUILTIN_ENDPOINTS, SettingsError
 from .comfy_io import Progress, category, check_interrupt, local_settings

@@ -160,7 +160,7 @@ class LoRATrainer(io.ComfyNode):
                 extra_args="", sd_scripts_dir=DEFAULT_TRAINER, gpu_ids="", flux_path="", clip_l_path="",
                 t5xxl_path="", ae_path="", compile="auto", fp8_matmul="auto",
                 caption_problems="refuse") -> io.NodeOutput:
-        from ..mvic.sources.common import safe_name
+        from ..mvic.files import safe_name
         from ..mvic.training.environment import resolve_trainer
 
         settings = local_settings()
@@ -183,7 +183,8 @@ class LoRATrainer(io.ComfyNode):
 
 def _training_settings(settings, dataset_dir, choices, paths, name, gpu_ids, **options):
     """The run's TrainingSettings: model files from the dropdowns or the path widgets, confined folders."""
-    from ..mvic.training.arguments import FluxModelFiles, TrainingSettings
+    from ..mvic.flux_files import FluxModelFiles
+    from ..mvic.training.arguments import TrainingSettings
     from ..mvic.training.multi_gpu import parse_gpu_ids
 
     models = FluxModelFiles(*(_model_file(choice, paths[widget], kind, widget) for choice, (widget, kind)

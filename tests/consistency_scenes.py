@@ -1,7 +1,7 @@
 """New scenes for validating the consistency metric (not the embedded demo objects).
 
 Each scene: one to three textured objects (spheres, boxes, cylinders) standing on a textured
-ground plane under a sky, ray-cast in numpy like mvic/sample_data.py, with procedural solid
+ground plane under a sky, ray-cast in numpy like mvic/sources/sample.py, with procedural solid
 textures (fBm noise, marble, stripes, checker, Voronoi spots) whose kind, colours, scale and seed
 differ per scene. Cameras orbit the scene and look at it, so a set of views 60-90 degrees apart
 is one scene seen from several angles.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from packload import mvic_module
 
-sample_data = mvic_module("sample_data")
+sample_data = mvic_module("sources.sample")
 TEXTURES = ("fbm", "marble", "stripes", "checker", "spots")
 
 

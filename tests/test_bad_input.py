@@ -14,7 +14,7 @@ dataset = mvic_module("export.dataset")
 layout_mod = mvic_module("layout")
 datatypes = mvic_module("datatypes")
 images = mvic_module("images")
-sample_data = mvic_module("sample_data")
+sample_data = mvic_module("sources.sample")
 
 LAYOUT = layout_mod.CompositeLayout(2, 2, 32, 32)
 

@@ -6,7 +6,7 @@ from packload import mvic_module
 
 annotation = mvic_module("captions.annotation")
 markers_mod = mvic_module("markers")
-parse_mod = mvic_module("captions.parse")
+parse_mod = mvic_module("captions.text")
 
 
 def panel(n=1, view="front", side="none", vertical="eye_level", framing="full_object", features=("handle",), confidence=0.9):

@@ -23,7 +23,7 @@ from caption_server import (
 from packload import mvic_module
 
 captioner = mvic_module("captions.captioner")
-parse_mod = mvic_module("captions.parse")
+parse_mod = mvic_module("captions.text")
 template = mvic_module("captions.template")
 
 KEY = "AIza-SENTINEL-test-key-0123456789"

@@ -26,7 +26,7 @@ from packload import ROOT, mvic_module
 SENTINELS = {"GEMINI_API_KEY": "AIza-SENTINEL-env-gemini-key", "OPENAI_API_KEY": "sk-SENTINEL-env-openai-key"}
 ENDPOINT_KEY = "key-configured-for-the-fake-endpoint"
 settings_mod = mvic_module("settings")
-MAX_CAPTION_CHARS = mvic_module("captions.render").MAX_CAPTION_CHARS
+MAX_CAPTION_CHARS = mvic_module("captions.text").MAX_CAPTION_CHARS
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from hostile import Listener
 from packload import ROOT, mvic_module
 
 captioner = mvic_module("captions.captioner")
-render = mvic_module("captions.render")
-parse_mod = mvic_module("captions.parse")
+render = mvic_module("captions.text")
+parse_mod = mvic_module("captions.text")
 PROTOCOLS = ["gemini", "openai-compatible"]
 
 
@@ -175,11 +175,11 @@ def test_a_redirect_never_takes_the_key_to_another_host(protocol, monkeypatch):
 
 def test_a_request_to_another_origin_is_refused_before_it_is_sent():
     transport = mvic_module("captions.backends.transport")
-    base = mvic_module("captions.backends.base")
+    errors, request = mvic_module("captions.backends.errors"), mvic_module("captions.backends.request")
     with Listener() as elsewhere:
         client = transport.endpoint_client("http://127.0.0.1:9/v1", 5)
-        with pytest.raises(base.FatalError, match="refused to send a request to .* its key goes nowhere else"):
-            with transport.guarded_request(base.RequestLimits()):
+        with pytest.raises(errors.FatalError, match="refused to send a request to .* its key goes nowhere else"):
+            with transport.guarded_request(request.RequestLimits()):
                 client.post(elsewhere.url + "/v1/chat/completions", headers={"Authorization": "Bearer k"},
                             content=b"{}")
     assert elsewhere.requests == []
@@ -187,7 +187,7 @@ def test_a_request_to_another_origin_is_refused_before_it_is_sent():
 
 def test_cli_build_survives_a_huge_answer_with_bounded_memory(tmp_path):
     """300 MB once took 1.87 GB of RSS: the same build against a normal and a 200 MB answer peaks alike."""
-    sample = mvic_module("sample_data").ensure_sample_data()
+    sample = mvic_module("sources.sample").ensure_sample_data()
     code = ("import resource, sys, runpy; sys.argv = ['mvic'] + sys.argv[1:]\n"
             "try:\n    runpy.run_module('mvic', run_name='__main__')\n"
             "finally:\n    print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")

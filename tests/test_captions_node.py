@@ -11,7 +11,7 @@ from packload import mvic_module, node_class, pack
 KEY = "AIza-SENTINEL-node-key-5555555555"
 ENV_SENTINEL = "sk-SENTINEL-env-key-must-stay-home"
 Captioner = node_class("MVIC_GeminiCaptioner")
-parse_mod = mvic_module("captions.parse")
+parse_mod = mvic_module("captions.text")
 settings_mod = mvic_module("settings")
 
 

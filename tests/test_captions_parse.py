@@ -5,8 +5,8 @@ from hypothesis import strategies as st
 from packload import mvic_module
 
 markers_mod = mvic_module("markers")
-parse_mod = mvic_module("captions.parse")
-render_mod = mvic_module("captions.render")
+parse_mod = mvic_module("captions.text")
+render_mod = mvic_module("captions.text")
 template_mod = mvic_module("captions.template")
 
 FOUR_VIEWS = (

@@ -14,7 +14,7 @@ from packload import ROOT, mvic_module
 
 captioner = mvic_module("captions.captioner")
 cache_mod = mvic_module("captions.cache")
-parse_mod = mvic_module("captions.parse")
+parse_mod = mvic_module("captions.text")
 ratelimit = mvic_module("captions.ratelimit")
 
 KEY = "AIza-SENTINEL-run-key-9876543210"
@@ -156,7 +156,7 @@ def test_progress_is_reported_once_per_composite(tmp_path):
 
 
 def test_the_key_lands_in_no_file_no_log_line_and_no_report(tmp_path, caplog, capfd):
-    sample = mvic_module("sample_data").ensure_sample_data()
+    sample = mvic_module("sources.sample").ensure_sample_data()
     sets = mvic_module("loading").load_multiview_sets("mvimgnet", sample, 4)
     layout = mvic_module("layout").CompositeLayout(2, 2, 64, 64)
     composites = mvic_module("composites").build_composites(sets, layout)
@@ -177,13 +177,13 @@ def test_the_key_lands_in_no_file_no_log_line_and_no_report(tmp_path, caplog, ca
     texts = {"log": caplog.text, "stdout": out, "stderr": err, "report": report.text(), "error": str(info.value), "export": export.text()}
     assert "generateContent" in caplog.text  # the capture did see the HTTP layer
     assert [name for name, text in texts.items() if KEY in text] == []
-    base = mvic_module("captions.backends.base")
-    config = base.BackendConfig("gemini", api_key=base.Secret(KEY))
+    request, secret = mvic_module("captions.backends.request"), mvic_module("captions.backends.secret")
+    config = request.BackendConfig("gemini", api_key=secret.Secret(KEY))
     assert KEY not in repr(config) and KEY not in f"{config.api_key}" and config.api_key.reveal() == KEY
 
 
 def test_cli_build_captions_with_gemini_and_keeps_the_key_out_of_its_output(tmp_path):
-    sample = mvic_module("sample_data").ensure_sample_data()
+    sample = mvic_module("sources.sample").ensure_sample_data()
     env = {**os.environ, "GEMINI_API_KEY": KEY, "MVIC_SETTINGS": str(tmp_path / "settings.json")}
     with CaptionServer(api_key=KEY) as server:
         config = [sys.executable, "-m", "mvic", "config", "add-endpoint", "proxy", "--backend", "gemini", "--base-url", server.url,
@@ -202,7 +202,7 @@ def test_cli_build_captions_with_gemini_and_keeps_the_key_out_of_its_output(tmp_
 
 
 def test_cli_build_without_a_key_is_a_clear_error(tmp_path):
-    sample = mvic_module("sample_data").ensure_sample_data()
+    sample = mvic_module("sources.sample").ensure_sample_data()
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
     env["MVIC_SETTINGS"] = str(tmp_path / "settings.json")
     command = [sys.executable, "-m", "mvic", "build", "--source", "mvimgnet", "--input", str(sample), "--out", str(tmp_path / "ds"),
@@ -229,7 +229,7 @@ def test_demo_captions_offline_with_the_template_backend(tmp_path):
 
 def test_cli_ad_hoc_server_gets_no_environment_key(tmp_path):
     """--caption-base-url is for a local power user; the environment's key still stays with its own endpoint."""
-    sample = mvic_module("sample_data").ensure_sample_data()
+    sample = mvic_module("sources.sample").ensure_sample_data()
     env = {**os.environ, "GEMINI_API_KEY": KEY, "MVIC_SETTINGS": str(tmp_path / "settings.json")}
     key_file = tmp_path / "proxy.key"
     key_file.write_text("file-key-abcdef\n")

@@ -18,7 +18,8 @@ engine = mvic_module("sampling.diffusers_engine")
 
 @pytest.fixture(scope="module")
 def files():
-    return engine.FluxFiles(tiny_models.tiny_flux(), tiny_models.tiny_clip_l(), tiny_models.zero_t5xxl(), tiny_models.tiny_ae())
+    return mvic_module("flux_files").FluxModelFiles(tiny_models.tiny_flux(), tiny_models.tiny_clip_l(),
+                                                    tiny_models.zero_t5xxl(), tiny_models.tiny_ae())
 
 
 def test_image_to_other_views_keeps_the_reference_and_returns_k_views(files):

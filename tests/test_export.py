@@ -60,6 +60,44 @@ def test_export_writes_a_complete_dataset(tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.parametrize("captioner_trigger", ["", "oldword"])
+def test_the_savers_trigger_leads_the_captions_a_captioner_wrote(tmp_path, captioner_trigger):
+    """Both shipped dataset workflows run a captioner before SaveICLoRADataset: its trigger must still apply."""
+    captioner = mvic_module("captions.captioner")
+    captioned, _ = captioner.caption_composites(make(tmp_path / "src", ["mug", "shoe"]),
+                                                captioner.CaptionSettings(trigger=captioner_trigger))
+    before = {c.set_name: c.caption.text for c in captioned.items}
+    out = tmp_path / "ds"
+    dataset.save_dataset(captioned, out, trigger="mvstyle")
+    records = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    for record in records:
+        caption = (out / record["caption_file"]).read_text()
+        assert caption.startswith("mvstyle [FOUR-VIEWS] ") and "oldword" not in caption
+        assert caption.removeprefix("mvstyle ") == before[record["set_name"]].removeprefix(f"{captioner_trigger} ")
+
+
+def test_the_savers_trigger_goes_before_free_text_captions_once(tmp_path):
+    datatypes = mvic_module("datatypes")
+    built = make(tmp_path / "src", ["mug", "shoe"])
+    texts = ["a mug on a table", "mvstyle a shoe"]
+    items = [c.with_caption(datatypes.Caption(text=t, backend="manual")) for c, t in zip(built.items, texts)]
+    out = tmp_path / "ds"
+    dataset.save_dataset(datatypes.Composites(items=items, skipped=[]), out, trigger="mvstyle")
+    written = sorted((out / r["caption_file"]).read_text()
+                     for r in map(json.loads, (out / "metadata.jsonl").read_text().splitlines()))
+    assert written == ["mvstyle a mug on a table", "mvstyle a shoe"]
+
+
+def test_no_saver_trigger_leaves_a_captioners_caption_as_it_is(tmp_path):
+    captioner = mvic_module("captions.captioner")
+    captioned, _ = captioner.caption_composites(make(tmp_path / "src", ["mug"]),
+                                                captioner.CaptionSettings(trigger="tok"))
+    out = tmp_path / "ds"
+    dataset.save_dataset(captioned, out)
+    record = json.loads((out / "metadata.jsonl").read_text().splitlines()[0])
+    assert (out / record["caption_file"]).read_text() == captioned.items[0].caption.text
+
+
 def test_rerun_rewrites_nothing(tmp_path):
     comps = make(tmp_path / "src", ["a", "b", "c"])
     out = tmp_path / "ds"

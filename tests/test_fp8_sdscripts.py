@@ -52,7 +52,8 @@ def tiny_models():
 
 def test_launcher_trains_a_lora_through_fp8_linears_compiled(tmp_path, sd_env, tiny_models):
     dataset = make_dataset(tmp_path / "dataset", sets=1)
-    settings = settings_for(tmp_path, tiny_models, dataset, steps=2, tokenizer_cache_dir=environment.TOKENIZERS_DIR)
+    settings = settings_for(tmp_path, tiny_models, dataset, steps=2,
+                            tokenizer_cache_dir=mvic_module("files").TOKENIZERS_DIR)
     run_dataset.prepare_run_dataset(preflight.read_dataset(dataset), settings.run_dataset_dir, settings.dataset_config, {})
     args = arguments.training_arguments(settings, presets.CPU_PRESET) + arguments.parse_extra_args(FAST)
     command = arguments.launch_command(sd_env.python, sd_env.checkout, LAUNCHER, os.getpid(), args,

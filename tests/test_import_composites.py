@@ -314,7 +314,7 @@ def test_the_imported_dataset_trains_as_it_is(tmp_path):
     result = trainer.train_lora(
         settings, environment.TrainerEnvironment(checkout.resolve(), python), tmp_path / "loras", "films", "cpu"
     )
-    meta = mvic_module("training.model_files").safetensors_header(result.lora_path)["__metadata__"]
+    meta = mvic_module("flux_files").safetensors_header(result.lora_path)["__metadata__"]
     assert json.loads(meta["mvic_layout"]) == {"rows": 3, "cols": 1, "panel_width": 128, "panel_height": 64}
     assert json.loads(meta["mvic_markers"]) == {
         "prefix": "[MOVIE-SHOTS]",

@@ -107,7 +107,7 @@ def test_the_installed_core_finds_its_trainer_scripts_and_keeps_its_config_in_th
     code = textwrap.dedent("""
         import json, mvic
         from mvic.settings import cli_settings_path
-        from mvic.training import environment as e
+        from mvic import files as e
         print(json.dumps({"core": mvic.__file__, "installed": e.INSTALLED, "trainers": str(e.TRAINERS_DIR),
                           "launcher": (e.TRAINERS_DIR / "launch_sd_scripts.py").is_file(),
                           "tokenizer": (e.TOKENIZERS_DIR / "google_t5-v1_1-xxl" / "tokenizer.json").is_file(),

@@ -32,11 +32,6 @@ def test_full_captions_are_used_as_written_and_bad_prompts_explain_the_fix():
         plan.assemble_prompt("a bag", "only one line", four)
 
 
-def test_flux_shift_matches_model_sampling_flux():
-    assert plan.flux_shift(1024, 1024) == pytest.approx(1.15)  # 4096 tokens -> max_shift
-    assert plan.flux_shift(256, 256) == pytest.approx(0.5)  # 256 tokens -> base_shift
-
-
 def test_reference_plan_masks_whole_panels_and_blends_only_the_generated_side():
     layout = mvic_module("layout").CompositeLayout(2, 2, 32, 32)
     ref = np.full((50, 40, 3), 200, np.uint8)

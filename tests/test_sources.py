@@ -10,7 +10,7 @@ folder = mvic_module("sources.folder")
 mvimgnet = mvic_module("sources.mvimgnet")
 colmap = mvic_module("sources.colmap")
 loading = mvic_module("loading")
-sample_data = mvic_module("sample_data")
+sample_data = mvic_module("sources.sample")
 
 
 @pytest.fixture(scope="module")

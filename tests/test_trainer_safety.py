@@ -25,7 +25,7 @@ settings_mod = mvic_module("settings")
 preflight = mvic_module("training.preflight")
 trainer = mvic_module("training.trainer")
 arguments = mvic_module("training.arguments")
-lora_file = mvic_module("training.lora_file")
+lora_file = mvic_module("lora_file")
 plan = mvic_module("sampling.plan")
 process = mvic_module("training.process")
 
@@ -371,7 +371,8 @@ def test_hostile_lora_metadata_is_refused_naming_the_file_and_field(tmp_path, me
 def test_the_diffusers_engine_refuses_hostile_metadata_before_building_anything(tmp_path):
     lora = _lora(tmp_path, "shared.safetensors", {"mvic_layout": json.dumps({"rows": 2, "cols": 2, "panel_width": 65536, "panel_height": 64})})
     engine = mvic_module("sampling.diffusers_engine")
-    nowhere = engine.FluxFiles(*(tmp_path / f"missing_{n}.safetensors" for n in ("flux", "clip_l", "t5xxl", "ae")))
+    nowhere = mvic_module("flux_files").FluxModelFiles(
+        *(tmp_path / f"missing_{n}.safetensors" for n in ("flux", "clip_l", "t5xxl", "ae")))
     with pytest.raises(lora_file.LoraMetadataError, match="panel_width"):
         engine.sample(nowhere, "x", lora=lora)  # the missing model files are never reached
 

@@ -23,7 +23,7 @@ arguments = mvic_module("training.arguments")
 trainer = mvic_module("training.trainer")
 environment = mvic_module("training.environment")
 process = mvic_module("training.process")
-lora_file = mvic_module("training.lora_file")
+lora_file = mvic_module("lora_file")
 
 pytestmark = pytest.mark.skipif(sd_scripts_paths() is None, reason=SKIP_REASON)
 
@@ -101,7 +101,7 @@ def trained(tmp_path_factory, sd_env, tiny_models):
 def test_node_trains_end_to_end_and_the_lora_lands_with_metadata(trained):
     lora_path, curve, run_dir = trained["out"].result[:3]
     assert Path(lora_path) == trained["tmp"] / "models" / "loras" / "mvic" / "tiny_iclora.safetensors"
-    header = mvic_module("training.model_files").safetensors_header(Path(lora_path))
+    header = mvic_module("flux_files").safetensors_header(Path(lora_path))
     keys = [k for k in header if k != "__metadata__"]
     assert any(k.startswith("lora_unet_double_blocks_") for k in keys) and any(k.startswith("lora_unet_single_blocks_") for k in keys)
     meta = header["__metadata__"]

@@ -13,7 +13,7 @@ presets = mvic_module("training.presets")
 arguments = mvic_module("training.arguments")
 progress = mvic_module("training.progress")
 model_files = mvic_module("training.model_files")
-lora_file = mvic_module("training.lora_file")
+lora_file = mvic_module("lora_file")
 run_state = mvic_module("training.run_state")
 environment = mvic_module("training.environment")
 trainer = mvic_module("training.trainer")
@@ -223,6 +223,17 @@ def test_dataset_metadata_for_the_sampler(tmp_path):
     assert json.loads(meta["mvic_layout"]) == {"rows": 1, "cols": 2, "panel_width": 32, "panel_height": 32}
     assert json.loads(meta["mvic_markers"]) == {"prefix": "[TWO-VIEWS]", "panels": ["[LEFT]", "[RIGHT]"]}
     assert meta["mvic_trigger"] == "mvtok"
+
+
+def test_the_lora_metadata_codec_carries_the_trigger_to_the_sampler():
+    """One codec (mvic/lora_file.py) writes what the trainer knows and reads it back for the samplers."""
+    info = lora_file.IcLoraInfo(layout=(1, 2, 32, 32), markers=("[TWO-VIEWS]", ("[LEFT]", "[RIGHT]")), trigger="mv tok")
+    meta = lora_file.iclora_metadata(info)
+    assert meta["mvic_trigger"] == "mv tok" and lora_file.iclora_info(meta, "a.safetensors") == info
+    defaults = mvic_module("sampling.plan").LoraDefaults.from_metadata(meta)
+    assert (defaults.trigger, defaults.markers.panels, defaults.layout.cols) == ("mv tok", ("[LEFT]", "[RIGHT]"), 2)
+    unmarked = lora_file.iclora_metadata(lora_file.IcLoraInfo(layout=(1, 2, 32, 32), trigger="mv tok"))
+    assert list(unmarked) == ["mvic_layout"]  # a LoRA trained without markers claims neither markers nor trigger
 
 
 def test_newest_state_counts_real_steps_across_attempts(tmp_path):

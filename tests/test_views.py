@@ -3,7 +3,7 @@ import numpy as np
 from packload import mvic_module
 
 views = mvic_module("views")
-sample_data = mvic_module("sample_data")
+sample_data = mvic_module("sources.sample")
 
 
 def lingering_capture(n=48, seed=0):

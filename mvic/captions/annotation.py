@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..markers import LayoutMarkers
-from .render import clean_text, plain_text, render_caption, shorten
+from .text import clean_text, plain_text, render_caption, shorten
 
 HorizontalView = Literal["front", "front_three_quarter", "side", "back_three_quarter", "back", "indeterminate"]
 Side = Literal["left", "right", "none", "indeterminate"]

@@ -19,10 +19,10 @@ from ..datatypes import Composite
 from ..files import atomic_write_text
 from ..images import array_sha256
 from .annotation import ImageAnnotation
-from .backends.base import TokenUsage
+from .backends.request import TokenUsage
 
 CACHE_FORMAT = 1
-log = logging.getLogger("mvic.captions")
+log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:

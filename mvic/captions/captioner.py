@@ -20,16 +20,19 @@ from dataclasses import dataclass, field
 
 from ..datatypes import Caption, Composite, Composites
 from ..settings import Endpoint
-from .backends.base import (
-    DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES, PROTOCOLS, BackendConfig, FatalError, RequestLimits, TokenUsage,
-    endpoint_key, import_sdk, make_backend, redact,
+from .backends import make_backend
+from .backends.errors import FatalError
+from .backends.request import (
+    DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES, PROTOCOLS, BackendConfig, RequestLimits, TokenUsage,
 )
+from .backends.sdk import import_sdk
+from .backends.secret import endpoint_key, redact
 from .prompt import INPUT_MODES, PROMPT_VERSION
 from .ratelimit import Cancelled, RequestGate
-from .render import plain_text, shorten
 from .template import template_caption
+from .text import plain_text, shorten
 
-log = logging.getLogger("mvic.captions")
+log = logging.getLogger(__name__)
 CANCEL_POLL_S = 0.2  # how often a waiting run asks check_cancel (ComfyUI's Cancel must act within seconds)
 MAX_TRIGGER_CHARS = 100
 MAX_REASON_CHARS = 300

@@ -12,7 +12,7 @@ import numpy as np
 from ..datatypes import Composite
 from ..layout import split
 from .annotation import ImageAnnotation
-from .backends.base import ImagePart, ModelBackend, ModelRequest, TokenUsage
+from .backends.request import ImagePart, ModelBackend, ModelRequest, TokenUsage
 from .cache import CacheKey, CaptionCache
 from .prompt import build_prompt
 from .ratelimit import RequestGate

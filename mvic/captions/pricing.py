@@ -6,7 +6,7 @@ unknown model (e.g. a local Ollama one) gets no number rather than a wrong one.
 """
 from __future__ import annotations
 
-from .backends.base import TokenUsage
+from .backends.request import TokenUsage
 
 # Longest prefix wins, so "gemini-2.5-flash-lite" is not priced as "gemini-2.5-flash".
 PRICES_PER_MILLION: dict[str, tuple[float, float]] = {

@@ -17,20 +17,11 @@ import random
 from dataclasses import dataclass, field
 
 from .annotation import AnnotationError, ImageAnnotation, parse_annotation
-from .backends.base import (
-    BlockedError,
-    FatalError,
-    ModelBackend,
-    ModelRequest,
-    RejectedError,
-    ServerFault,
-    TokenUsage,
-    TransientError,
-    TruncatedError,
-)
+from .backends.errors import BlockedError, FatalError, RejectedError, ServerFault, TransientError, TruncatedError
+from .backends.request import ModelBackend, ModelRequest, TokenUsage
 from .ratelimit import RequestGate
 
-log = logging.getLogger("mvic.captions")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +60,21 @@ class CompositeFailed(Exception):
         self.stats = stats
 
 
+def _widened(exc: TruncatedError, request: ModelRequest, policy: RetryPolicy, gate: RequestGate,
+             stats: RequestStats, widened: bool) -> ModelRequest:
+    """An answer cut at max_output_tokens is asked again once, with twice the tokens; a second cut fails."""
+    gate.record_success()
+    stats.usage += exc.usage
+    if widened or request.max_output_tokens * 2 > policy.max_output_tokens_cap:
+        raise CompositeFailed(
+            f"{exc} ({request.max_output_tokens} tokens) even after one retry; raise max_output_tokens", stats
+        ) from None
+    stats.retries += 1
+    request = request.with_max_output_tokens(request.max_output_tokens * 2)
+    log.info("%s: answer cut at max_output_tokens; asking again with %d", request.label, request.max_output_tokens)
+    return request
+
+
 def request_annotation(
     backend: ModelBackend,
     request: ModelRequest,
@@ -104,16 +110,7 @@ def request_annotation(
                 stats.usage += exc.usage
                 raise CompositeFailed(str(exc), stats) from None
             except TruncatedError as exc:
-                gate.record_success()
-                stats.usage += exc.usage
-                if widened or request.max_output_tokens * 2 > policy.max_output_tokens_cap:
-                    raise CompositeFailed(
-                        f"{exc} ({request.max_output_tokens} tokens) even after one retry; raise max_output_tokens", stats
-                    ) from None
-                widened = True
-                stats.retries += 1
-                request = request.with_max_output_tokens(request.max_output_tokens * 2)
-                log.info("%s: answer cut at max_output_tokens; asking again with %d", request.label, request.max_output_tokens)
+                request, widened = _widened(exc, request, policy, gate, stats, widened), True
                 continue
             else:
                 gate.record_success()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..datatypes import Caption, Composite, ViewAngle
 from ..markers import number_word
-from .render import render_caption
+from .text import render_caption
 
 PROMPT_VERSION = "template-1"
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ..datatypes import CameraPose
-from ..export.atomic import atomic_write_bytes, atomic_write_text
-from ..export.manifest import MANIFEST_NAME, read_manifest
+from ..export.folder import MANIFEST_NAME
+from ..export.manifest import read_manifest
+from ..files import atomic_write_bytes, atomic_write_text
 from ..images import IMAGE_SUFFIXES, ImageError, load_rgb, to_array
 from ..layout import split_boxes
 from .score import DEFAULT_SETTINGS, score_composite

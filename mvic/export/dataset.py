@@ -24,28 +24,25 @@ import io
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 from ..captions.template import template_caption
-from ..composites import default_workers
+from ..captions.text import with_trigger
 from ..datatypes import Caption, Composite, Composites, SkippedInput
+from ..files import default_workers, safe_name
 from ..images import array_sha256, file_sha256
-from ..sources.common import display_path, is_utf8, safe_name
+from ..sources.common import display_path, is_utf8
 from .contact_sheet import contact_sheet_png
-from .manifest import (
-    IMAGES_DIR, MANIFEST_NAME, ManifestRecord, composite_stem, manifest_text, panel_records, read_manifest,
+from .folder import (
+    AI_TOOLKIT_YAML, CONTACT_SHEET, IMAGES_DIR, MANIFEST_NAME, REMOVED_DIR, REPLACED_DIR, SD_SCRIPTS_TOML,
 )
-from .trainer_configs import (
-    AI_TOOLKIT_YAML, DEFAULT_BASE_MODEL, SD_SCRIPTS_TOML, ai_toolkit_yaml, sd_scripts_dataset_toml,
-)
+from .manifest import ManifestRecord, composite_stem, manifest_text, panel_records, read_manifest
+from .trainer_configs import DEFAULT_BASE_MODEL, ai_toolkit_yaml, sd_scripts_dataset_toml
 from .transaction import BuildLock, Transaction, describe_owner, real_subdir, recover
 
 IMAGE_FORMATS = ("png", "jpg")
-CONTACT_SHEET = "contact_sheet.png"
-REMOVED_DIR = "removed"
-REPLACED_DIR = "replaced"
 MAX_CAPTION_CHARS = 8000  # far beyond FLUX's 512 T5 tokens; a caption longer than this is a fault
 MAX_TRIGGER_CHARS = 200
 _CONTROL = {c: None for c in [*range(0, 9), *range(11, 32), *range(127, 160)]}
@@ -312,6 +309,8 @@ class _Export:
         """(hash for the record, provenance, caption text as it will be, written?)."""
         old, caption_file = self.previous.get(stem), _files(stem, self.options.image_format)[1]
         caption: Caption = composite.caption or template_caption(composite, self.options.trigger)
+        if composite.caption:  # a captioner's caption takes this node's trigger too
+            caption = replace(caption, text=with_trigger(caption.text, composite.markers, self.options.trigger))
         text, shortened = clean_caption(caption.text)
         if shortened:
             self.report.notes.append(

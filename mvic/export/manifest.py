@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..datatypes import Composite
+from ..files import safe_name
 from ..paths import is_inside
-from ..sources.common import display_path, safe_name
+from ..sources.common import display_path
+from .folder import IMAGES_DIR, MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_NAME = "metadata.jsonl"
-IMAGES_DIR = "images"
 _STEM_RE = re.compile(r"^[^/\\\x00]{1,200}$")
 
 
@@ -32,10 +32,6 @@ def composite_stem(composite: Composite) -> str:
     """Set name plus a short hash of (set, grid): stable when other sets come or go."""
     key = f"{composite.set_name}|{composite.layout.rows}x{composite.layout.cols}"
     return f"{safe_name(composite.set_name)}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-
-
-def text_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass

@@ -6,8 +6,6 @@ import json
 from importlib import resources
 from pathlib import Path
 
-SD_SCRIPTS_TOML = "dataset.toml"
-AI_TOOLKIT_YAML = "ai_toolkit.yaml"
 DEFAULT_BASE_MODEL = "black-forest-labs/FLUX.1-dev"
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from ..files import atomic_write_text
 from ..images import file_sha256
 from ..paths import is_inside
+from .folder import WRITABLE_DIRS, WRITABLE_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,6 @@ WORK_DIR = ".mvic-build"
 STAGED = "staged"
 JOURNAL = "journal.json"
 COMMIT = "commit.json"
-# Where a plan may rename, move or delete (relative to the dataset folder).
-WRITABLE_DIRS = ("images", "removed", "replaced")
-WRITABLE_FILES = ("metadata.jsonl", "dataset.toml", "ai_toolkit.yaml", "contact_sheet.png")
 
 
 class DatasetBusy(RuntimeError):

@@ -27,14 +27,15 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
+    from ..flux_files import FluxModelFiles
     from ..images import load_rgb
-    from .diffusers_engine import FluxFiles, sample
+    from .diffusers_engine import sample
 
     rows, _, cols = args.grid.lower().partition("x") if args.grid else ("0", "", "0")
     width, _, height = args.panel.lower().partition("x") if args.panel else ("0", "", "0")
     references = [np.asarray(load_rgb(path)) for path in args.reference] or None
     result = sample(
-        FluxFiles(Path(args.flux), Path(args.clip_l), Path(args.t5xxl), Path(args.ae)), args.prompt, args.panel_prompts.replace("\\n", "\n"),
+        FluxModelFiles(Path(args.flux), Path(args.clip_l), Path(args.t5xxl), Path(args.ae)), args.prompt, args.panel_prompts.replace("\\n", "\n"),
         Path(args.lora) if args.lora else None, args.lora_strength, int(rows), int(cols), int(width), int(height or width),
         args.seed, args.steps, args.guidance, references, args.reference_panels,
     )

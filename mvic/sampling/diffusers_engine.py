@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import TOKENIZERS_DIR
+from ..flux_files import FluxModelFiles
 from ..layout import split
-from ..training.environment import TOKENIZERS_DIR
 from . import plan
 
 FLUX_VAE_CONFIG = {
@@ -22,14 +23,6 @@ FLUX_VAE_CONFIG = {
     "latent_channels": 16, "norm_num_groups": 32, "sample_size": 1024, "scaling_factor": 0.3611, "shift_factor": 0.1159,
     "use_quant_conv": False, "use_post_quant_conv": False, "act_fn": "silu",
 }
-
-
-@dataclass(frozen=True)
-class FluxFiles:
-    flux: Path
-    clip_l: Path
-    t5xxl: Path
-    ae: Path
 
 
 @dataclass
@@ -71,7 +64,7 @@ def _load_state(model_cls, config, path: Path, dtype, prefix_to_strip: str = "")
     return model.to(dtype)
 
 
-def build_pipeline(files: FluxFiles, inpaint: bool = False, dtype_name: str = "bfloat16"):
+def build_pipeline(files: FluxModelFiles, inpaint: bool = False, dtype_name: str = "bfloat16"):
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxInpaintPipeline, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
@@ -96,7 +89,7 @@ def build_pipeline(files: FluxFiles, inpaint: bool = False, dtype_name: str = "b
     )
 
 
-def sample(files: FluxFiles, prompt: str, panel_prompts: str = "", lora: Path | None = None, lora_strength: float = 1.0,
+def sample(files: FluxModelFiles, prompt: str, panel_prompts: str = "", lora: Path | None = None, lora_strength: float = 1.0,
            rows: int = 0, cols: int = 0, panel_width: int = 0, panel_height: int = 0, seed: int = 0, steps: int = 20,
            guidance: float = 3.5, references: list[np.ndarray] | None = None, reference_panels: str = "1", max_sequence_length: int = 512) -> SampleResult:
     """Text -> composite -> views; with references, the other panels only (inpainting)."""

@@ -1,5 +1,5 @@
 """Sampling plan: the composite layout (from the LoRA's metadata when it has ours), the
-marker prompt, FLUX's resolution-dependent shift, and where reference images go."""
+marker prompt, and where reference images go."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..captions.render import render_caption
+from ..captions.text import render_caption
 from ..layout import CompositeLayout, compose, fit_panel
+from ..lora_file import IcLoraInfo, check_layout_bounds, iclora_info, read_iclora_info
 from ..markers import DEFAULT_STYLE, LayoutMarkers, MarkerStyle, markers_for
-from ..training.lora_file import check_layout_bounds, iclora_info, read_metadata
 
 DEFAULT_LAYOUT = CompositeLayout(2, 2, 512, 512)
 
@@ -24,17 +24,20 @@ class LoraDefaults:
     trigger: str = ""
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, str], source: str = "(metadata)") -> "LoraDefaults":
-        """Raises LoraMetadataError naming `source` and the field for malformed or oversized metadata."""
-        info = iclora_info(metadata, source)
+    def from_info(cls, info: IcLoraInfo) -> "LoraDefaults":
         layout = CompositeLayout(*info.layout) if info.layout else None
         markers = LayoutMarkers(prefix=info.markers[0], panels=info.markers[1]) if info.markers else None
         return cls(layout=layout, markers=markers, trigger=info.trigger)
 
     @classmethod
+    def from_metadata(cls, metadata: dict[str, str], source: str = "(metadata)") -> "LoraDefaults":
+        """Raises LoraMetadataError naming `source` and the field for malformed or oversized metadata."""
+        return cls.from_info(iclora_info(metadata, source))
+
+    @classmethod
     def from_lora(cls, path: str | Path | None) -> "LoraDefaults":
         """The LoRA file's defaults (none without a LoRA); its header is read, never its tensors."""
-        return cls.from_metadata(read_metadata(path), str(path)) if path else cls()
+        return cls.from_info(read_iclora_info(path)) if path else cls()
 
 
 def resolve_layout(rows: int, cols: int, panel_width: int, panel_height: int,
@@ -71,13 +74,6 @@ def assemble_prompt(text: str, panel_lines: str, markers: LayoutMarkers, trigger
     if trigger and not prompt.startswith(trigger):
         prompt = f"{trigger} {prompt}"
     return prompt
-
-
-def flux_shift(width: int, height: int, max_shift: float = 1.15, base_shift: float = 0.5) -> float:
-    """ModelSamplingFlux's shift: linear in the latent token count between 256 and 4096 tokens."""
-    tokens = width * height / (8 * 8 * 2 * 2)
-    slope = (max_shift - base_shift) / (4096 - 256)
-    return tokens * slope + (base_shift - slope * 256)
 
 
 def parse_panel_list(text: str, count: int) -> list[int]:

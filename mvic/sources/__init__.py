@@ -19,7 +19,7 @@ def discover_sets(kind: str, path: str | Path, cache_dir: Path | None = None) ->
     if kind not in SOURCE_KINDS:
         raise ValueError(f"source kind {kind!r}: choose one of {', '.join(SOURCE_KINDS)}")
     if kind == "sample":
-        from ..sample_data import ensure_sample_data
+        from .sample import ensure_sample_data
 
         path, kind = ensure_sample_data(Path(path) if str(path).strip() else None), "mvimgnet"
     if kind == "auto":

@@ -1,9 +1,8 @@
-"""Helpers every source shares: natural sort, image listing, safe names."""
+"""Helpers every source shares: natural sort, image listing, UTF-8 names."""
 from __future__ import annotations
 
 import os
 import re
-import unicodedata
 from pathlib import Path
 
 from ..images import IMAGE_SUFFIXES
@@ -57,14 +56,6 @@ def list_images(folder: Path, problems: list[str] | None = None) -> list[Path]:
 def list_dirs(folder: Path, problems: list[str] | None = None) -> list[Path]:
     found = (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     return sorted(usable_names(found, problems), key=lambda p: natural_key(p.name))
-
-
-def safe_name(name: str, fallback: str = "set") -> str:
-    """A file-name-safe version of a set name: no separators, no leading dots, no '..'."""
-    text = unicodedata.normalize("NFKC", name)
-    text = re.sub(r"[^\w.-]+", "_", text, flags=re.UNICODE)
-    text = re.sub(r"\.{2,}", "_", text).strip("._")
-    return text[:80] or fallback
 
 
 def require_dir(path: str | Path, what: str) -> Path:

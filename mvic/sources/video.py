@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 from ..datatypes import Frame, MultiViewSet, SkippedInput
-from .common import usable_names, display_path, list_images, natural_key, safe_name
+from ..files import safe_name
+from .common import usable_names, display_path, list_images, natural_key
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 _DONE = ".complete"

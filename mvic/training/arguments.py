@@ -6,17 +6,10 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..flux_files import FluxModelFiles
 from .presets import VramPreset
 
 TRAIN_SCRIPT = "flux_train_network.py"
-
-
-@dataclass(frozen=True)
-class FluxModelFiles:
-    flux: Path
-    clip_l: Path
-    t5xxl: Path
-    ae: Path
 
 
 @dataclass

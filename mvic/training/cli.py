@@ -115,8 +115,9 @@ def command_line() -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..sources.common import safe_name
-    from .arguments import FluxModelFiles, TrainingSettings
+    from ..files import safe_name
+    from ..flux_files import FluxModelFiles
+    from .arguments import TrainingSettings
     from .multi_gpu import parse_gpu_ids
     from .trainer import TrainingCallbacks, train_lora
 
@@ -141,7 +142,7 @@ def _train(args: argparse.Namespace) -> int:
     def show_phase(phase):
         print(f"[mvic] {phase.text()}", flush=True)
 
-    callbacks = TrainingCallbacks(on_progress=show, on_phase=show_phase)
+    callbacks = TrainingCallbacks(on_progress=show, on_phase=show_phase, log=print)
     result = train_lora(settings, _environment(args), Path(args.loras_dir), name, args.preset, callbacks,
                         caption_problems=args.caption_problems, unsafe_extra_args=args.unsafe_extra_args,
                         started_by=command_line())

@@ -18,15 +18,10 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..files import PACK_ROOT, TRAINERS_DIR
 from ..settings import LocalSettings, load_settings
 from .checkout import CheckoutChanged, verify
 
-PACK_ROOT = Path(__file__).resolve().parents[2]
-# A checkout (ComfyUI's custom_nodes, `pip install -e .`) has trainers/ beside mvic/; `pip install .`
-# ships it inside the package as mvic/trainers and keeps the config in the user's config folder.
-INSTALLED = not (PACK_ROOT / "trainers" / "launch_sd_scripts.py").is_file()
-TRAINERS_DIR = Path(__file__).resolve().parents[1] / "trainers" if INSTALLED else PACK_ROOT / "trainers"
-TOKENIZERS_DIR = TRAINERS_DIR / "tokenizers"
 LEGACY_CONFIG_ENV = "MVIC_CONFIG"
 DEFAULT_TRAINER = "(default)"
 # Pins in sd-scripts' requirements.txt that break FLUX LoRA training when not met. (Newer

@@ -2,30 +2,9 @@
 safetensors files only. Everything else fails here, naming the file and what to use."""
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 
-from .arguments import FluxModelFiles
-
-
-class ModelFileError(ValueError):
-    pass
-
-
-def safetensors_header(path: Path) -> dict:
-    """The JSON header of a .safetensors file (no tensors are read)."""
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise ModelFileError(f"{path}: file is empty or truncated")
-        (length,) = struct.unpack("<Q", head)
-        if length > 100_000_000 or length > path.stat().st_size:
-            raise ModelFileError(f"{path}: not a safetensors file (bad header length)")
-        try:
-            return json.loads(handle.read(length))
-        except ValueError:
-            raise ModelFileError(f"{path}: not a safetensors file (header is not JSON)") from None
+from ..flux_files import FluxModelFiles, ModelFileError, safetensors_header
 
 
 def _keys(header: dict) -> list[str]:

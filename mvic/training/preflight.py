@@ -15,17 +15,17 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..export.dataset import IMAGES_DIR
-from ..export.manifest import MANIFEST_NAME, read_manifest
-from ..export.trainer_configs import SD_SCRIPTS_TOML
+from ..captions.text import MARKER_TOKEN, CaptionParseError, parse_caption
+from ..export.folder import IMAGES_DIR, MANIFEST_NAME, SD_SCRIPTS_TOML
+from ..export.manifest import read_manifest
+from ..lora_file import check_layout_bounds
+from ..markers import LayoutMarkers
 from ..paths import is_inside
 from .errors import TrainingError
-from .lora_file import check_layout_bounds
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what sd-scripts globs (case-insensitive)
 MAX_CAPTION_BYTES = 64 * 1024  # T5 reads 512 tokens; anything near this size is not a caption
 CAPTION_CHOICES = ("refuse", "warn and train")
-_MARKER_TOKEN = re.compile(r"\[[A-Z0-9][A-Z0-9_-]*\]")
 _NUM_REPEATS = re.compile(r"^\s*num_repeats\s*=\s*(\d{1,4})\s*$", re.MULTILINE)
 LISTED = 10  # files named per problem in an error
 
@@ -58,9 +58,14 @@ class TrainingDataset:
         return [c for c in self.captions() if not marker_problems(c, self.markers)]
 
     def trigger(self) -> str:
-        prefix = self.markers["prefix"]
-        marked = self.marked_captions()
-        return marked[0].split(prefix, 1)[0].strip() if marked else ""
+        """The trigger the first well-formed marked caption leads with (read by the caption codec)."""
+        markers = LayoutMarkers(prefix=self.markers["prefix"], panels=tuple(self.markers["panels"]))
+        for caption in self.marked_captions():
+            try:
+                return parse_caption(caption, markers).trigger
+            except CaptionParseError:
+                continue
+        return ""
 
     def state(self) -> dict[str, dict[str, str]]:
         """Per stem: hashes of the image file and caption as they are now (see run_state.py)."""
@@ -185,7 +190,7 @@ def _check_sizes(dataset: TrainingDataset) -> None:
 def marker_problems(caption: str, markers: dict) -> list[str]:
     """What is wrong with a caption's markers: missing, foreign to the layout, out of order."""
     expected = [markers["prefix"], *markers["panels"]]
-    found = _MARKER_TOKEN.findall(caption)
+    found = MARKER_TOKEN.findall(caption)
     problems = []
     missing = [m for m in expected if m not in found]
     if missing:

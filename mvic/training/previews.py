@@ -21,8 +21,8 @@ import numpy as np
 
 from ..consistency.score import score_composite
 from ..consistency.sheet import annotate
-from ..export.atomic import atomic_write_bytes
 from ..export.dataset import encode_image
+from ..files import atomic_write_bytes
 from ..images import ImageError, load_rgb, to_array
 from ..layout import split_boxes
 from .run_state import ATTEMPT_FILE

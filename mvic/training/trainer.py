@@ -11,25 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from ..files import atomic_write_text
-from ..sources.common import safe_name
+from ..files import TOKENIZERS_DIR, TRAINERS_DIR, atomic_write_text, safe_name
+from ..flux_files import safetensors_header
+from ..lora_file import LAYOUT_KEYS, IcLoraInfo, iclora_metadata, write_with_metadata
 from .arguments import TrainingSettings, launch_command, sample_prompts_text, training_arguments
 from .compile import plan_compile
 from .environment import (
-    TOKENIZERS_DIR, TRAINERS_DIR, EnvironmentReport, TrainerEnvironment, TrainerEnvironmentError, check_environment,
-    child_env, verify_checkout,
+    EnvironmentReport, TrainerEnvironment, TrainerEnvironmentError, check_environment, child_env, verify_checkout,
 )
 from .errors import TrainingError
 from .extra_args import check_extra_args
 from .fp8 import check_fp8_choice, plan_fp8
-from .lora_file import MAX_TRIGGER_CHARS, write_with_metadata
-from .model_files import check_model_files, safetensors_header
+from .model_files import check_model_files
 from .multi_gpu import check_gpu_selection, check_multi_gpu
 from .preflight import (
     CAPTION_CHOICES, TrainingDataset, check_captions, check_free_space, estimate_disk, lora_parameters, read_dataset,
@@ -41,6 +41,8 @@ from .run_dataset import prepare_run_dataset
 from .run_state import begin_attempt, dataset_key, newest_state, record_cache_state
 
 __all__ = ["TrainingError", "TrainingResult", "TrainingCallbacks", "train_lora"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,7 +60,7 @@ class TrainingResult:
 class TrainingCallbacks:
     on_progress: Callable[[StepProgress], None] | None = None
     should_stop: Callable[[], bool] | None = None
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = logger.info  # the CLI passes print
     on_phase: Callable[[PhaseProgress], None] | None = None  # model loading, latent / text-encoder caching
 
 
@@ -243,12 +245,11 @@ def finish(plan: RunPlan, checked: Preflight, loras_dir: Path, lora_name: str,
 def dataset_metadata(dataset: TrainingDataset) -> dict[str, str]:
     """What the sampler needs to configure itself. The markers (and trigger) only when captions
     really use them: a LoRA trained without them must not claim them."""
-    metadata = {"mvic_layout": json.dumps(dataset.layout), "mvic_dataset_size": str(len(dataset.images))}
-    if dataset.marked_captions():
-        trigger = " ".join(dataset.trigger().split())
-        metadata["mvic_markers"] = json.dumps(dataset.markers)
-        metadata["mvic_trigger"] = trigger if len(trigger) <= MAX_TRIGGER_CHARS else ""
-    return metadata
+    marked = bool(dataset.marked_captions())
+    info = IcLoraInfo(layout=tuple(dataset.layout[key] for key in LAYOUT_KEYS),
+                      markers=(dataset.markers["prefix"], tuple(dataset.markers["panels"])) if marked else None,
+                      trigger=dataset.trigger() if marked else "")
+    return {**iclora_metadata(info), "mvic_dataset_size": str(len(dataset.images))}
 
 
 def validate_extra_args(environment: TrainerEnvironment, args: list[str]) -> None:

@@ -10,21 +10,12 @@ import re
 
 from ..annotation import annotation_json_schema
 from ..prompt import reask_prompt
-from .base import (
-    BackendConfig,
-    BlockedError,
-    FatalError,
-    ModelReply,
-    ModelRequest,
-    RejectedError,
-    ServerFault,
-    TokenUsage,
-    TransientError,
-    TruncatedError,
-    is_connection_error,
+from .errors import (
+    BlockedError, FatalError, RejectedError, ServerFault, TransientError, TruncatedError, is_connection_error,
     is_timeout,
-    redact,
 )
+from .request import BackendConfig, ModelReply, ModelRequest, TokenUsage
+from .secret import redact
 
 DEFAULT_API_VERSION = "v1beta"
 _BLOCK_FINISH_REASONS = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"}

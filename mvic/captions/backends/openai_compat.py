@@ -13,20 +13,9 @@ import time
 
 from ..annotation import annotation_json_schema
 from ..prompt import reask_prompt
-from .base import (
-    BackendConfig,
-    BlockedError,
-    FatalError,
-    ModelReply,
-    ModelRequest,
-    RejectedError,
-    ServerFault,
-    TokenUsage,
-    TransientError,
-    TruncatedError,
-    is_timeout,
-    redact,
-)
+from .errors import BlockedError, FatalError, RejectedError, ServerFault, TransientError, TruncatedError, is_timeout
+from .request import BackendConfig, ModelReply, ModelRequest, TokenUsage
+from .secret import redact
 
 # Local servers ignore the key, but the SDK refuses to start without one.
 _NO_KEY_PLACEHOLDER = "no-key-needed"

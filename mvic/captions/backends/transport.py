@@ -23,7 +23,8 @@ import httpcore2
 import httpx2
 
 from ..ratelimit import Cancelled
-from .base import FatalError, RequestLimits, ServerFault
+from .errors import FatalError, ServerFault
+from .request import RequestLimits
 
 POLL_S = 0.2  # longest a socket wait goes without looking at the deadline and the stop event
 WRITE_CHUNK = 64 * 1024

@@ -1,20 +1,19 @@
-"""Our LoRA metadata (`mvic_*` keys in the safetensors header): written when a trained LoRA is
-put into ComfyUI's loras folder (atomically: a half-copied LoRA is never visible), and read
-back, validated, by the samplers. A LoRA may come from anyone, so nothing it says is used
+"""The LoRA metadata codec (`mvic_*` keys in the safetensors header): `iclora_metadata` encodes
+the layout, markers and trigger, written when a trained LoRA is put into ComfyUI's loras folder
+(atomically: a half-copied LoRA is never visible); `iclora_info` reads them back, validated, for
+the samplers. A LoRA may come from anyone, so nothing it says is used
 before it is checked: bounded layout, well-formed markers, errors that name the file and field."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import _umask
-from .model_files import safetensors_header
+from .files import atomic_write
+from .flux_files import safetensors_header
 
 METADATA_PREFIX = "mvic_"
 # sd-scripts' keys we correct: it writes its --resolution (unset for us: 1024x1024), not the composites' size.
@@ -24,6 +23,7 @@ MAX_PANEL_SIDE = 4096
 MAX_COMPOSITE_PIXELS = 16 * 1024 * 1024
 PANEL_ALIGN = 16
 MAX_TRIGGER_CHARS = 500
+LAYOUT_KEYS = ("rows", "cols", "panel_width", "panel_height")
 _MARKER = re.compile(r"^\[[A-Z0-9][A-Z0-9_-]{0,62}\]$")
 
 
@@ -38,6 +38,19 @@ class IcLoraInfo:
     layout: tuple[int, int, int, int] | None = None  # rows, cols, panel_width, panel_height
     markers: tuple[str, tuple[str, ...]] | None = None  # prefix, panel markers in reading order
     trigger: str = ""
+
+
+def iclora_metadata(info: IcLoraInfo) -> dict[str, str]:
+    """The header entries for `info`, as `iclora_info` reads them back. The trigger is written with
+    the markers (a LoRA trained without markers claims neither); one too long to check is left out."""
+    metadata = {}
+    if info.layout is not None:
+        metadata["mvic_layout"] = json.dumps(dict(zip(LAYOUT_KEYS, info.layout)))
+    if info.markers is not None:
+        metadata["mvic_markers"] = json.dumps({"prefix": info.markers[0], "panels": list(info.markers[1])})
+        trigger = " ".join(info.trigger.split())
+        metadata["mvic_trigger"] = trigger if len(trigger) <= MAX_TRIGGER_CHARS else ""
+    return metadata
 
 
 def read_metadata(path: Path | str) -> dict[str, str]:
@@ -70,7 +83,7 @@ def iclora_info(metadata: dict[str, str], source: str) -> IcLoraInfo:
     if metadata.get("mvic_layout"):
         raw = _json(metadata["mvic_layout"], source, "mvic_layout")
         values = []
-        for key in ("rows", "cols", "panel_width", "panel_height"):
+        for key in LAYOUT_KEYS:
             value = raw.get(key)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise LoraMetadataError(f"LoRA {source}: mvic_layout.{key} is {value!r}, not a whole number")
@@ -138,16 +151,11 @@ def write_with_metadata(source: Path, target: Path, metadata: dict[str, str],
         header["__metadata__"] = merged
         encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
         encoded += b" " * (-len(encoded) % 8)  # keep the data 8-byte aligned
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(struct.pack("<Q", len(encoded)))
-                out.write(encoded)
-                shutil.copyfileobj(handle, out, 16 << 20)
-                os.fchmod(out.fileno(), 0o666 & ~_umask())  # as open() would: 0644 under 022, not mkstemp's 0600
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        def write(out) -> None:
+            out.write(struct.pack("<Q", len(encoded)))
+            out.write(encoded)
+            shutil.copyfileobj(handle, out, 16 << 20)
+
+        atomic_write(target, write)
     return target

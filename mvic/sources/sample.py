@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .datatypes import CameraPose
-from .sources.colmap import ColmapCamera, write_cameras_bin, write_images_bin
-from .sources.mvimgnet import CATEGORY_FILE
+from ..datatypes import CameraPose
+from .colmap import ColmapCamera, write_cameras_bin, write_images_bin
+from .mvimgnet import CATEGORY_FILE
 
 SAMPLE_VERSION = "v1"
 WIDTH, HEIGHT, FOCAL = 256, 320, 300.0
