@@ -7,6 +7,8 @@ process holds one copy of every dataclass. The nodes use ComfyUI's V3 schema
 NODE_CLASS_MAPPINGS (ComfyUI would then take the classic path). The CLI
 (`python -m mvic`) runs the core alone as `mvic` and never imports the nodes.
 """
+
+
 async def comfy_entrypoint():
     """ComfyUI's V3 registration. The nodes (and ComfyUI's comfy_api) are imported only here, so the core
     `<pack>.mvic` loads without ComfyUI (tests, tools)."""

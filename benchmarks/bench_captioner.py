@@ -10,6 +10,7 @@ compete with the captioner for the GIL.
 
     python benchmarks/bench_captioner.py [--backend gemini|openai-compatible] [--count 200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,16 @@ BENCH_KEY = "bench-key-not-secret"
 
 def start_server(latency_s: float) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "caption_server.py"), "--latency", str(latency_s), "--api-key", BENCH_KEY],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(ROOT / "tests" / "caption_server.py"),
+            "--latency",
+            str(latency_s),
+            "--api-key",
+            BENCH_KEY,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     line = server.stdout.readline().split()
     if line[:1] != ["PORT"]:
@@ -50,10 +59,18 @@ def measured_run(captioner, composites, settings, url: str) -> tuple[float, dict
     _, report = captioner.caption_composites(composites, settings)
     elapsed = time.monotonic() - started
     after = server_stats(url)
-    arrivals = after["arrivals"][before["count"]:]  # time.monotonic() is system-wide: comparable with `started`
-    return elapsed, {"requests": after["count"] - before["count"], "distinct": after["distinct_images"] - before["distinct_images"],
-                     "max_per_image": after["max_requests_per_image"], "max_in_flight": after["max_in_flight"],
-                     "first_request_s": min(arrivals) - started if arrivals else 0.0}, report
+    arrivals = after["arrivals"][before["count"] :]  # time.monotonic() is system-wide: comparable with `started`
+    return (
+        elapsed,
+        {
+            "requests": after["count"] - before["count"],
+            "distinct": after["distinct_images"] - before["distinct_images"],
+            "max_per_image": after["max_requests_per_image"],
+            "max_in_flight": after["max_in_flight"],
+            "first_request_s": min(arrivals) - started if arrivals else 0.0,
+        },
+        report,
+    )
 
 
 def main() -> int:
@@ -75,9 +92,14 @@ def main() -> int:
     cold_set = make_test_composites(args.count, 2, 2, 512, photo_like=True, seed=0)
     warm_set = make_test_composites(args.count, 2, 2, 512, photo_like=True, seed=1)
     jpeg_kib = len(encode_jpeg(cold_set.items[0].image, 1024)) / 1024
-    print(f"input: 2 x {args.count} composites of 1024x1024 (JPEG ~{jpeg_kib:.0f} KiB each), made in {time.monotonic() - started:.1f} s")
-    print(f"backend {args.backend}, server latency {args.latency} s, concurrency {args.concurrency}, "
-          f"target >= {target:.1f} composites/s (ideal C/L = {args.concurrency / args.latency:.1f})")
+    print(
+        f"input: 2 x {args.count} composites of 1024x1024 (JPEG ~{jpeg_kib:.0f} KiB each), made in "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    print(
+        f"backend {args.backend}, server latency {args.latency} s, concurrency {args.concurrency}, "
+        f"target >= {target:.1f} composites/s (ideal C/L = {args.concurrency / args.latency:.1f})"
+    )
 
     server, url = start_server(args.latency)
     os.environ["MVIC_BENCH_KEY"] = BENCH_KEY
@@ -88,7 +110,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as cache:
             settings = captioner.CaptionSettings(
-                endpoint=endpoint, concurrency=args.concurrency, rpm=0, cache_dir=cache, timeout_s=30,
+                endpoint=endpoint, concurrency=args.concurrency, rpm=0, cache_dir=cache, timeout_s=30
             )
             # Cold: this process's first run pays the SDK import (~0.4 s), as ComfyUI's first queue does.
             for label, composites in (("cold run", cold_set), ("warm run", warm_set)):
@@ -96,12 +118,18 @@ def main() -> int:
                 rate = args.count / elapsed
                 once = seen["requests"] == seen["distinct"] == args.count and seen["max_per_image"] == 1
                 results.append(rate >= target and once and not report.failures)
-                print(f"{label}: {elapsed:.2f} s, {rate:.1f} composites/s; server: {seen['requests']} requests for "
-                      f"{seen['distinct']} distinct images, max {seen['max_per_image']} per image, max {seen['max_in_flight']} in flight; "
-                      f"{len(report.failures)} failed; first request reached the server after {seen['first_request_s']:.2f} s")
+                print(
+                    f"{label}: {elapsed:.2f} s, {rate:.1f} composites/s; server: {seen['requests']} requests for "
+                    f"{seen['distinct']} distinct images, max {seen['max_per_image']} per image, max "
+                    f"{seen['max_in_flight']} in flight; "
+                    f"{len(report.failures)} failed; first request reached the server after "
+                    f"{seen['first_request_s']:.2f} s"
+                )
             elapsed, seen, report = measured_run(captioner, cold_set, settings, url)
             results.append(seen["requests"] == 0 and report.from_cache == args.count)
-            print(f"re-run of the cold set: {elapsed:.2f} s, {seen['requests']} requests, {report.from_cache} from cache")
+            print(
+                f"re-run of the cold set: {elapsed:.2f} s, {seen['requests']} requests, {report.from_cache} from cache"
+            )
     finally:
         server.terminate()
         server.wait(timeout=10)

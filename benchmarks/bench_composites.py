@@ -9,6 +9,7 @@ Each variant runs in its own process so its peak RSS is its own.
 
     python benchmarks/bench_composites.py [--sets 24] [--frames 8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,7 +79,9 @@ def child(variant: str, root: str, out: str, workers: int) -> None:
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork+exec.
     status = Path("/proc/self/status").read_text()
     peak = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
-    print(json.dumps({"variant": variant, "workers": workers, "composites": count, "seconds": seconds, "peak_mib": peak}))
+    print(
+        json.dumps({"variant": variant, "workers": workers, "composites": count, "seconds": seconds, "peak_mib": peak})
+    )
 
 
 def main() -> None:
@@ -92,22 +95,37 @@ def main() -> None:
         return child(variant, root, out, int(workers))
     work = Path(tempfile.mkdtemp(prefix="mvic-bench-"))
     try:
-        print(f"input: {args.sets} sets x {args.frames} frames of 1080x1920 JPEG (MVImgNet layout); cores: {os.cpu_count()}")
+        print(
+            f"input: {args.sets} sets x {args.frames} frames of 1080x1920 JPEG (MVImgNet layout); cores: "
+            f"{os.cpu_count()}"
+        )
         make_input(work / "in", args.sets, args.frames)
         results = []
         for variant, workers in (("baseline", 1), ("mvic", 1), ("mvic", os.cpu_count() or 1)):
             out = work / f"out-{variant}-{workers}"
-            line = subprocess.run(
-                [sys.executable, __file__, "--child", variant, str(work / "in"), str(out), str(workers)],
-                capture_output=True, text=True, check=True,
-            ).stdout.strip().splitlines()[-1]
+            line = (
+                subprocess.run(
+                    [sys.executable, __file__, "--child", variant, str(work / "in"), str(out), str(workers)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             result = json.loads(line)
             results.append(result)
             rate = result["composites"] / result["seconds"]
-            print(f"{variant:8s} workers={workers}: {result['composites']} composites in {result['seconds']:.2f} s = {rate:.2f}/s, peak RSS {result['peak_mib']:.0f} MiB")
+            print(
+                f"{variant:8s} workers={workers}: {result['composites']} composites in {result['seconds']:.2f} s = "
+                f"{rate:.2f}/s, peak RSS {result['peak_mib']:.0f} MiB"
+            )
         base = results[0]["composites"] / results[0]["seconds"]
         for result in results[1:]:
-            print(f"speed-up mvic workers={result['workers']} vs baseline: {result['composites'] / result['seconds'] / base:.2f}x")
+            print(
+                f"speed-up mvic workers={result['workers']} vs baseline: "
+                f"{result['composites'] / result['seconds'] / base:.2f}x"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -3,11 +3,13 @@
 Goal: < 1 s per composite. Both wall time and the process's CPU time are shown: on a shared machine
 the wall time includes waiting for the core, the CPU time does not. Composites are renders of the
 validation scenes (tests/consistency_scenes.py): a true set (4 views 60-90 degrees apart), a mixed
-set (4 scenes) and a repeated set (one view x4: duplicates skip the matching). The process pins itself to one CPU, OpenCV and BLAS to one thread.
+set (4 scenes) and a repeated set (one view x4: duplicates skip the matching). The process pins itself to one CPU,
+OpenCV and BLAS to one thread.
 Prints a table and one JSON line.
 
     python benchmarks/bench_consistency.py [--repeats 7]
 """
+
 from __future__ import annotations
 
 import os
@@ -77,18 +79,26 @@ def main() -> int:
             times.append(time.perf_counter() - started)
             cpu.append(time.process_time() - started_cpu)
         stages = stage_times(image)
-        results[name] = {"median_s": statistics.median(times), "max_s": max(times),
-                         "cpu_median_s": statistics.median(cpu),
-                         "consistency": score.consistency,
-                         "duplicate_pairs": score.duplicate_pairs, **{f"{k}_s": v for k, v in stages.items()}}
+        results[name] = {
+            "median_s": statistics.median(times),
+            "max_s": max(times),
+            "cpu_median_s": statistics.median(cpu),
+            "consistency": score.consistency,
+            "duplicate_pairs": score.duplicate_pairs,
+            **{f"{k}_s": v for k, v in stages.items()},
+        }
     print(f"one core ({os.sched_getaffinity(0)}), cv2 {cv2.__version__}, {args.repeats} runs each, 2x2 of 512² panels")
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print(f"{'composite':<14}{'wall median s':>14}{'wall max s':>11}{'CPU median s':>13}{'grid s':>8}{'SIFT s':>8}"
-          f"{'score':>7}{'dups':>6}")
+    print(
+        f"{'composite':<14}{'wall median s':>14}{'wall max s':>11}{'CPU median s':>13}{'grid s':>8}{'SIFT s':>8}"
+        f"{'score':>7}{'dups':>6}"
+    )
     for name, r in results.items():
-        print(f"{name:<14}{r['median_s']:>14.3f}{r['max_s']:>11.3f}{r['cpu_median_s']:>13.3f}{r['grid_s']:>8.3f}"
-              f"{r['features_s']:>8.3f}"
-              f"{r['consistency']:>7.2f}{r['duplicate_pairs']:>6}")
+        print(
+            f"{name:<14}{r['median_s']:>14.3f}{r['max_s']:>11.3f}{r['cpu_median_s']:>13.3f}{r['grid_s']:>8.3f}"
+            f"{r['features_s']:>8.3f}"
+            f"{r['consistency']:>7.2f}{r['duplicate_pairs']:>6}"
+        )
     print("JSON " + json.dumps({"cv2": cv2.__version__, "load_average": os.getloadavg()[0], "results": results}))
     return 0 if all(r["median_s"] < 1.0 for r in results.values()) else 1  # the goal is wall time on one core
 

@@ -4,6 +4,7 @@ Stages, one module (or folder) each: sources -> loading/views -> layout/composit
 -> captions -> export -> training -> sampling. Submodules are imported on first use (`mvic.layout`), so
 importing the package is cheap.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -11,8 +12,20 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "captions", "composites", "consistency", "datatypes", "export", "images", "layout", "loading",
-    "markers", "pipeline", "sampling", "sources", "training", "views",
+    "captions",
+    "composites",
+    "consistency",
+    "datatypes",
+    "export",
+    "images",
+    "layout",
+    "loading",
+    "markers",
+    "pipeline",
+    "sampling",
+    "sources",
+    "training",
+    "views",
 }
 
 

@@ -1,4 +1,5 @@
 """`python -m mvic build|demo`: the dataset job without ComfyUI."""
+
 from __future__ import annotations
 
 import argparse
@@ -47,11 +48,14 @@ def _add_build_args(parser: argparse.ArgumentParser, demo: bool) -> None:
         )
     parser.add_argument("--out", default="iclora_demo" if demo else "iclora_dataset", help="dataset folder to write")
     parser.add_argument(
-        "--grid", default="2x2" if demo else "",
+        "--grid",
+        default="2x2" if demo else "",
         help="ROWSxCOLS, e.g. 3x1 for three panels stacked (default 2x2; composites: from their captions)",
     )
     parser.add_argument(
-        "--panel", type=_panel_size, default=(256, 256) if demo else (0, 0),
+        "--panel",
+        type=_panel_size,
+        default=(256, 256) if demo else (0, 0),
         help="panel WIDTHxHEIGHT, multiples of 16 (default 512x512; composites: their own size, least refit)",
     )
     parser.add_argument("--fit", choices=FIT_MODES, default="crop")
@@ -61,8 +65,12 @@ def _add_build_args(parser: argparse.ArgumentParser, demo: bool) -> None:
     parser.add_argument("--max-sets", type=int, default=0)
     parser.add_argument("--reject-blurred", action="store_true")
     parser.add_argument("--reject-duplicates", action="store_true")
-    parser.add_argument("--min-consistency", type=float, default=0.0,
-                        help="drop sets whose composite scores below this consistency (0-1; 0 = keep all)")
+    parser.add_argument(
+        "--min-consistency",
+        type=float,
+        default=0.0,
+        help="drop sets whose composite scores below this consistency (0-1; 0 = keep all)",
+    )
     parser.add_argument("--format", choices=("png", "jpg"), default="png")
     parser.add_argument("--trigger", default="")
     parser.add_argument("--marker-prefix", default="")
@@ -70,7 +78,10 @@ def _add_build_args(parser: argparse.ArgumentParser, demo: bool) -> None:
     parser.add_argument("--overwrite-edited-captions", action="store_true")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument(
-        "--wait-for-lock", type=float, default=0.0, metavar="SECONDS",
+        "--wait-for-lock",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
         help="when another build is writing into --out, wait up to this long for it (default: stop at once)",
     )
     if not demo:  # the demo always captions offline with the template backend
@@ -78,26 +89,46 @@ def _add_build_args(parser: argparse.ArgumentParser, demo: bool) -> None:
 
 
 def _add_caption_args(captions) -> None:
-    captions.add_argument("--caption-endpoint", default="", help="template (default, offline), gemini, openai, or an "
-                          "endpoint added with `python -m mvic config add-endpoint`; each sends only its own key")
-    captions.add_argument("--caption-backend", choices=("template", "gemini", "openai-compatible"), default="",
-                          help="older name of --caption-endpoint (openai-compatible = openai); with "
-                          "--caption-base-url, the protocol that server speaks")
-    captions.add_argument("--caption-base-url", default="", help="a server for this run only; it gets no key from the "
-                          "environment (give --key-file if it needs one)")
+    captions.add_argument(
+        "--caption-endpoint",
+        default="",
+        help="template (default, offline), gemini, openai, or an "
+        "endpoint added with `python -m mvic config add-endpoint`; each sends only its own key",
+    )
+    captions.add_argument(
+        "--caption-backend",
+        choices=("template", "gemini", "openai-compatible"),
+        default="",
+        help="older name of --caption-endpoint (openai-compatible = openai); with "
+        "--caption-base-url, the protocol that server speaks",
+    )
+    captions.add_argument(
+        "--caption-base-url",
+        default="",
+        help="a server for this run only; it gets no key from the environment (give --key-file if it needs one)",
+    )
     captions.add_argument("--key-file", default="", help="file holding only the key for this run's endpoint")
     captions.add_argument("--caption-model", default="", help="empty = the protocol's default model")
     captions.add_argument("--caption-concurrency", type=int, default=4)
     captions.add_argument("--caption-rpm", type=int, default=10, help="requests per minute (0 = no cap)")
-    captions.add_argument("--appearance-only", action="store_true",
-                          help="no pose words for panels the model is unsure about")
+    captions.add_argument(
+        "--appearance-only", action="store_true", help="no pose words for panels the model is unsure about"
+    )
     captions.add_argument("--caption-input", choices=("composite", "views"), default="composite")
-    captions.add_argument("--caption-cache-dir", default="", help="default: caption_cache_dir in the local settings, "
-                          "else ~/.cache/mvic/captions")
-    captions.add_argument("--caption-deadline", type=float, default=DEFAULT_DEADLINE_S,
-                          help="seconds one request may take in all")
-    captions.add_argument("--caption-max-response-mb", type=float, default=DEFAULT_MAX_RESPONSE_BYTES / 2**20,
-                          help="largest answer accepted from the server")
+    captions.add_argument(
+        "--caption-cache-dir",
+        default="",
+        help="default: caption_cache_dir in the local settings, else ~/.cache/mvic/captions",
+    )
+    captions.add_argument(
+        "--caption-deadline", type=float, default=DEFAULT_DEADLINE_S, help="seconds one request may take in all"
+    )
+    captions.add_argument(
+        "--caption-max-response-mb",
+        type=float,
+        default=DEFAULT_MAX_RESPONSE_BYTES / 2**20,
+        help="largest answer accepted from the server",
+    )
 
 
 def _caption_endpoint(args: argparse.Namespace, settings) -> Endpoint | None:
@@ -144,8 +175,13 @@ def _parser() -> argparse.ArgumentParser:
     prog = "mvic" if installed else "python -m mvic"
     parser = argparse.ArgumentParser(prog=prog, description="Multi-view IC-LoRA: dataset builder and trainer")
     commands = parser.add_subparsers(dest="command", required=True)
-    _add_build_args(commands.add_parser("build", help="source -> views -> composites -> captions -> dataset"), demo=False)
-    _add_build_args(commands.add_parser("demo", help="the same on the embedded sample data (nothing to download, no key)"), demo=True)
+    _add_build_args(
+        commands.add_parser("build", help="source -> views -> composites -> captions -> dataset"), demo=False
+    )
+    _add_build_args(
+        commands.add_parser("demo", help="the same on the embedded sample data (nothing to download, no key)"),
+        demo=True,
+    )
     training_cli.add_commands(commands)
     sampling_cli.add_commands(commands)
     config_cli.add_commands(commands)

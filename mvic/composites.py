@@ -1,4 +1,5 @@
 """Stage 2: chosen views -> one composite image per set (the CompositeGrid node)."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,13 @@ def fitted_panels(mv_set: MultiViewSet, layout: CompositeLayout, fit: str, pad_c
     return panels
 
 
-def build_composite(mv_set: MultiViewSet, layout: CompositeLayout, fit: str = "crop", pad_color=(0, 0, 0), style: MarkerStyle = DEFAULT_STYLE) -> Composite:
+def build_composite(
+    mv_set: MultiViewSet,
+    layout: CompositeLayout,
+    fit: str = "crop",
+    pad_color=(0, 0, 0),
+    style: MarkerStyle = DEFAULT_STYLE,
+) -> Composite:
     if len(mv_set.chosen) != layout.count:
         raise ValueError(
             f"set {mv_set.name} has {len(mv_set.chosen)} chosen views but the layout "

@@ -1,4 +1,5 @@
 """`python -m mvic config …`: show and edit this machine's local settings (mvic/settings.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,15 +8,25 @@ import os
 from pathlib import Path
 
 from .settings import (
-    ENDPOINT_BACKENDS, Endpoint, LocalSettings, SettingsError, check_name, load_settings, save_settings,
+    ENDPOINT_BACKENDS,
+    Endpoint,
+    LocalSettings,
+    SettingsError,
+    check_name,
+    load_settings,
+    save_settings,
 )
 
 SCALAR_KEYS = ("default_trainer", "caption_cache_dir")
 
 
 def add_commands(commands) -> None:
-    config = commands.add_parser("config", help="show or edit this machine's local settings (what a workflow cannot decide)")
-    config.add_argument("--file", default="", help="settings file to use (default: $MVIC_SETTINGS or ~/.config/mvic/settings.json)")
+    config = commands.add_parser(
+        "config", help="show or edit this machine's local settings (what a workflow cannot decide)"
+    )
+    config.add_argument(
+        "--file", default="", help="settings file to use (default: $MVIC_SETTINGS or ~/.config/mvic/settings.json)"
+    )
     actions = config.add_subparsers(dest="config_action", required=True)
     actions.add_parser("show", help="the settings in use and where they live")
     scalar = actions.add_parser("set", help=f"set one of: {', '.join(SCALAR_KEYS)}")
@@ -25,11 +36,14 @@ def add_commands(commands) -> None:
     endpoint.add_argument("name")
     endpoint.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:11434/v1 for Ollama")
     endpoint.add_argument("--backend", choices=ENDPOINT_BACKENDS, default="openai-compatible")
-    endpoint.add_argument("--key-env", action="append", default=[], help="environment variable holding this server's key")
+    endpoint.add_argument(
+        "--key-env", action="append", default=[], help="environment variable holding this server's key"
+    )
     endpoint.add_argument("--key-file", default="", help="file holding only this server's key")
     actions.add_parser("remove-endpoint").add_argument("name")
-    trainer = actions.add_parser("add-trainer",
-                                 help="an sd-scripts checkout LoRATrainer may run (its code is fingerprinted now)")
+    trainer = actions.add_parser(
+        "add-trainer", help="an sd-scripts checkout LoRATrainer may run (its code is fingerprinted now)"
+    )
     trainer.add_argument("name")
     trainer.add_argument("--sd-scripts", required=True, help="the kohya-ss/sd-scripts checkout")
     trainer.add_argument("--python", required=True, help="the interpreter with sd-scripts' requirements")
@@ -52,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
     elif action == "remove-endpoint":
         if args.name not in settings.endpoints:
             raise SettingsError(f"no configured endpoint named {args.name!r} in {settings.path}")
-        settings = dataclasses.replace(settings, endpoints={k: v for k, v in settings.endpoints.items() if k != args.name})
+        settings = dataclasses.replace(
+            settings, endpoints={k: v for k, v in settings.endpoints.items() if k != args.name}
+        )
     elif action in ("add-trainer", "remove-trainer"):
         from .training.checkout import with_trainer, without_trainer
 
@@ -92,7 +108,9 @@ def _with_folder(settings: LocalSettings, folder: Path, allow: bool) -> LocalSet
 def describe(settings: LocalSettings) -> str:
     lines = [f"settings file: {settings.path}" + ("" if settings.exists else " (not written yet: defaults)")]
     lines.append("  (inside ComfyUI, <ComfyUI user folder>/mvic/settings.json is used instead when it exists)")
-    lines.append("trainers:" if settings.trainers else "trainers: none (run `python -m mvic setup-trainer --sd-scripts DIR`)")
+    lines.append(
+        "trainers:" if settings.trainers else "trainers: none (run `python -m mvic setup-trainer --sd-scripts DIR`)"
+    )
     for name, t in settings.trainers.items():
         mark = " (default)" if name == settings.default_trainer else ""
         lines.append(f"  {name}{mark}: {t.sd_scripts_dir} with {t.python}")

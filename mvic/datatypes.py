@@ -3,6 +3,7 @@
 Provenance (set, frame, pose, category) travels here, never inside IMAGE tensors,
 so the captioner and the dataset saver can see it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace

@@ -1,5 +1,6 @@
 """Helpers every stage shares: where the pack's own files are, safe file names, atomic writes
 with the mode a user expects, and how many worker threads to use."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """The FLUX model files a run names (transformer, CLIP-L, T5-XXL, ae), shared by the trainer and the
 headless sampler, and the safetensors header reader both use (no tensors are read)."""
+
 from __future__ import annotations
 
 import json

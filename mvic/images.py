@@ -7,6 +7,7 @@
 - Every PIL mode becomes RGB the right way: alpha is flattened onto a
   background, 16-bit greyscale is scaled rather than clipped.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -4,6 +4,7 @@ Panel sides are multiples of 16 so that every panel edge falls on a FLUX latent
 patch boundary (8x VAE downscale, 2x2 patches). Dividers are painted over panel
 edges instead of adding pixels, so `split(compose(panels))` returns the panels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

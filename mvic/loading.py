@@ -1,4 +1,5 @@
 """Stage 1: find the sets and choose each set's views (the MultiViewLoader node)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,7 +56,9 @@ def load_multiview_sets(
             mv_set.angles = view_angles(poses, picked)
             mv_set.selection = "pose"
         elif selection == "pose":
-            skipped.append(SkippedInput(mv_set.name, f"selection 'pose' needs {views} posed frames, it has {len(posed)}"))
+            skipped.append(
+                SkippedInput(mv_set.name, f"selection 'pose' needs {views} posed frames, it has {len(posed)}")
+            )
             continue
         else:
             mv_set.chosen = [usable[i] for i in select_views_evenly(len(usable), views)]

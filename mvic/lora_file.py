@@ -3,6 +3,7 @@ the layout, markers and trigger, written when a trained LoRA is put into ComfyUI
 (atomically: a half-copied LoRA is never visible); `iclora_info` reads them back, validated, for
 the samplers. A LoRA may come from anyone, so nothing it says is used
 before it is checked: bounded layout, well-formed markers, errors that name the file and field."""
+
 from __future__ import annotations
 
 import json
@@ -64,17 +65,21 @@ def read_metadata(path: Path | str) -> dict[str, str]:
 def check_layout_bounds(rows: int, cols: int, panel_width: int, panel_height: int, where: str) -> None:
     """rows x cols <= 64, panel sides multiples of 16 up to 4096, composite <= 16 MP."""
     if rows < 1 or cols < 1 or rows * cols > MAX_PANELS:
-        raise LoraMetadataError(f"{where}: {rows}x{cols} panels; rows and cols must be at least 1 and rows x cols "
-                                f"at most {MAX_PANELS}")
+        raise LoraMetadataError(
+            f"{where}: {rows}x{cols} panels; rows and cols must be at least 1 and rows x cols at most {MAX_PANELS}"
+        )
     for name, side in (("panel_width", panel_width), ("panel_height", panel_height)):
         if side < PANEL_ALIGN or side % PANEL_ALIGN or side > MAX_PANEL_SIDE:
-            raise LoraMetadataError(f"{where}.{name} = {side}: must be a multiple of {PANEL_ALIGN} "
-                                    f"between {PANEL_ALIGN} and {MAX_PANEL_SIDE}")
+            raise LoraMetadataError(
+                f"{where}.{name} = {side}: must be a multiple of {PANEL_ALIGN} "
+                f"between {PANEL_ALIGN} and {MAX_PANEL_SIDE}"
+            )
     pixels = rows * cols * panel_width * panel_height
     if pixels > MAX_COMPOSITE_PIXELS:
         size = f"{cols * panel_width}x{rows * panel_height}"
-        raise LoraMetadataError(f"{where}: a {size} composite is {pixels / 2**20:.1f} MP; "
-                                f"at most {MAX_COMPOSITE_PIXELS // 2**20} MP")
+        raise LoraMetadataError(
+            f"{where}: a {size} composite is {pixels / 2**20:.1f} MP; at most {MAX_COMPOSITE_PIXELS // 2**20} MP"
+        )
 
 
 def iclora_info(metadata: dict[str, str], source: str) -> IcLoraInfo:
@@ -94,8 +99,9 @@ def iclora_info(metadata: dict[str, str], source: str) -> IcLoraInfo:
         markers = _markers(_json(metadata["mvic_markers"], source, "mvic_markers"), source, layout)
     trigger = metadata.get("mvic_trigger", "")
     if len(trigger) > MAX_TRIGGER_CHARS or any(ord(c) < 32 for c in trigger):
-        raise LoraMetadataError(f"LoRA {source}: mvic_trigger must be one line of at most {MAX_TRIGGER_CHARS} "
-                                "characters")
+        raise LoraMetadataError(
+            f"LoRA {source}: mvic_trigger must be one line of at most {MAX_TRIGGER_CHARS} characters"
+        )
     return IcLoraInfo(layout, markers, trigger)
 
 
@@ -116,22 +122,26 @@ def _json(text: str, source: str, field: str) -> dict:
 def _markers(raw: dict, source: str, layout) -> tuple[str, tuple[str, ...]]:
     prefix, panels = raw.get("prefix"), raw.get("panels")
     if not isinstance(prefix, str) or not _MARKER.match(prefix):
-        raise LoraMetadataError(f"LoRA {source}: mvic_markers.prefix {str(prefix)[:80]!r} is not a marker "
-                                "like [FOUR-VIEWS]")
+        raise LoraMetadataError(
+            f"LoRA {source}: mvic_markers.prefix {str(prefix)[:80]!r} is not a marker like [FOUR-VIEWS]"
+        )
     if not isinstance(panels, list) or not 1 <= len(panels) <= MAX_PANELS:
         raise LoraMetadataError(f"LoRA {source}: mvic_markers.panels must be a list of 1 to {MAX_PANELS} markers")
     bad = [p for p in panels if not isinstance(p, str) or not _MARKER.match(p)]
     if bad:
-        raise LoraMetadataError(f"LoRA {source}: mvic_markers.panels holds {str(bad[0])[:80]!r}, not a marker "
-                                "like [TOP-LEFT]")
+        raise LoraMetadataError(
+            f"LoRA {source}: mvic_markers.panels holds {str(bad[0])[:80]!r}, not a marker like [TOP-LEFT]"
+        )
     if layout is not None and len(panels) != layout[0] * layout[1]:
-        raise LoraMetadataError(f"LoRA {source}: mvic_markers.panels has {len(panels)} markers for "
-                                f"{layout[0]}x{layout[1]} panels")
+        raise LoraMetadataError(
+            f"LoRA {source}: mvic_markers.panels has {len(panels)} markers for {layout[0]}x{layout[1]} panels"
+        )
     return prefix, tuple(panels)
 
 
-def write_with_metadata(source: Path, target: Path, metadata: dict[str, str],
-                        replaced: dict[str, str] | None = None) -> Path:
+def write_with_metadata(
+    source: Path, target: Path, metadata: dict[str, str], replaced: dict[str, str] | None = None
+) -> Path:
     """Copy `source` to `target` with `metadata` merged into the header (values are strings);
     `replaced`: sd-scripts' own keys we correct (REPLACED_KEYS).
 

@@ -3,6 +3,7 @@
 IC-LoRA learns the panel structure from these words, so the captioner, the dataset
 saver and the sampler must agree on them exactly; they all call `markers_for`.
 """
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ works in (ComfyUI's input/ for reading, output/ for writing), and it may not lea
 folder through `..` or a symbolic link. An absolute path is read only under a folder the
 user allowed on this machine (`python -m mvic config allow-folder DIR`), never written.
 """
+
 from __future__ import annotations
 
 import os

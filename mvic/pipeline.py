@@ -1,5 +1,6 @@
 """The dataset job end to end (what `python -m mvic build` and the demo run):
 source -> views -> composites -> captions -> export."""
+
 from __future__ import annotations
 
 import logging
@@ -51,15 +52,24 @@ def _composites(settings: BuildSettings, sets: MultiViewSets) -> Composites:
     if is_imported(sets):
         grid = (settings.rows, settings.cols) if settings.rows and settings.cols else None
         composites = build_imported_composites(
-            sets, grid, (settings.panel_width, settings.panel_height), settings.fit, settings.pad_color, settings.style,
-            settings.divider_width, workers=settings.workers,
+            sets,
+            grid,
+            (settings.panel_width, settings.panel_height),
+            settings.fit,
+            settings.pad_color,
+            settings.style,
+            settings.divider_width,
+            workers=settings.workers,
         )
         if not composites.items:
             summary = skipped_summary(composites.skipped)
             raise ValueError(f"no composite could be imported from {settings.input}:\n{summary}")
         return composites
     layout = CompositeLayout(
-        settings.rows or 2, settings.cols or 2, settings.panel_width or 512, settings.panel_height or 512,
+        settings.rows or 2,
+        settings.cols or 2,
+        settings.panel_width or 512,
+        settings.panel_height or 512,
         settings.divider_width,
     )
     return build_composites(sets, layout, settings.fit, settings.pad_color, settings.style, settings.workers)
@@ -92,21 +102,32 @@ def _locked_build(settings: BuildSettings, out: Path, log) -> ExportReport:
     with BuildLock(out, "python -m mvic build").held(settings.wait_for_lock) as lock:
         views = (settings.rows or 2) * (settings.cols or 2)
         sets = load_multiview_sets(
-            settings.source, settings.input, views, settings.selection, settings.max_sets,
-            settings.reject_blurred, settings.reject_duplicates,
+            settings.source,
+            settings.input,
+            views,
+            settings.selection,
+            settings.max_sets,
+            settings.reject_blurred,
+            settings.reject_duplicates,
         )
         log(sets.report())
         composites = _composites(settings, sets)
         for note in composites.notes:
             log(note)
         if settings.min_consistency:
-            composites, lines = filter_composites(composites, settings.min_consistency,
-                                                  workers=settings.workers or default_workers())
+            composites, lines = filter_composites(
+                composites, settings.min_consistency, workers=settings.workers or default_workers()
+            )
             log("\n".join(lines))
         captioned, caption_report = caption_composites(composites, replace(settings.captions, trigger=settings.trigger))
         log(caption_report.text())
         report = save_dataset(
-            captioned, out, settings.image_format, settings.trigger, settings.overwrite_edited_captions,
-            workers=settings.workers, lock=lock,
+            captioned,
+            out,
+            settings.image_format,
+            settings.trigger,
+            settings.overwrite_edited_captions,
+            workers=settings.workers,
+            lock=lock,
         )
     return report

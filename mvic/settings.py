@@ -13,6 +13,7 @@ The file (the first that applies):
 No file at all is fine: the built-in endpoints and ComfyUI's own folders still work.
 Environment: MVIC_ALLOWED_FOLDERS (folders, os.pathsep-separated) adds to allowed_folders.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,12 @@ class Endpoint:
     builtin: bool = False
 
     def to_json(self) -> dict:
-        return {"backend": self.backend, "base_url": self.base_url, "key_env": list(self.key_env), "key_file": self.key_file}
+        return {
+            "backend": self.backend,
+            "base_url": self.base_url,
+            "key_env": list(self.key_env),
+            "key_file": self.key_file,
+        }
 
 
 BUILTIN_ENDPOINTS = {
@@ -136,7 +142,9 @@ def load_settings(comfy_user_dir: str | Path | None = None, path: str | Path | N
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise SettingsError(f"settings file {path}: cannot read it ({exc}); fix it or write it anew with `python -m mvic config`") from None
+        raise SettingsError(
+            f"settings file {path}: cannot read it ({exc}); fix it or write it anew with `python -m mvic config`"
+        ) from None
     if not isinstance(data, dict):
         raise SettingsError(f"settings file {path}: expected a JSON object")
     try:
@@ -147,7 +155,9 @@ def load_settings(comfy_user_dir: str | Path | None = None, path: str | Path | N
 
 def _from_json(path: Path, data: dict) -> LocalSettings:
     trainers = {
-        check_name(name, "trainer"): TrainerCheckout(name, Path(t["sd_scripts_dir"]), str(t["python"]), str(t.get("fingerprint", "")))
+        check_name(name, "trainer"): TrainerCheckout(
+            name, Path(t["sd_scripts_dir"]), str(t["python"]), str(t.get("fingerprint", ""))
+        )
         for name, t in (data.get("trainers") or {}).items()
     }
     endpoints = {}
@@ -165,8 +175,13 @@ def _from_json(path: Path, data: dict) -> LocalSettings:
     if relative:
         raise ValueError(f"allowed_folders must be absolute paths: {', '.join(relative)}")
     return LocalSettings(
-        path=path, exists=True, trainers=trainers, default_trainer=str(data.get("default_trainer", "")),
-        endpoints=endpoints, allowed_folders=folders, caption_cache_dir=str(data.get("caption_cache_dir", "")),
+        path=path,
+        exists=True,
+        trainers=trainers,
+        default_trainer=str(data.get("default_trainer", "")),
+        endpoints=endpoints,
+        allowed_folders=folders,
+        caption_cache_dir=str(data.get("caption_cache_dir", "")),
     )
 
 

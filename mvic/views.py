@@ -6,6 +6,7 @@ sphere, and we maximise the smallest angle between chosen points (farthest-point
 sampling, then swaps). Frame-order spacing is the fallback; it fails when the
 operator lingers or changes height mid-orbit, which is exactly what phones do.
 """
+
 from __future__ import annotations
 
 from itertools import combinations
@@ -141,6 +142,7 @@ def view_angles(poses: list[CameraPose], chosen: list[int]) -> list[ViewAngle]:
 
 # --- optional frame rejection -------------------------------------------------
 
+
 def _thumbnail_grey(path, size: int = 128) -> np.ndarray:
     from .images import load_rgb
 
@@ -158,11 +160,15 @@ def sharpness(grey: np.ndarray) -> float:
 def difference_hash(grey: np.ndarray, size: int = 8) -> np.ndarray:
     from PIL import Image
 
-    small = np.asarray(Image.fromarray(grey.astype(np.uint8)).resize((size + 1, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    small = np.asarray(
+        Image.fromarray(grey.astype(np.uint8)).resize((size + 1, size), Image.Resampling.BILINEAR), dtype=np.float32
+    )
     return (small[:, 1:] > small[:, :-1]).ravel()
 
 
-def usable_frames(paths, reject_blurred: bool, reject_duplicates: bool, blur_ratio: float = 0.35, duplicate_bits: int = 3) -> list[int]:
+def usable_frames(
+    paths, reject_blurred: bool, reject_duplicates: bool, blur_ratio: float = 0.35, duplicate_bits: int = 3
+) -> list[int]:
     """Indices of frames that are neither blurred (relative to the set) nor near-copies of a kept frame."""
     if not (reject_blurred or reject_duplicates):
         return list(range(len(paths)))

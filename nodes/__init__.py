@@ -1,13 +1,25 @@
 """ComfyUI nodes (V3 schema, comfy_api.latest): thin wrappers over `mvic`, one file per pipeline stage."""
+
 from comfy_api.latest import ComfyExtension, io
 
 from . import (
-    nodes_captions, nodes_consistency, nodes_export, nodes_layout, nodes_sampling, nodes_sources, nodes_training,
+    nodes_captions,
+    nodes_consistency,
+    nodes_export,
+    nodes_layout,
+    nodes_sampling,
+    nodes_sources,
+    nodes_training,
 )
 
 NODES: list[type[io.ComfyNode]] = [
-    *nodes_sources.NODES, *nodes_layout.NODES, *nodes_captions.NODES, *nodes_export.NODES, *nodes_training.NODES,
-    *nodes_sampling.NODES, *nodes_consistency.NODES,
+    *nodes_sources.NODES,
+    *nodes_layout.NODES,
+    *nodes_captions.NODES,
+    *nodes_export.NODES,
+    *nodes_training.NODES,
+    *nodes_sampling.NODES,
+    *nodes_consistency.NODES,
 ]
 
 

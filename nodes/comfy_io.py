@@ -5,6 +5,7 @@ folder_paths too. So "inside ComfyUI" means a ComfyUI process that parsed its co
 (main.py, or a script set up like it): only there do nodes use ComfyUI's folders, progress bar
 and model management. Elsewhere (tests and benchmarks calling `Node.execute`) the folders
 are the working directory and progress is silent, as before the V3 move."""
+
 from __future__ import annotations
 
 import sys
@@ -47,8 +48,11 @@ def split_views(image, rows: int, cols: int, find_seams: bool = False):
     if find_seams:
         from ..mvic.seams import equal_size_boxes, panel_boxes
 
-        found = [(index, box) for index, frame in enumerate(tensor_to_images(image))
-                 for box in panel_boxes(frame, rows, cols)[0]]
+        found = [
+            (index, box)
+            for index, frame in enumerate(tensor_to_images(image))
+            for box in panel_boxes(frame, rows, cols)[0]
+        ]
         boxes = list(zip([index for index, _ in found], equal_size_boxes([box for _, box in found])))
     else:
         from ..mvic.layout import split_boxes
@@ -113,7 +117,6 @@ class Progress:
 
             # ComfyUI scales a preview to max_size: up to 1024 px, never up.
             self._bar.update_absolute(done, total, ("PNG", Image.fromarray(image), min(1024, max(image.shape[:2]))))
-
 
     def text(self, message: str) -> None:
         """A line of text under the node (ComfyUI's progress text), as the bar's caption."""

@@ -1,6 +1,7 @@
 """The ComfyUI calls behind ICLoRASampler and the FLUX loader (imported only inside ComfyUI,
 when sampling): ComfyUI's own `comfy.*` functions, the ones its core nodes (UNETLoader,
 DualCLIPLoader, VAELoader, ModelSamplingFlux, KSampler) wrap."""
+
 from __future__ import annotations
 
 import os
@@ -57,14 +58,20 @@ def load_flux(unet_name, weight_dtype, clip_name1, clip_name2, vae_name):
     import comfy.utils
     import folder_paths
 
-    dtypes = {"fp8_e4m3fn": {"dtype": torch.float8_e4m3fn},
-              "fp8_e4m3fn_fast": {"dtype": torch.float8_e4m3fn, "fp8_optimizations": True},
-              "fp8_e5m2": {"dtype": torch.float8_e5m2}}
+    dtypes = {
+        "fp8_e4m3fn": {"dtype": torch.float8_e4m3fn},
+        "fp8_e4m3fn_fast": {"dtype": torch.float8_e4m3fn, "fp8_optimizations": True},
+        "fp8_e5m2": {"dtype": torch.float8_e5m2},
+    }
     unet = folder_paths.get_full_path_or_raise("diffusion_models", unet_name)
     model = comfy.sd.load_diffusion_model(unet, model_options=dict(dtypes.get(weight_dtype, {})))
     encoders = [folder_paths.get_full_path_or_raise("text_encoders", name) for name in (clip_name1, clip_name2)]
-    clip = comfy.sd.load_clip(ckpt_paths=encoders, embedding_directory=folder_paths.get_folder_paths("embeddings"),
-                              clip_type=comfy.sd.CLIPType.FLUX, model_options={})
+    clip = comfy.sd.load_clip(
+        ckpt_paths=encoders,
+        embedding_directory=folder_paths.get_folder_paths("embeddings"),
+        clip_type=comfy.sd.CLIPType.FLUX,
+        model_options={},
+    )
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("vae", vae_name)))
     vae.throw_exception_if_invalid()
     return model, clip, vae
@@ -98,9 +105,20 @@ def _ksample(model, seed: int, settings: SamplerSettings, positive, negative, la
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
     callback = latent_preview.prepare_callback(model, settings.steps)
     return comfy.sample.sample(
-        model, noise, settings.steps, 1.0, settings.sampler_name, settings.scheduler, positive, negative, samples,
-        denoise=settings.denoise, noise_mask=latent.get("noise_mask"), callback=callback,
-        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
+        model,
+        noise,
+        settings.steps,
+        1.0,
+        settings.sampler_name,
+        settings.scheduler,
+        positive,
+        negative,
+        samples,
+        denoise=settings.denoise,
+        noise_mask=latent.get("noise_mask"),
+        callback=callback,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+        seed=seed,
     )
 
 

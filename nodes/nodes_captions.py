@@ -9,6 +9,7 @@ The slots that once took a server address, a key file and a cache folder stay wh
 were (ComfyUI restores a saved workflow's widget values by position), but take only the
 empty value: a non-empty one, from an old or a hostile workflow, is refused by name.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,13 +30,14 @@ NODE = "GeminiCaptioner"
 # Retired widget -> how to do the same on this machine.
 RETIRED = {
     "base_url": "add the server on this machine: `python -m mvic config add-endpoint NAME --base-url URL` "
-                "(--backend gemini for a Gemini-protocol server), then choose NAME in backend",
+    "(--backend gemini for a Gemini-protocol server), then choose NAME in backend",
     "key_file": "give the endpoint its key on this machine: `python -m mvic config add-endpoint NAME --base-url URL "
-                "--key-file FILE` (or --key-env VAR), then choose NAME in backend",
+    "--key-file FILE` (or --key-env VAR), then choose NAME in backend",
     "cache_dir": "set the cache folder on this machine: `python -m mvic config set caption_cache_dir DIR`",
 }
-RETIRED_TOOLTIP = ("retired: servers, keys and the cache folder are set on this machine (python -m mvic config); "
-                   "stays empty")
+RETIRED_TOOLTIP = (
+    "retired: servers, keys and the cache folder are set on this machine (python -m mvic config); stays empty"
+)
 
 
 def endpoint_choices() -> list[str]:
@@ -61,16 +63,20 @@ def check_widgets(backend, model="", base_url="", key_file="", cache_dir="", tri
 
     for name, value in (("base_url", base_url), ("key_file", key_file), ("cache_dir", cache_dir)):
         if value not in (None, ""):
-            raise ValueError(f"{NODE}.{name} = {_shown(value)}: a workflow cannot choose this any more; "
-                             f"{RETIRED[name]}; then clear {name}")
+            raise ValueError(
+                f"{NODE}.{name} = {_shown(value)}: a workflow cannot choose this any more; "
+                f"{RETIRED[name]}; then clear {name}"
+            )
     check_trigger(str(trigger or ""), f"{NODE}.trigger")
     check_model_name(str(model or ""), f"{NODE}.model")
     if backend in (TEMPLATE, None):  # None: linked, so only known when the node runs (and checked again then)
         return None
     if backend == "openai-compatible":  # the old widget value: which server it meant was in base_url
-        raise ValueError(f"{NODE}.backend = 'openai-compatible' comes from a workflow saved before endpoints were set "
-                         "locally: choose 'openai' for api.openai.com, or add your server on this machine with "
-                         "`python -m mvic config add-endpoint NAME --base-url URL` and choose NAME")
+        raise ValueError(
+            f"{NODE}.backend = 'openai-compatible' comes from a workflow saved before endpoints were set "
+            "locally: choose 'openai' for api.openai.com, or add your server on this machine with "
+            "`python -m mvic config add-endpoint NAME --base-url URL` and choose NAME"
+        )
     try:
         return local_settings().endpoint(str(backend))
     except SettingsError as exc:
@@ -91,8 +97,12 @@ def _fingerprint(settings: dict) -> str:
             local = local_settings()
             endpoint = local.endpoint(str(state["backend"]))
             env_keys = [name for name in endpoint.key_env if os.environ.get(name)]
-            state.update(endpoint=endpoint.to_json(), cache=local.caption_cache_dir, env_keys=env_keys,
-                         key_stamp=_mtime(endpoint.key_file))
+            state.update(
+                endpoint=endpoint.to_json(),
+                cache=local.caption_cache_dir,
+                env_keys=env_keys,
+                key_stamp=_mtime(endpoint.key_file),
+            )
         except SettingsError as exc:  # fingerprint_inputs never raises: the run reports the problem
             state.update(settings_error=str(exc))
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
@@ -113,15 +123,19 @@ class GeminiCaptioner(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="MVIC_GeminiCaptioner", display_name="Multi-View Captioner", category=category("dataset"),
+            node_id="MVIC_GeminiCaptioner",
+            display_name="Multi-View Captioner",
+            category=category("dataset"),
             description=(
                 "Marker captions for every composite: template (offline, no key), or a captioning endpoint configured "
                 "on this machine (built in: gemini, openai; add Ollama, vLLM, LM Studio... with `python -m mvic config "
                 "add-endpoint`). Each endpoint's key comes from its own local settings, never from the workflow."
             ),
             inputs=_caption_inputs(),
-            outputs=[io.Custom("MV_COMPOSITES").Output(display_name="composites"),
-                     io.String.Output(display_name="report")],
+            outputs=[
+                io.Custom("MV_COMPOSITES").Output(display_name="composites"),
+                io.String.Output(display_name="report"),
+            ],
         )
 
     @classmethod
@@ -143,23 +157,49 @@ class GeminiCaptioner(io.ComfyNode):
         return fingerprint
 
     @classmethod
-    def execute(cls, composites, backend, model, base_url="", key_file="", trigger="", concurrency=4, rpm=10,
-                appearance_only=False, input_mode="composite", cache_dir="") -> io.NodeOutput:
+    def execute(
+        cls,
+        composites,
+        backend,
+        model,
+        base_url="",
+        key_file="",
+        trigger="",
+        concurrency=4,
+        rpm=10,
+        appearance_only=False,
+        input_mode="composite",
+        cache_dir="",
+    ) -> io.NodeOutput:
         from ..mvic.captions.captioner import CaptionSettings, caption_composites
 
         endpoint = check_widgets(backend, model, base_url, key_file, cache_dir, trigger)
         settings = CaptionSettings(
-            endpoint=endpoint, model=model.strip(), trigger=trigger, concurrency=concurrency, rpm=rpm,
-            appearance_only=appearance_only, input_mode=input_mode,
+            endpoint=endpoint,
+            model=model.strip(),
+            trigger=trigger,
+            concurrency=concurrency,
+            rpm=rpm,
+            appearance_only=appearance_only,
+            input_mode=input_mode,
             cache_dir=local_settings().caption_cache_dir if endpoint is not None else "",
         )
         progress = Progress(len(composites.items))
         captioned, report = caption_composites(composites, settings, progress, check_cancel=check_interrupt)
-        fingerprint = _fingerprint({
-            "backend": backend, "model": model, "base_url": base_url, "key_file": key_file, "trigger": trigger,
-            "concurrency": concurrency, "rpm": rpm, "appearance_only": appearance_only, "input_mode": input_mode,
-            "cache_dir": cache_dir,
-        })
+        fingerprint = _fingerprint(
+            {
+                "backend": backend,
+                "model": model,
+                "base_url": base_url,
+                "key_file": key_file,
+                "trigger": trigger,
+                "concurrency": concurrency,
+                "rpm": rpm,
+                "appearance_only": appearance_only,
+                "input_mode": input_mode,
+                "cache_dir": cache_dir,
+            }
+        )
         (_NEEDS_RETRY.add if report.failures else _NEEDS_RETRY.discard)(fingerprint)
         return io.NodeOutput(captioned, report.text())
 
@@ -172,21 +212,42 @@ def _caption_inputs() -> list:
 
     return [
         io.Custom("MV_COMPOSITES").Input("composites", tooltip="the composites from Composite Grid"),
-        io.Combo.Input("backend", options=endpoint_choices(), default=TEMPLATE, tooltip=(
-            "template: offline, from category and poses. Other names: captioning endpoints set on this "
-            "machine (built in: gemini, openai; add one with `python -m mvic config add-endpoint NAME "
-            "--base-url URL`)")),
+        io.Combo.Input(
+            "backend",
+            options=endpoint_choices(),
+            default=TEMPLATE,
+            tooltip=(
+                "template: offline, from category and poses. Other names: captioning endpoints set on this "
+                "machine (built in: gemini, openai; add one with `python -m mvic config add-endpoint NAME "
+                "--base-url URL`)"
+            ),
+        ),
         io.String.Input("model", default="", tooltip=f"empty = default ({models})"),
         retired("base_url"),
         retired("key_file"),
         io.String.Input("trigger", default="", optional=True, tooltip="word put before every caption"),
         io.Int.Input("concurrency", default=4, min=1, max=64, optional=True, tooltip="requests in flight at once"),
-        io.Int.Input("rpm", default=10, min=0, max=100000, optional=True,
-                     tooltip="requests per minute; free Gemini keys allow about 10; 0 = no cap"),
-        io.Boolean.Input("appearance_only", default=False, optional=True,
-                         tooltip="no pose words for panels the model is unsure about"),
-        io.Combo.Input("input_mode", options=list(INPUT_MODES), default="composite", optional=True,
-                       tooltip="send the composite, or each view as its own image"),
+        io.Int.Input(
+            "rpm",
+            default=10,
+            min=0,
+            max=100000,
+            optional=True,
+            tooltip="requests per minute; free Gemini keys allow about 10; 0 = no cap",
+        ),
+        io.Boolean.Input(
+            "appearance_only",
+            default=False,
+            optional=True,
+            tooltip="no pose words for panels the model is unsure about",
+        ),
+        io.Combo.Input(
+            "input_mode",
+            options=list(INPUT_MODES),
+            default="composite",
+            optional=True,
+            tooltip="send the composite, or each view as its own image",
+        ),
         retired("cache_dir"),
     ]
 

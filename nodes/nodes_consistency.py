@@ -1,4 +1,5 @@
 """ConsistencyScore: do the panels show one object from several angles? (mvic.consistency)"""
+
 from __future__ import annotations
 
 import json
@@ -14,27 +15,45 @@ class ConsistencyScore(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="MVIC_ConsistencyScore", display_name="Multi-View Consistency Score", category=category("sample"),
-            description=("Scores whether a composite's panels (or a batch of views) show one object from several "
-                         "angles: geometric agreement, duplicate panels, viewpoint spread, grid seams. "
-                         "Weight-free, CPU."),
+            node_id="MVIC_ConsistencyScore",
+            display_name="Multi-View Consistency Score",
+            category=category("sample"),
+            description=(
+                "Scores whether a composite's panels (or a batch of views) show one object from several "
+                "angles: geometric agreement, duplicate panels, viewpoint spread, grid seams. "
+                "Weight-free, CPU."
+            ),
             inputs=[
                 io.Image.Input("image", tooltip="composites (a batch is scored one by one), or the views of one set"),
-                io.Combo.Input("input_is", options=list(INPUT_KINDS), default="composite",
-                               tooltip="views: the whole batch is one set"),
+                io.Combo.Input(
+                    "input_is",
+                    options=list(INPUT_KINDS),
+                    default="composite",
+                    tooltip="views: the whole batch is one set",
+                ),
                 io.Int.Input("rows", default=2, min=1, max=8, tooltip="the composite's grid (composite input)"),
                 io.Int.Input("cols", default=2, min=1, max=8, tooltip="the composite's grid (composite input)"),
-                io.Int.Input("divider_width", default=0, min=0, max=64, optional=True,
-                             tooltip="dividers painted between panels"),
-                io.Boolean.Input("learned_similarity", default=False, optional=True, tooltip=(
-                    "add the learned similarity of the model folder this machine configures in MVIC_SIMILARITY_MODEL; "
-                    "skipped with a note when none is set")),
+                io.Int.Input(
+                    "divider_width", default=0, min=0, max=64, optional=True, tooltip="dividers painted between panels"
+                ),
+                io.Boolean.Input(
+                    "learned_similarity",
+                    default=False,
+                    optional=True,
+                    tooltip=(
+                        "add the learned similarity of the model folder this machine configures in "
+                        "MVIC_SIMILARITY_MODEL; "
+                        "skipped with a note when none is set"
+                    ),
+                ),
             ],
             outputs=[
                 io.String.Output(display_name="scores", tooltip="JSON list, one object per composite"),
                 io.Image.Output(display_name="annotated", tooltip="each composite with its scores drawn on it"),
-                io.Float.Output(display_name="consistency", tooltip=(
-                    "consistency (0-1) of the first composite: the best candidate of a ranked sampler batch")),
+                io.Float.Output(
+                    display_name="consistency",
+                    tooltip=("consistency (0-1) of the first composite: the best candidate of a ranked sampler batch"),
+                ),
             ],
             is_output_node=True,
         )

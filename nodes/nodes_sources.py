@@ -1,4 +1,5 @@
 """MultiViewLoader: find multi-view sets and choose each set's views (mvic.loading)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,29 +18,60 @@ class MultiViewLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="MVIC_MultiViewLoader", display_name="Multi-View Loader", category=category("dataset"),
-            description=("Loads multi-view sets (folders, MVImgNet with COLMAP poses, videos, or the embedded sample) "
-                         "and picks the views of each set."),
+            node_id="MVIC_MultiViewLoader",
+            display_name="Multi-View Loader",
+            category=category("dataset"),
+            description=(
+                "Loads multi-view sets (folders, MVImgNet with COLMAP poses, videos, or the embedded sample) "
+                "and picks the views of each set."
+            ),
             inputs=[
-                io.Combo.Input("source", options=list(SOURCE_KINDS), default="sample", tooltip=(
-                    "auto detects folder / MVImgNet / video; composites: finished composites + same-name .txt "
-                    "captions; sample renders the embedded demo objects")),
-                io.String.Input("path", default="", tooltip=(
-                    "Folder or video inside ComfyUI's input folder (relative path). An absolute path works only "
-                    "under a folder allowed on this machine: python -m mvic config allow-folder DIR. "
-                    "Ignored for 'sample'.")),
-                io.Int.Input("views", default=4, min=1, max=20,
-                             tooltip="views taken from each set (rows x cols later)"),
-                io.Combo.Input("selection", options=list(SELECTION_METHODS), default="auto",
-                               tooltip="auto: by camera pose when poses exist, else evenly in frame order"),
+                io.Combo.Input(
+                    "source",
+                    options=list(SOURCE_KINDS),
+                    default="sample",
+                    tooltip=(
+                        "auto detects folder / MVImgNet / video; composites: finished composites + same-name .txt "
+                        "captions; sample renders the embedded demo objects"
+                    ),
+                ),
+                io.String.Input(
+                    "path",
+                    default="",
+                    tooltip=(
+                        "Folder or video inside ComfyUI's input folder (relative path). An absolute path works only "
+                        "under a folder allowed on this machine: python -m mvic config allow-folder DIR. "
+                        "Ignored for 'sample'."
+                    ),
+                ),
+                io.Int.Input(
+                    "views", default=4, min=1, max=20, tooltip="views taken from each set (rows x cols later)"
+                ),
+                io.Combo.Input(
+                    "selection",
+                    options=list(SELECTION_METHODS),
+                    default="auto",
+                    tooltip="auto: by camera pose when poses exist, else evenly in frame order",
+                ),
                 io.Int.Input("max_sets", default=0, min=0, max=100000, tooltip="0 = all sets"),
-                io.Boolean.Input("reject_blurred", default=False, optional=True,
-                                 tooltip="skip blurred frames when choosing the views"),
-                io.Boolean.Input("reject_duplicates", default=False, optional=True,
-                                 tooltip="skip frames that repeat another one when choosing the views"),
+                io.Boolean.Input(
+                    "reject_blurred",
+                    default=False,
+                    optional=True,
+                    tooltip="skip blurred frames when choosing the views",
+                ),
+                io.Boolean.Input(
+                    "reject_duplicates",
+                    default=False,
+                    optional=True,
+                    tooltip="skip frames that repeat another one when choosing the views",
+                ),
             ],
-            outputs=[io.Custom("MV_SETS").Output(display_name="mv_sets"), io.Image.Output(display_name="preview"),
-                     io.String.Output(display_name="report")],
+            outputs=[
+                io.Custom("MV_SETS").Output(display_name="mv_sets"),
+                io.Image.Output(display_name="preview"),
+                io.String.Output(display_name="report"),
+            ],
         )
 
     @classmethod
@@ -54,8 +86,9 @@ class MultiViewLoader(io.ComfyNode):
             return f"unusable path: {exc}"
 
     @classmethod
-    def execute(cls, source, path, views, selection, max_sets, reject_blurred=False,
-                reject_duplicates=False) -> io.NodeOutput:
+    def execute(
+        cls, source, path, views, selection, max_sets, reject_blurred=False, reject_duplicates=False
+    ) -> io.NodeOutput:
         from ..mvic.composites import fitted_panels
         from ..mvic.layout import CompositeLayout
 

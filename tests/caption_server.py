@@ -22,6 +22,7 @@ streamed modes `stream_log` records how many bytes went out before the client hu
 Run alone (for the benchmark): `python tests/caption_server.py --latency 0.5`
 prints `PORT <n>`; `GET /_stats` returns the counts as JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,7 +74,15 @@ def answer(text: str) -> Reply:
 
 
 def error(status: int, error_status: str, message: str, details=(), headers=None, openai_code: str = "") -> Reply:
-    return Reply("error", status=status, error_status=error_status, message=message, details=list(details), headers=dict(headers or {}), openai_code=openai_code)
+    return Reply(
+        "error",
+        status=status,
+        error_status=error_status,
+        message=message,
+        details=list(details),
+        headers=dict(headers or {}),
+        openai_code=openai_code,
+    )
 
 
 def retry_info(seconds: float) -> dict:
@@ -81,8 +90,12 @@ def retry_info(seconds: float) -> dict:
 
 
 def quota_failure(quota_id: str, value: str = "10") -> dict:
-    violation = {"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests", "quotaId": quota_id,
-                 "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"}, "quotaValue": value}
+    violation = {
+        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+        "quotaId": quota_id,
+        "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"},
+        "quotaValue": value,
+    }
     return {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]}
 
 
@@ -91,17 +104,33 @@ def rate_limited(retry_delay_s: float | None = None) -> Reply:
     if retry_delay_s is not None:
         details.append(retry_info(retry_delay_s))
     headers = {"Retry-After": f"{retry_delay_s:g}"} if retry_delay_s is not None else {}
-    return error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details.", details, headers)
+    return error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota, please check your plan and billing details.",
+        details,
+        headers,
+    )
 
 
 def quota_exhausted() -> Reply:
     # Real daily-quota 429s carry a RetryInfo too; the client must stop anyway.
     details = [quota_failure("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "250"), retry_info(43)]
-    return error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details.", details, openai_code="insufficient_quota")
+    return error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota, please check your plan and billing details.",
+        details,
+        openai_code="insufficient_quota",
+    )
 
 
 def server_error(status: int = 500) -> Reply:
-    return error(status, "INTERNAL" if status == 500 else "UNAVAILABLE", "An internal error has occurred. Please retry or report.")
+    return error(
+        status,
+        "INTERNAL" if status == 500 else "UNAVAILABLE",
+        "An internal error has occurred. Please retry or report.",
+    )
 
 
 def blocked() -> Reply:  # Gemini: promptFeedback.blockReason; OpenAI: finish_reason content_filter
@@ -149,11 +178,22 @@ def valid_annotation(panel_count: int, object_name: str = "red ceramic mug") -> 
     panels = []
     for n in range(1, panel_count + 1):
         view, side = views[(n - 1) % len(views)]
-        panels.append({
-            "panel": n, "horizontal_view": view, "side": side, "vertical_angle": "eye_level" if n % 2 else "high_angle",
-            "framing": "full_object", "visible_features": ["handle", f"glaze detail {n}"], "confidence": 0.9,
-        })
-    return {"object_name": object_name, "summary": f"A {object_name} photographed from {panel_count} angles", "panels": panels}
+        panels.append(
+            {
+                "panel": n,
+                "horizontal_view": view,
+                "side": side,
+                "vertical_angle": "eye_level" if n % 2 else "high_angle",
+                "framing": "full_object",
+                "visible_features": ["handle", f"glaze detail {n}"],
+                "confidence": 0.9,
+            }
+        )
+    return {
+        "object_name": object_name,
+        "summary": f"A {object_name} photographed from {panel_count} angles",
+        "panels": panels,
+    }
 
 
 @dataclass
@@ -193,7 +233,14 @@ class _ThreadingServer(ThreadingHTTPServer):
 
 
 class CaptionServer:
-    def __init__(self, script=(), default: Reply | None = None, latency_s: float = 0.0, api_key: str = "", keep_bodies: bool = False):
+    def __init__(
+        self,
+        script=(),
+        default: Reply | None = None,
+        latency_s: float = 0.0,
+        api_key: str = "",
+        keep_bodies: bool = False,
+    ):
         self.script = list(script)
         self.default = default or ok()
         self.latency_s = latency_s
@@ -328,8 +375,14 @@ class _Handler(BaseHTTPRequestHandler):
     # -- Gemini ------------------------------------------------------------------------
     def _gemini(self, body: dict, model: str) -> None:
         if self.owner.api_key and self.headers.get("x-goog-api-key") != self.owner.api_key:
-            info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}
-            return self._send(400, _google_error(400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT", [info]))
+            info = {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+            }
+            return self._send(
+                400, _google_error(400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT", [info])
+            )
         contents = body.get("contents") or []
         texts, images = [], []
         for content in contents[:1]:
@@ -339,17 +392,26 @@ class _Handler(BaseHTTPRequestHandler):
                     data = inline.get("data", "")
                     mime = inline.get("mimeType") or inline.get("mime_type")
                     if mime != "image/jpeg" or not URLSAFE_B64.match(data):
-                        return self._send(400, _google_error(400, "inlineData must be URL-safe base64 image/jpeg", "INVALID_ARGUMENT"))
+                        return self._send(
+                            400, _google_error(400, "inlineData must be URL-safe base64 image/jpeg", "INVALID_ARGUMENT")
+                        )
                     images.append((data, base64.urlsafe_b64decode))
                 elif "text" in part:
                     texts.append(part["text"])
         config = body.get("generationConfig") or {}
         schema = config.get("responseJsonSchema") or config.get("responseSchema")
-        seen = self._seen("gemini", model, texts, images, len(contents), config.get("maxOutputTokens"), _panel_count(schema))
+        seen = self._seen(
+            "gemini", model, texts, images, len(contents), config.get("maxOutputTokens"), _panel_count(schema)
+        )
         if seen is None:
             return
         reply = self._reply_after_latency(seen, body)
-        usage = {"promptTokenCount": USAGE["input"], "candidatesTokenCount": USAGE["output"], "totalTokenCount": sum(USAGE.values())}
+        usage = {
+            "promptTokenCount": USAGE["input"],
+            "candidatesTokenCount": USAGE["output"],
+            "totalTokenCount": sum(USAGE.values()),
+        }
+
         def envelope(text: str) -> dict:
             candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
             return {"candidates": [candidate], "usageMetadata": usage}
@@ -357,9 +419,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self._hostile(reply, seen, envelope):
             return
         if reply.kind == "error":
-            self._send(reply.status, _google_error(reply.status, reply.message, reply.error_status, reply.details), reply.headers)
+            self._send(
+                reply.status,
+                _google_error(reply.status, reply.message, reply.error_status, reply.details),
+                reply.headers,
+            )
         elif reply.kind == "blocked":
-            self._send(200, {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": USAGE["input"], "totalTokenCount": USAGE["input"]}})
+            self._send(
+                200,
+                {
+                    "promptFeedback": {"blockReason": "SAFETY"},
+                    "usageMetadata": {"promptTokenCount": USAGE["input"], "totalTokenCount": USAGE["input"]},
+                },
+            )
         else:
             text, finish = self._answer_text(reply, seen.panel_count)
             candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": finish, "index": 0}
@@ -368,7 +440,16 @@ class _Handler(BaseHTTPRequestHandler):
     # -- OpenAI ------------------------------------------------------------------------
     def _openai(self, body: dict) -> None:
         if self.owner.api_key and self.headers.get("Authorization") != f"Bearer {self.owner.api_key}":
-            return self._send(401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "code": "invalid_api_key"}})
+            return self._send(
+                401,
+                {
+                    "error": {
+                        "message": "Incorrect API key provided.",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                },
+            )
         messages = body.get("messages") or []
         texts, images = [], []
         for item in (messages[0].get("content") if messages else []) or []:
@@ -378,9 +459,14 @@ class _Handler(BaseHTTPRequestHandler):
                 url = item["image_url"]["url"]
                 header, _, data = url.partition(",")
                 if header != "data:image/jpeg;base64":
-                    return self._send(400, {"error": {"message": "image_url must be a JPEG data URI", "type": "invalid_request_error"}})
+                    return self._send(
+                        400,
+                        {"error": {"message": "image_url must be a JPEG data URI", "type": "invalid_request_error"}},
+                    )
                 if not STANDARD_B64.match(data):
-                    return self._send(400, {"error": {"message": "image_url data is not base64", "type": "invalid_request_error"}})
+                    return self._send(
+                        400, {"error": {"message": "image_url data is not base64", "type": "invalid_request_error"}}
+                    )
                 images.append((data, base64.b64decode))
         schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -388,16 +474,33 @@ class _Handler(BaseHTTPRequestHandler):
         if seen is None:
             return
         reply = self._reply_after_latency(seen, body)
-        usage = {"prompt_tokens": USAGE["input"], "completion_tokens": USAGE["output"], "total_tokens": sum(USAGE.values())}
+        usage = {
+            "prompt_tokens": USAGE["input"],
+            "completion_tokens": USAGE["output"],
+            "total_tokens": sum(USAGE.values()),
+        }
+
         def envelope(text: str) -> dict:
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": seen.model,
-                    "choices": [choice], "usage": usage}
+            return {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": seen.model,
+                "choices": [choice],
+                "usage": usage,
+            }
 
         if self._hostile(reply, seen, envelope):
             return
         if reply.kind == "error":
-            payload = {"error": {"message": reply.message, "type": reply.error_status.lower(), "code": reply.openai_code or None}}
+            payload = {
+                "error": {
+                    "message": reply.message,
+                    "type": reply.error_status.lower(),
+                    "code": reply.openai_code or None,
+                }
+            }
             self._send(reply.status, payload, reply.headers)
             return
         if reply.kind == "blocked":
@@ -406,7 +509,17 @@ class _Handler(BaseHTTPRequestHandler):
             text, finish = self._answer_text(reply, seen.panel_count)
             finish = {"STOP": "stop", "MAX_TOKENS": "length"}[finish]
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-        self._send(200, {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": seen.model, "choices": [choice], "usage": usage})
+        self._send(
+            200,
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": seen.model,
+                "choices": [choice],
+                "usage": usage,
+            },
+        )
 
     # -- hostile replies (issue 10) -------------------------------------------------------
     def _hostile(self, reply: Reply, seen: SeenRequest, envelope) -> bool:
@@ -436,8 +549,10 @@ class _Handler(BaseHTTPRequestHandler):
                     packed.write(b" " * 65536)
                 packed.write(b" " * (pad % 65536) + answer)
             body = buffer.getvalue()
-            head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n")
+            head = (
+                f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
             chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
         else:
             head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {pad + len(answer)}\r\n\r\n"
@@ -469,7 +584,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, _google_error(400, f"bad image: {exc}", "INVALID_ARGUMENT"))
             return None
         digests = tuple(hashlib.sha256(data.encode("ascii")).hexdigest() for data, _ in images)
-        return SeenRequest(protocol, self.path, model, "\n".join(texts), turns, digests, sizes, limit, panel_count, time.monotonic())
+        return SeenRequest(
+            protocol, self.path, model, "\n".join(texts), turns, digests, sizes, limit, panel_count, time.monotonic()
+        )
 
     @staticmethod
     def _answer_text(reply: Reply, panel_count: int) -> tuple[str, str]:
@@ -481,8 +598,9 @@ class _Handler(BaseHTTPRequestHandler):
         return full, "STOP"
 
 
-def server_endpoint(server: "CaptionServer", protocol: str = "gemini", name: str = "test", key_env=(),
-                    key_file: str = ""):
+def server_endpoint(
+    server: "CaptionServer", protocol: str = "gemini", name: str = "test", key_env=(), key_file: str = ""
+):
     """A locally configured endpoint (mvic.settings.Endpoint) for this server: what
     `python -m mvic config add-endpoint` would write."""
     from packload import mvic_module
@@ -497,7 +615,15 @@ def _chain(*parts):
 
 
 # -- composites to caption (tests and benchmark) ------------------------------------------
-def make_test_composites(count: int, rows: int = 2, cols: int = 2, panel: int = 64, category: str = "mug", photo_like: bool = False, seed: int = 0):
+def make_test_composites(
+    count: int,
+    rows: int = 2,
+    cols: int = 2,
+    panel: int = 64,
+    category: str = "mug",
+    photo_like: bool = False,
+    seed: int = 0,
+):
     """`count` distinct composites built as the pipeline builds them (real dataclasses from
     the pack loaded by path). `photo_like`: textured pixels that compress like photos."""
     import numpy as np
@@ -513,7 +639,9 @@ def make_test_composites(count: int, rows: int = 2, cols: int = 2, panel: int = 
             from PIL import Image
 
             coarse = rng.integers(0, 256, (layout.height // 32, layout.width // 32, 3), dtype=np.uint8)
-            smooth = np.asarray(Image.fromarray(coarse).resize((layout.width, layout.height), Image.Resampling.BICUBIC), np.int16)
+            smooth = np.asarray(
+                Image.fromarray(coarse).resize((layout.width, layout.height), Image.Resampling.BICUBIC), np.int16
+            )
             image = np.clip(smooth + rng.integers(-10, 11, smooth.shape), 0, 255).astype(np.uint8)
         else:
             image = np.broadcast_to(gradient, (layout.height, layout.width, 3)).astype(np.uint8).copy()

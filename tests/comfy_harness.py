@@ -5,6 +5,7 @@ Configured by COMFYUI_DIR (a ComfyUI checkout) and COMFYUI_PYTHON (an interprete
 with ComfyUI's requirements; default: COMFYUI_DIR/../venv-comfy/bin/python or the
 current one). Tests that need it skip with a reason when COMFYUI_DIR is unset.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,15 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, comfy_dir: Path, python: str, base_dir: Path, model_dirs: dict[str, Path] | None = None,
-                 flags: list[str] = (), env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        comfy_dir: Path,
+        python: str,
+        base_dir: Path,
+        model_dirs: dict[str, Path] | None = None,
+        flags: list[str] = (),
+        env: dict[str, str] | None = None,
+    ):
         """`flags`: extra ComfyUI command-line flags; `env`: extra environment for its process."""
         self.comfy_dir, self.python, self.base_dir = comfy_dir, python, base_dir
         self.flags, self.env = list(flags), dict(env or {})
@@ -72,13 +80,32 @@ class ComfyServer:
 
     def start(self, timeout: float = 120.0) -> "ComfyServer":
         command = [
-            self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-            "--base-directory", str(self.base_dir), "--extra-model-paths-config", str(self.extra_paths),
-            "--database-url", "sqlite:///:memory:", "--disable-auto-launch", "--disable-api-nodes", *self.flags,
+            self.python,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--base-directory",
+            str(self.base_dir),
+            "--extra-model-paths-config",
+            str(self.extra_paths),
+            "--database-url",
+            "sqlite:///:memory:",
+            "--disable-auto-launch",
+            "--disable-api-nodes",
+            *self.flags,
         ]
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(command, cwd=self.comfy_dir, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
-                                        env=env, preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(
+            command,
+            cwd=self.comfy_dir,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -107,7 +134,9 @@ class ComfyServer:
             return json.loads(response.read())
 
     def post(self, path: str, payload: dict):
-        request = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return json.loads(response.read())
@@ -179,5 +208,5 @@ def progress_texts(frames: list[bytes]) -> list[tuple[str, str]]:
     for frame in frames:
         if frame_type(frame) == TEXT_FRAME:
             length = int.from_bytes(frame[4:8], "big")
-            texts.append((frame[8:8 + length].decode(), frame[8 + length:].decode()))
+            texts.append((frame[8 : 8 + length].decode(), frame[8 + length :].decode()))
     return texts

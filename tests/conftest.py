@@ -18,12 +18,24 @@ _CONFIG: pytest.Config | None = None  # pytest_runtest_logreport gets no config
 # The real tiers, for the summary: a test counts under a tier when it carries the marker (mark new
 # real-tier tests with it), uses one of the fixtures, or its node id starts with one of the prefixes.
 TIERS = {
-    "real_comfyui": ("real-ComfyUI", ("comfyui", "servers", "frontend"), (
-        "tests/test_sampler.py::test_sampler_in_real_comfyui",
-        "tests/test_training_sdscripts.py::test_the_lora_applies_in_real_comfyui")),
-    "real_sd_scripts": ("real-sd-scripts", (), (
-        "tests/test_training_sdscripts.py::", "tests/test_export.py::test_sd_scripts_own_loader",
-        "tests/test_workflows_comfyui.py::test_train_lora", "tests/test_workflows_comfyui.py::test_full_pipeline")),
+    "real_comfyui": (
+        "real-ComfyUI",
+        ("comfyui", "servers", "frontend"),
+        (
+            "tests/test_sampler.py::test_sampler_in_real_comfyui",
+            "tests/test_training_sdscripts.py::test_the_lora_applies_in_real_comfyui",
+        ),
+    ),
+    "real_sd_scripts": (
+        "real-sd-scripts",
+        (),
+        (
+            "tests/test_training_sdscripts.py::",
+            "tests/test_export.py::test_sd_scripts_own_loader",
+            "tests/test_workflows_comfyui.py::test_train_lora",
+            "tests/test_workflows_comfyui.py::test_full_pipeline",
+        ),
+    ),
     "browser": ("browser", ("frontend",), ("tests/test_workflows_browser.py::",)),
 }
 
@@ -42,10 +54,15 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     sd = os.environ.get("SD_SCRIPTS_DIR") or "unset"
-    lines = [f"real tiers: COMFYUI_DIR={os.environ.get('COMFYUI_DIR') or 'unset'}  SD_SCRIPTS_DIR={sd}  "
-             f"MVIC_CHROMIUM={os.environ.get('MVIC_CHROMIUM') or 'unset'}"]
-    lines.append(f"{REQUIRE_REAL_ENV}=1: every skip fails the run" if require_real() else
-                 f"{REQUIRE_REAL_ENV} unset: tests of a real tier that is not configured are skipped")
+    lines = [
+        f"real tiers: COMFYUI_DIR={os.environ.get('COMFYUI_DIR') or 'unset'}  SD_SCRIPTS_DIR={sd}  "
+        f"MVIC_CHROMIUM={os.environ.get('MVIC_CHROMIUM') or 'unset'}"
+    ]
+    lines.append(
+        f"{REQUIRE_REAL_ENV}=1: every skip fails the run"
+        if require_real()
+        else f"{REQUIRE_REAL_ENV} unset: tests of a real tier that is not configured are skipped"
+    )
     return lines
 
 
@@ -54,7 +71,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         for marker, (_, fixtures, prefixes) in TIERS.items():
             if item.get_closest_marker(marker) is None and (
-                    any(name in item.fixturenames for name in fixtures) or item.nodeid.startswith(prefixes)):
+                any(name in item.fixturenames for name in fixtures) or item.nodeid.startswith(prefixes)
+            ):
                 item.add_marker(marker)
 
 
@@ -67,8 +85,10 @@ def _skip_reason(report) -> str:
 
 def _as_required_failure(report) -> None:
     report.outcome = "failed"
-    report.longrepr = (f"skipped under {REQUIRE_REAL_ENV}=1, where every real tier was prepared and nothing may skip.\n"
-                       f"Skip reason: {_skip_reason(report)}")
+    report.longrepr = (
+        f"skipped under {REQUIRE_REAL_ENV}=1, where every real tier was prepared and nothing may skip.\n"
+        f"Skip reason: {_skip_reason(report)}"
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -112,8 +132,12 @@ def _tier_counts(config) -> dict[str, dict[str, int]]:
 
 def _whole_suite(config) -> bool:
     """The whole suite ran: not narrowed to some files, -k or -m, and not --collect-only."""
-    return (config.args_source == pytest.Config.ArgsSource.TESTPATHS and not config.option.collectonly
-            and not config.option.keyword and not config.option.markexpr)
+    return (
+        config.args_source == pytest.Config.ArgsSource.TESTPATHS
+        and not config.option.collectonly
+        and not config.option.keyword
+        and not config.option.markexpr
+    )
 
 
 def pytest_sessionfinish(session, exitstatus):

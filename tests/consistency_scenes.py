@@ -10,6 +10,7 @@ is one scene seen from several angles.
     mixed sets     4 views of 4 different scenes
     repeated sets  one view x4 with 1-3 px shifts, brightness jitter and noise
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,6 +26,7 @@ TEXTURES = ("fbm", "marble", "stripes", "checker", "spots")
 
 
 # --- procedural solid textures --------------------------------------------------------------
+
 
 def _lattice(ix, iy, iz, seed: int) -> np.ndarray:
     """A reproducible pseudo-random value in [0, 1) per integer lattice point."""
@@ -44,8 +46,11 @@ def value_noise(points: np.ndarray, seed: int) -> np.ndarray:
     for dx in (0, 1):
         for dy in (0, 1):
             for dz in (0, 1):
-                weight = (np.where(dx, fade[:, 0], 1 - fade[:, 0]) * np.where(dy, fade[:, 1], 1 - fade[:, 1])
-                          * np.where(dz, fade[:, 2], 1 - fade[:, 2]))
+                weight = (
+                    np.where(dx, fade[:, 0], 1 - fade[:, 0])
+                    * np.where(dy, fade[:, 1], 1 - fade[:, 1])
+                    * np.where(dz, fade[:, 2], 1 - fade[:, 2])
+                )
                 out += weight * _lattice(i[:, 0] + dx, i[:, 1] + dy, i[:, 2] + dz, seed)
     return out
 
@@ -101,6 +106,7 @@ def random_texture(rng: np.random.Generator, scale_range=(1.5, 4.0)) -> Texture:
 
 
 # --- scenes -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SceneObject:
@@ -251,6 +257,7 @@ def repeat_view(view: np.ndarray, copies: int, seed: int) -> list[np.ndarray]:
 
 
 # --- the validation sets, cached on disk ------------------------------------------------------
+
 
 def _cache_dir() -> Path:
     """Renders depend only on this file: its hash names the cache folder (~/.cache/mvic-test-scenes)."""

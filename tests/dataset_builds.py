@@ -1,5 +1,6 @@
 """Real `python -m mvic build` runs for the export tests: started, killed with SIGKILL at a
 chosen point, and compared with a clean build file by file (pixels and caption text)."""
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,9 @@ def build_args(source: Path, out: Path, *extra: str) -> list[str]:
 
 
 def run_build(args: list[str], timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mvic", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "mvic", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def start_build(args: list[str], kill_at_rename: int = 0) -> subprocess.Popen:
@@ -72,7 +75,9 @@ def dataset_state(folder: Path) -> dict:
     """Everything a trainer or a person sees in the folder, comparable between two folders:
     file list, decoded pixels of every image, text of every caption, the manifest, configs."""
     folder = folder.resolve()
-    state = {"files": sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())}
+    state = {
+        "files": sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+    }
     from PIL import Image
 
     for path in sorted(folder.rglob("*")):

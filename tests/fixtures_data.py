@@ -1,4 +1,5 @@
 """Small real image sets written to disk for tests."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,6 +7,7 @@ and afterwards we check what it could not do.
   writes a sentinel file: if that file ever appears, a workflow chose the program.
 - `refusal`: submit a prompt and return ComfyUI's error text (validation or execution).
 """
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Run by ComfyUI's Python: apply a LoRA to a FLUX model the way LoraLoaderModelOnly does
 and report how many LoRA keys found a weight. Usage: python lora_check_comfyui.py COMFYUI_DIR FLUX LORA"""
+
 import json
 import logging
 import sys

@@ -6,6 +6,7 @@ it by file path. pytest would otherwise import it as a package of its own, which
 under a folder name like ComfyUI-MultiView-ICLoRA and loads a second copy of the pack
 under others. Tests load the pack via tests/packload.py. (A root conftest.py can't do
 this: importing it imports the root package first.)"""
+
 from pathlib import Path
 
 import pytest

@@ -4,6 +4,7 @@ Every test reaches the core through the pack (`<pack>.mvic`), never as a
 top-level `mvic`, so the test process holds one copy of every dataclass, just
 like ComfyUI's process does.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -54,8 +55,10 @@ def nodes_by_id() -> dict:
             raise
         import pytest
 
-        pytest.skip("node test: the nodes need ComfyUI's comfy_api: set COMFYUI_DIR to a ComfyUI checkout",
-                    allow_module_level=True)
+        pytest.skip(
+            "node test: the nodes need ComfyUI's comfy_api: set COMFYUI_DIR to a ComfyUI checkout",
+            allow_module_level=True,
+        )
     return nodes.nodes_by_id()
 
 

@@ -1,5 +1,6 @@
 """Run by sd-scripts' own Python: load a dataset TOML with sd-scripts' config loader
 and print what it found (JSON). Usage: python sd_dataset_check.py SD_SCRIPTS_DIR TOML"""
+
 import argparse
 import json
 import sys
@@ -18,5 +19,11 @@ group, _ = config_util.generate_dataset_group_by_blueprint(blueprint.dataset_gro
 found = []
 for dataset in group.datasets:
     for info in dataset.image_data.values():
-        found.append({"path": info.absolute_path, "caption": info.caption, "size": list(dataset.resolution) if hasattr(dataset, "resolution") else None})
+        found.append(
+            {
+                "path": info.absolute_path,
+                "caption": info.caption,
+                "size": list(dataset.resolution) if hasattr(dataset, "resolution") else None,
+            }
+        )
 print("RESULT " + json.dumps({"images": found, "bucket": [d.enable_bucket for d in group.datasets]}))

@@ -4,6 +4,7 @@ SD_SCRIPTS_DIR: an sd-scripts checkout. SD_SCRIPTS_PYTHON: an interpreter in whi
 its pinned dependencies import (default: <checkout>/venv/bin/python, then
 <checkout>/../venv-sd/bin/python). Tests skip with a reason when unset.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,4 +25,6 @@ def sd_scripts_paths() -> tuple[Path, str] | None:
     return (checkout, python) if python else None
 
 
-SKIP_REASON = "real sd-scripts test: set SD_SCRIPTS_DIR (and SD_SCRIPTS_PYTHON) to an sd-scripts checkout and its Python"
+SKIP_REASON = (
+    "real sd-scripts test: set SD_SCRIPTS_DIR (and SD_SCRIPTS_PYTHON) to an sd-scripts checkout and its Python"
+)

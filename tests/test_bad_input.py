@@ -1,5 +1,6 @@
 """Every bad input named in the issue: a clear error or a reported skip, never a crash
 of the whole run, and nothing written outside the output folder."""
+
 import subprocess
 import sys
 
@@ -101,14 +102,20 @@ def test_unicode_and_spaces_in_paths(tmp_path):
     report = dataset.save_dataset(result, tmp_path / "Aus gabe ü")
     written = sorted(p.name for p in (tmp_path / "Aus gabe ü" / "images").glob("*.txt"))
     assert len(written) == 2 and report.written
-    assert any(name.startswith("Tasse_blau_1-") for name in written) and any(name.startswith("杯子_2-") for name in written)
+    assert any(name.startswith("Tasse_blau_1-") for name in written) and any(
+        name.startswith("杯子_2-") for name in written
+    )
 
 
 def test_set_names_with_dot_dot_cannot_escape_the_output_folder(tmp_path):
     image = np.zeros((32, 32, 3), np.uint8)
     evil = datatypes.Composite(
-        set_name="../../escape/..", category="../etc", layout=layout_mod.CompositeLayout(1, 1, 32, 32),
-        markers=mvic_module("markers").markers_for(1, 1), image=image, panels=[],
+        set_name="../../escape/..",
+        category="../etc",
+        layout=layout_mod.CompositeLayout(1, 1, 32, 32),
+        markers=mvic_module("markers").markers_for(1, 1),
+        image=image,
+        panels=[],
     )
     evil.panels.append(datatypes.PanelSource("../../escape/..", "x", str(tmp_path / "nowhere.jpg"), 0))
     out = tmp_path / "out"

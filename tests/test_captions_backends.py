@@ -1,5 +1,6 @@
 """Every error case through the real google-genai and openai SDKs against a local server
 that speaks their wire protocols; each case asserts the exact number of requests."""
+
 import base64
 import json
 import time
@@ -67,10 +68,17 @@ def test_success_sends_one_request_with_the_image_and_schema(backend):
         assert body["response_format"]["json_schema"]["strict"] is True
         assert body["max_tokens"] == 2048  # a local server: max_tokens, not max_completion_tokens
     caption = result.items[0].caption
-    assert caption.backend == backend and caption.model == seen.model and caption.prompt_version == "annotation-1/composite"
+    assert (
+        caption.backend == backend
+        and caption.model == seen.model
+        and caption.prompt_version == "annotation-1/composite"
+    )
     parsed = parse_mod.parse_caption(caption.text, result.items[0].markers)
     assert parsed.summary == valid_annotation(4)["summary"]
-    assert parsed.texts[1] == "This photo shows a high-angle left side view of the red ceramic mug, with handle and glaze detail 2 visible"
+    assert (
+        parsed.texts[1]
+        == "This photo shows a high-angle left side view of the red ceramic mug, with handle and glaze detail 2 visible"
+    )
     assert (report.requests, report.from_model, report.failures) == (1, 1, [])
     assert (report.usage.input_tokens, report.usage.output_tokens) == (1290, 180)
     if backend == "gemini":
@@ -104,10 +112,13 @@ def test_429_with_retry_delay_waits_at_least_that_long(backend):
     assert report.retries == 1 and report.failures == []
 
 
-@pytest.mark.parametrize("backend, message", [
-    ("gemini", "quota exhausted for model gemini-2.5-flash (GenerateRequestsPerDayPerProjectPerModel-FreeTier)"),
-    ("openai-compatible", "the quota for gpt-4o-mini is used up"),
-])
+@pytest.mark.parametrize(
+    "backend, message",
+    [
+        ("gemini", "quota exhausted for model gemini-2.5-flash (GenerateRequestsPerDayPerProjectPerModel-FreeTier)"),
+        ("openai-compatible", "the quota for gpt-4o-mini is used up"),
+    ],
+)
 def test_exhausted_quota_stops_the_run_after_one_request(backend, message):
     with CaptionServer([quota_exhausted()], api_key=KEY) as server:
         with pytest.raises(captioner.CaptionRunError) as info:
@@ -119,7 +130,12 @@ def test_exhausted_quota_stops_the_run_after_one_request(backend, message):
 
 def test_a_zero_limit_429_stops_the_run_too():
     # A model the free tier does not include: every metric has "limit: 0", the RetryInfo notwithstanding.
-    zero = error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for metric: generate_content_free_tier_requests, limit: 0, model: gemini-2.5-pro", [retry_info(20)])
+    zero = error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Quota exceeded for metric: generate_content_free_tier_requests, limit: 0, model: gemini-2.5-pro",
+        [retry_info(20)],
+    )
     with CaptionServer([zero], api_key=KEY) as server:
         with pytest.raises(captioner.CaptionRunError, match="a zero limit for this model") as info:
             run(server, "gemini", count=2, model="gemini-2.5-pro")
@@ -148,7 +164,10 @@ def test_a_request_the_server_refuses_every_time_stops_the_run():
     # e.g. a local server without JSON-schema support answers 400 to every composite.
     refused = error(400, "INVALID_ARGUMENT", "response_format json_schema is not supported")
     with CaptionServer(default=refused, api_key=KEY) as server:
-        with pytest.raises(captioner.CaptionRunError, match="failed 3 composites in a row .*response_format json_schema is not supported"):
+        with pytest.raises(
+            captioner.CaptionRunError,
+            match="failed 3 composites in a row .*response_format json_schema is not supported",
+        ):
             run(server, "openai-compatible", count=6)
     assert server.count == 3  # one each, no retries, then the run stops
 
@@ -181,12 +200,17 @@ def test_schema_violating_json_twice_is_a_reported_failure(backend):
         result, report = run(server, backend)
     assert server.count == 2
     (failure,) = report.failures
-    assert "invalid answer even after a re-ask" in failure.reason and "has 4 panels but the answer describes 3" in failure.reason
+    assert (
+        "invalid answer even after a re-ask" in failure.reason
+        and "has 4 panels but the answer describes 3" in failure.reason
+    )
     assert "has 4 panels but the answer describes 3" in json.dumps(server.bodies[1])
     assert result.items[0].caption.backend == "template"
 
 
-@pytest.mark.parametrize("backend, reason", [("gemini", "Gemini blocked the prompt (SAFETY)"), ("openai-compatible", "content filter")])
+@pytest.mark.parametrize(
+    "backend, reason", [("gemini", "Gemini blocked the prompt (SAFETY)"), ("openai-compatible", "content filter")]
+)
 def test_blocked_prompt_is_a_failure_without_retry(backend, reason):
     with CaptionServer([blocked()], api_key=KEY) as server:
         result, report = run(server, backend)
@@ -232,8 +256,12 @@ def test_a_rejected_key_stops_the_run_and_names_where_the_key_came_from(backend,
 def test_missing_key_for_the_official_endpoint_is_a_clear_error_before_any_request(monkeypatch):
     monkeypatch.delenv("GEMINI_API_KEY")
     endpoint = mvic_module("settings").BUILTIN_ENDPOINTS["gemini"]
-    with pytest.raises(ValueError, match="'gemini' needs an API key: for the built-in gemini endpoint set GEMINI_API_KEY"):
-        captioner.caption_composites(make_test_composites(1), captioner.CaptionSettings(endpoint=endpoint, use_cache=False))
+    with pytest.raises(
+        ValueError, match="'gemini' needs an API key: for the built-in gemini endpoint set GEMINI_API_KEY"
+    ):
+        captioner.caption_composites(
+            make_test_composites(1), captioner.CaptionSettings(endpoint=endpoint, use_cache=False)
+        )
 
 
 def test_key_file_wins_over_the_environment(tmp_path):  # the env holds KEY; the server accepts only the file's key
@@ -244,7 +272,9 @@ def test_key_file_wins_over_the_environment(tmp_path):  # the env holds KEY; the
     assert server.count == 1 and report.key_source == f"key file {key_file}"
 
 
-@pytest.mark.parametrize("content", ["file-key-123456\n", "# my key\nexport GEMINI_API_KEY='file-key-123456'\nOTHER=1\n"])
+@pytest.mark.parametrize(
+    "content", ["file-key-123456\n", "# my key\nexport GEMINI_API_KEY='file-key-123456'\nOTHER=1\n"]
+)
 def test_key_file_may_hold_the_key_alone_or_env_style(tmp_path, content):
     key_file = tmp_path / "gemini.key"
     key_file.write_text(content)
@@ -257,6 +287,12 @@ def test_a_key_file_without_a_key_says_what_to_write(tmp_path):
     key_file = tmp_path / "empty.key"
     key_file.write_text("OPENAI_API_KEY=abc\n")
     endpoint = mvic_module("settings").BUILTIN_ENDPOINTS["gemini"].__class__("mine", "gemini", "", (), str(key_file))
-    with pytest.raises(ValueError, match=r"'mine': key file .* holds no key: write only the key in it, or a line GEMINI_API_KEY or GOOGLE_API_KEY=\.\.\.") as info:
-        captioner.caption_composites(make_test_composites(1), captioner.CaptionSettings(endpoint=endpoint, use_cache=False))
+    with pytest.raises(
+        ValueError,
+        match=r"'mine': key file .* holds no key: write only the key in it, "
+        r"or a line GEMINI_API_KEY or GOOGLE_API_KEY=\.\.\.",
+    ) as info:
+        captioner.caption_composites(
+            make_test_composites(1), captioner.CaptionSettings(endpoint=endpoint, use_cache=False)
+        )
     assert "abc" not in str(info.value)

@@ -2,6 +2,7 @@
 position, so each value of a workflow saved on main fe9f962 must come back in the widget it was
 saved from, and what the frontend queues must name them so (a retired slot's value included,
 which the server then refuses by name). Same browser setup as test_workflows_browser.py."""
+
 from __future__ import annotations
 
 import copy
@@ -13,8 +14,18 @@ from test_workflows_browser import _load, _normalise, frontend, pytestmark  # no
 
 SAVED = ROOT / "tests" / "fixtures" / "saved_workflows"
 OLD_VALUES = ["template", "", "", "", "", 4, 10, False, "composite", ""]
-WIDGETS = ["backend", "model", "base_url", "key_file", "trigger", "concurrency", "rpm", "appearance_only", "input_mode",
-           "cache_dir"]
+WIDGETS = [
+    "backend",
+    "model",
+    "base_url",
+    "key_file",
+    "trigger",
+    "concurrency",
+    "rpm",
+    "appearance_only",
+    "input_mode",
+    "cache_dir",
+]
 
 
 def _captioner(workflow: dict) -> dict:
@@ -29,8 +40,7 @@ def test_an_old_saved_workflow_keeps_every_captioner_value_in_its_widget(fronten
     old = _captioner(workflow)
     assert old["widgets_values"] == OLD_VALUES
     _load(page, workflow, f"{name}.v1")
-    widgets = page.evaluate(
-        "(id) => app.graph.getNodeById(id).widgets.map(w => [w.name, w.value])", old["id"])
+    widgets = page.evaluate("(id) => app.graph.getNodeById(id).widgets.map(w => [w.name, w.value])", old["id"])
     assert widgets == [list(pair) for pair in zip(WIDGETS, OLD_VALUES)]
     queued = page.evaluate("async () => (await app.graphToPrompt()).output")[str(old["id"])]["inputs"]
     assert _normalise({k: v for k, v in queued.items() if k != "composites"}) == dict(zip(WIDGETS, OLD_VALUES))
@@ -46,7 +56,12 @@ def test_an_old_workflow_with_a_server_address_brings_it_back_in_base_url(fronte
     queued = page.evaluate("async () => (await app.graphToPrompt()).output")
     inputs = queued[str(node["id"])]["inputs"]
     assert (inputs["backend"], inputs["model"], inputs["base_url"], inputs["trigger"], inputs["concurrency"]) == (
-        "openai-compatible", "llava", "http://127.0.0.1:11434/v1", "mvstyle", 4)
+        "openai-compatible",
+        "llava",
+        "http://127.0.0.1:11434/v1",
+        "mvstyle",
+        4,
+    )
     # Queued as the frontend would: refused by name, with the local fix, before anything runs.
     from hostile import refusal
 

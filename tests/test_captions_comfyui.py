@@ -8,6 +8,7 @@ environment's keys (sentinels here) never leave. Hostile servers (issue 10): con
 and overlong answers never reach a caption file, a 200 that is not JSON fails one composite, and
 ComfyUI's Cancel (/interrupt) stops a captioning run within 5 s.
 """
+
 import importlib.util
 import json
 import os
@@ -46,8 +47,12 @@ def comfy(local, tmp_path_factory):
     paths = comfyui_paths()
     if paths is None:
         pytest.skip("real-ComfyUI test: set COMFYUI_DIR (and COMFYUI_PYTHON)")
-    env = {"MVIC_SETTINGS": str(local / "settings.json"), "FAKE_ENDPOINT_KEY": ENDPOINT_KEY, "GOOGLE_API_KEY": "",
-           **SENTINELS}
+    env = {
+        "MVIC_SETTINGS": str(local / "settings.json"),
+        "FAKE_ENDPOINT_KEY": ENDPOINT_KEY,
+        "GOOGLE_API_KEY": "",
+        **SENTINELS,
+    }
     server = ComfyServer(*paths, base_dir=tmp_path_factory.mktemp("comfy_captions"), env=env)
     server.start()
     yield server
@@ -55,23 +60,42 @@ def comfy(local, tmp_path_factory):
 
 
 def configure(local_dir, **endpoints) -> None:
-    settings_mod.save_settings(settings_mod.LocalSettings(
-        path=local_dir / "settings.json", endpoints=endpoints, caption_cache_dir=str(local_dir / "caption-cache")))
+    settings_mod.save_settings(
+        settings_mod.LocalSettings(
+            path=local_dir / "settings.json", endpoints=endpoints, caption_cache_dir=str(local_dir / "caption-cache")
+        )
+    )
 
 
 def prompt(folder: str, loader_path: str = "", **captioner) -> dict:
-    inputs = {"backend": "template", "model": "", "base_url": "", "key_file": "", "trigger": "", "concurrency": 2,
-              "rpm": 0, "appearance_only": False, "input_mode": "composite", "cache_dir": "", **captioner}
+    inputs = {
+        "backend": "template",
+        "model": "",
+        "base_url": "",
+        "key_file": "",
+        "trigger": "",
+        "concurrency": 2,
+        "rpm": 0,
+        "appearance_only": False,
+        "input_mode": "composite",
+        "cache_dir": "",
+        **captioner,
+    }
     source = {"source": "folder", "path": loader_path} if loader_path else {"source": "sample", "path": ""}
     return {
-        "1": {"class_type": "MVIC_MultiViewLoader",
-              "inputs": {**source, "views": 4, "selection": "auto", "max_sets": 2}},
-        "2": {"class_type": "MVIC_CompositeGrid",
-              "inputs": {"mv_sets": ["1", 0], "rows": 2, "cols": 2, "panel_width": 64, "panel_height": 64,
-                         "fit": "crop"}},
+        "1": {
+            "class_type": "MVIC_MultiViewLoader",
+            "inputs": {**source, "views": 4, "selection": "auto", "max_sets": 2},
+        },
+        "2": {
+            "class_type": "MVIC_CompositeGrid",
+            "inputs": {"mv_sets": ["1", 0], "rows": 2, "cols": 2, "panel_width": 64, "panel_height": 64, "fit": "crop"},
+        },
         "3": {"class_type": "MVIC_GeminiCaptioner", "inputs": {"composites": ["2", 0], **inputs}},
-        "4": {"class_type": "MVIC_SaveICLoRADataset",
-              "inputs": {"composites": ["3", 0], "folder": folder, "image_format": "png"}},
+        "4": {
+            "class_type": "MVIC_SaveICLoRADataset",
+            "inputs": {"composites": ["3", 0], "folder": folder, "image_format": "png"},
+        },
     }
 
 
@@ -87,14 +111,19 @@ def captions(comfy, folder: str) -> list[tuple[dict, str]]:
 
 # -- hostile workflows (issue 9) ------------------------------------------------------------
 
+
 def test_a_server_address_in_the_workflow_uploads_nothing(comfy, local):
     """MultiViewLoader.path = ~/Pictures/private + GeminiCaptioner.base_url: no photo, no key leaves."""
     configure(local)
     files = scan(comfy, local)
     with Listener() as listener:
         for backend in ("gemini", "openai"):
-            hostile = prompt("stolen", loader_path=str(local / "Pictures" / "private"), backend=backend,
-                             base_url=listener.url + "/v1")
+            hostile = prompt(
+                "stolen",
+                loader_path=str(local / "Pictures" / "private"),
+                backend=backend,
+                base_url=listener.url + "/v1",
+            )
             error = refusal(comfy, hostile)
             assert "GeminiCaptioner.base_url" in error
             assert "python -m mvic config add-endpoint NAME --base-url URL" in error
@@ -135,15 +164,18 @@ def test_a_cache_folder_in_the_workflow_is_refused(comfy, local):
     assert list((local / "elsewhere").iterdir()) == []
 
 
-@pytest.mark.parametrize("backend, words", [
-    ("ollama", "python -m mvic config add-endpoint ollama --base-url URL"),
-    ("openai-compatible", "choose 'openai' for api.openai.com"),
-])
+@pytest.mark.parametrize(
+    "backend, words",
+    [
+        ("ollama", "python -m mvic config add-endpoint ollama --base-url URL"),
+        ("openai-compatible", "choose 'openai' for api.openai.com"),
+    ],
+)
 def test_an_endpoint_this_machine_does_not_have_is_refused_with_how_to_add_it(comfy, local, backend, words):
     configure(local)
     with Listener() as listener:
         error = refusal(comfy, prompt("unknown", backend=backend))
-    assert f"GeminiCaptioner.backend" in error and words in error and listener.requests == []
+    assert "GeminiCaptioner.backend" in error and words in error and listener.requests == []
 
 
 def test_an_old_saved_workflow_still_runs(comfy, local):
@@ -174,10 +206,14 @@ def test_object_info_offers_no_free_address_key_file_or_folder(comfy, local):
 
 # -- endpoints configured locally ------------------------------------------------------------
 
+
 def test_configured_endpoints_caption_and_the_environment_keys_stay_home(comfy, local):
     with CaptionServer(api_key=ENDPOINT_KEY) as gemini_like, CaptionServer() as openai_like:
-        configure(local, fake=settings_mod.Endpoint("fake", "gemini", gemini_like.url, ("FAKE_ENDPOINT_KEY",)),
-                  ollama=settings_mod.Endpoint("ollama", "openai-compatible", openai_like.openai_url))
+        configure(
+            local,
+            fake=settings_mod.Endpoint("fake", "gemini", gemini_like.url, ("FAKE_ENDPOINT_KEY",)),
+            ollama=settings_mod.Endpoint("ollama", "openai-compatible", openai_like.openai_url),
+        )
         info = comfy.get("/object_info/MVIC_GeminiCaptioner")["MVIC_GeminiCaptioner"]
         assert info["input"]["required"]["backend"][1]["options"] == ["template", "gemini", "openai", "fake", "ollama"]
         comfy.run_prompt(prompt("via_fake", backend="fake"), timeout=300)
@@ -194,6 +230,7 @@ def test_configured_endpoints_caption_and_the_environment_keys_stay_home(comfy, 
 
 
 # -- hostile servers (issue 10) --------------------------------------------------------------
+
 
 def test_control_characters_and_overlong_answers_never_reach_a_caption_file(comfy, local):
     with CaptionServer(default=hostile_text()) as server:
@@ -238,8 +275,10 @@ def test_cancel_stops_a_captioning_run_within_5_seconds(comfy, local):
             time.sleep(0.1)
     took = None if finished is None else finished - cancelled
     assert took is not None and took < 5.0, f"the prompt ended {took} s after Cancel"
-    print(f"Cancel: the prompt ended {finished - cancelled:.2f} s after /interrupt; the server saw its connections "
-          "closed after " + ", ".join(f"{r['hung_up'] - cancelled:.2f} s" for r in server.stream_log if r["hung_up"]))
+    print(
+        f"Cancel: the prompt ended {finished - cancelled:.2f} s after /interrupt; the server saw its connections "
+        "closed after " + ", ".join(f"{r['hung_up'] - cancelled:.2f} s" for r in server.stream_log if r["hung_up"])
+    )
     status = comfy.get(f"/history/{queued['prompt_id']}")[queued["prompt_id"]]["status"]
     assert any(message[0] == "execution_interrupted" for message in status["messages"])
     # the connections in flight were closed

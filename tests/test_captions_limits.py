@@ -2,6 +2,7 @@
 openai SDKs on the real wire: a per-request deadline a trickling server cannot stretch, a cap on
 the answer's size (also compressed), a 200 that is not JSON as one failed composite, control
 characters and overlong text out of every caption, and a stop that ends requests in flight."""
+
 import json
 import os
 import subprocess
@@ -12,7 +13,15 @@ import unicodedata
 
 import pytest
 from caption_server import (
-    CaptionServer, error, hostile_text, huge, make_test_composites, non_json, ok, server_endpoint, trickle,
+    CaptionServer,
+    error,
+    hostile_text,
+    huge,
+    make_test_composites,
+    non_json,
+    ok,
+    server_endpoint,
+    trickle,
 )
 from hostile import Listener
 from packload import ROOT, mvic_module
@@ -24,8 +33,15 @@ PROTOCOLS = ["gemini", "openai-compatible"]
 
 
 def settings(server, protocol, **overrides):
-    options = dict(endpoint=server_endpoint(server, protocol), use_cache=False, concurrency=1, retry_base_delay_s=0.01,
-                   timeout_s=5, rpm=0, max_consecutive_failures=9)
+    options = dict(
+        endpoint=server_endpoint(server, protocol),
+        use_cache=False,
+        concurrency=1,
+        retry_base_delay_s=0.01,
+        timeout_s=5,
+        rpm=0,
+        max_consecutive_failures=9,
+    )
     options.update(overrides)
     return captioner.CaptionSettings(**options)
 
@@ -58,8 +74,9 @@ def has_control(text: str) -> bool:
 def test_a_trickling_server_cannot_stretch_a_request_past_its_deadline(protocol):
     # A byte every 0.3 s answers every 5-s read in time: only the request's own deadline ends it.
     with CaptionServer([trickle(0.3)]) as server:
-        (result, report), _ = run_within(30, captioner.caption_composites, make_test_composites(2),
-                                         settings(server, protocol, deadline_s=2.0))
+        (result, report), _ = run_within(
+            30, captioner.caption_composites, make_test_composites(2), settings(server, protocol, deadline_s=2.0)
+        )
         ended = time.monotonic()
         stream = server.stream_log[0]
         wait_for(lambda: stream["hung_up"] is not None, 3)
@@ -82,8 +99,9 @@ def wait_for(condition, seconds: float) -> None:
 def test_an_answer_over_the_size_cap_is_dropped_early(protocol, compressed):
     size = (16 if compressed else 64) * 2**20  # 64 MiB of JSON; gzip: ~16 KiB on the wire that inflate to 16 MiB
     with CaptionServer([huge(size, gzip=compressed)]) as server:
-        (result, report), _ = run_within(60, captioner.caption_composites, make_test_composites(2),
-                                         settings(server, protocol))
+        (result, report), _ = run_within(
+            60, captioner.caption_composites, make_test_composites(2), settings(server, protocol)
+        )
         time.sleep(0.2)
         sent = server.stream_log[0]["sent"]
     (failure,) = report.failures
@@ -149,8 +167,13 @@ def test_stopping_the_run_ends_a_request_in_flight_within_a_second(protocol):
 
     with CaptionServer(default=trickle(0.3)) as server:
         with pytest.raises(Cancel):
-            run_within(30, captioner.caption_composites, make_test_composites(4),
-                       settings(server, protocol, concurrency=2), check_cancel=check_cancel)
+            run_within(
+                30,
+                captioner.caption_composites,
+                make_test_composites(4),
+                settings(server, protocol, concurrency=2),
+                check_cancel=check_cancel,
+            )
         cancelled = asked + 0.5
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and any(r["hung_up"] is None for r in server.stream_log):
@@ -167,8 +190,9 @@ def test_a_redirect_never_takes_the_key_to_another_host(protocol, monkeypatch):
         moved = error(307, "REDIRECT", "moved", headers={"Location": elsewhere.url + "/v1/x"})
         with CaptionServer(default=moved) as server:
             endpoint = server_endpoint(server, protocol, key_env=("MY_KEY",))
-            result, report = captioner.caption_composites(make_test_composites(1),
-                                                          settings(server, protocol, endpoint=endpoint))
+            result, report = captioner.caption_composites(
+                make_test_composites(1), settings(server, protocol, endpoint=endpoint)
+            )
     assert elsewhere.requests == [] and server.count == 1
     assert result.items[0].caption.backend == "template" and report.failures
 
@@ -180,26 +204,48 @@ def test_a_request_to_another_origin_is_refused_before_it_is_sent():
         client = transport.endpoint_client("http://127.0.0.1:9/v1", 5)
         with pytest.raises(errors.FatalError, match="refused to send a request to .* its key goes nowhere else"):
             with transport.guarded_request(request.RequestLimits()):
-                client.post(elsewhere.url + "/v1/chat/completions", headers={"Authorization": "Bearer k"},
-                            content=b"{}")
+                client.post(
+                    elsewhere.url + "/v1/chat/completions", headers={"Authorization": "Bearer k"}, content=b"{}"
+                )
     assert elsewhere.requests == []
 
 
 def test_cli_build_survives_a_huge_answer_with_bounded_memory(tmp_path):
     """300 MB once took 1.87 GB of RSS: the same build against a normal and a 200 MB answer peaks alike."""
     sample = mvic_module("sources.sample").ensure_sample_data()
-    code = ("import resource, sys, runpy; sys.argv = ['mvic'] + sys.argv[1:]\n"
-            "try:\n    runpy.run_module('mvic', run_name='__main__')\n"
-            "finally:\n    print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    code = (
+        "import resource, sys, runpy; sys.argv = ['mvic'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('mvic', run_name='__main__')\n"
+        "finally:\n    print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    )
     peaks = {}
     for label, script in (("normal", [ok()]), ("huge", [huge(200 * 2**20)])):
         with CaptionServer(script) as server:
             env = {**os.environ, "MVIC_SETTINGS": str(tmp_path / "settings.json")}
             config = [sys.executable, "-m", "mvic", "config", "add-endpoint", "local", "--base-url", server.openai_url]
             subprocess.run(config, cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
-            command = [sys.executable, "-c", code, "build", "--source", "mvimgnet", "--input", str(sample), "--out",
-                       str(tmp_path / label), "--panel", "64x64", "--max-sets", "2", "--caption-endpoint", "local",
-                       "--caption-concurrency", "1", "--caption-cache-dir", str(tmp_path / f"cache-{label}")]
+            command = [
+                sys.executable,
+                "-c",
+                code,
+                "build",
+                "--source",
+                "mvimgnet",
+                "--input",
+                str(sample),
+                "--out",
+                str(tmp_path / label),
+                "--panel",
+                "64x64",
+                "--max-sets",
+                "2",
+                "--caption-endpoint",
+                "local",
+                "--caption-concurrency",
+                "1",
+                "--caption-cache-dir",
+                str(tmp_path / f"cache-{label}"),
+            ]
             out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr
         peaks[label] = int(out.stderr.split("PEAK_KIB")[-1].split()[0]) / 1024
@@ -262,8 +308,9 @@ def test_the_environments_proxy_is_still_used_with_the_limits(protocol, monkeypa
         monkeypatch.delenv(name, raising=False)
     with ForwardProxy() as proxy, CaptionServer([trickle(0.3)]) as server:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        result, report = captioner.caption_composites(make_test_composites(2),
-                                                      settings(server, protocol, deadline_s=2.0))
+        result, report = captioner.caption_composites(
+            make_test_composites(2), settings(server, protocol, deadline_s=2.0)
+        )
         address = server.url
     assert len(proxy.seen) == 2 and all(path.startswith(address) for path in proxy.seen)
     assert [f.reason for f in report.failures] == ["no complete answer within 2 s (the request's deadline)"]

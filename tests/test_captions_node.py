@@ -1,12 +1,13 @@
 """The GeminiCaptioner node: it names an endpoint of the local settings; no address, key file
 or folder comes from a workflow; nothing secret in a saved workflow; IS_CHANGED."""
+
 import json
 import math
 import os
 
 import pytest
 from caption_server import CaptionServer, blocked, make_test_composites
-from packload import mvic_module, node_class, pack
+from packload import mvic_module, node_class
 
 KEY = "AIza-SENTINEL-node-key-5555555555"
 ENV_SENTINEL = "sk-SENTINEL-env-key-must-stay-home"
@@ -56,8 +57,19 @@ def test_no_widget_takes_an_address_a_key_file_or_a_folder(local_settings):
     assert inputs["backend"][1]["options"] == ["template", "gemini", "openai"]
     assert inputs["backend"][1]["default"] == "template"
     order = list(Captioner.INPUT_TYPES()["required"]) + list(Captioner.INPUT_TYPES()["optional"])
-    assert order == ["composites", "backend", "model", "base_url", "key_file", "trigger", "concurrency", "rpm",
-                     "appearance_only", "input_mode", "cache_dir"]  # the positions of main fe9f962
+    assert order == [
+        "composites",
+        "backend",
+        "model",
+        "base_url",
+        "key_file",
+        "trigger",
+        "concurrency",
+        "rpm",
+        "appearance_only",
+        "input_mode",
+        "cache_dir",
+    ]  # the positions of main fe9f962
 
 
 def test_backend_lists_the_endpoints_configured_on_this_machine(local_settings):
@@ -75,11 +87,14 @@ def test_a_broken_settings_file_still_lists_the_builtins_and_the_run_names_the_f
     assert isinstance(Captioner.fingerprint_inputs(**widget_values(backend="gemini")), str)  # IS_CHANGED never raises
 
 
-@pytest.mark.parametrize("widget, value, fix", [
-    ("base_url", "http://127.0.0.1:9/v1", "python -m mvic config add-endpoint NAME --base-url URL"),
-    ("key_file", "~/.git-credentials", "--key-file FILE"),
-    ("cache_dir", "/tmp/elsewhere", "python -m mvic config set caption_cache_dir DIR"),
-])
+@pytest.mark.parametrize(
+    "widget, value, fix",
+    [
+        ("base_url", "http://127.0.0.1:9/v1", "python -m mvic config add-endpoint NAME --base-url URL"),
+        ("key_file", "~/.git-credentials", "--key-file FILE"),
+        ("cache_dir", "/tmp/elsewhere", "python -m mvic config set caption_cache_dir DIR"),
+    ],
+)
 def test_a_retired_widget_with_a_value_is_refused_by_name(widget, value, fix):
     message = Captioner.validate_inputs(**{"backend": "gemini", widget: value})
     assert message.startswith(f"GeminiCaptioner.{widget} = ") and fix in message and f"clear {widget}" in message
@@ -101,11 +116,14 @@ def test_unknown_and_old_backend_values_say_how_to_configure_them_locally():
     assert "choose 'openai' for api.openai.com" in message and "python -m mvic config add-endpoint NAME" in message
 
 
-@pytest.mark.parametrize("widget, value, words", [
-    ("trigger", "x" * 5000, "at most 100"),
-    ("trigger", "mv\x1b[31mstyle", "control characters"),
-    ("model", "../../v1/files?x=", "a model name"),
-])
+@pytest.mark.parametrize(
+    "widget, value, words",
+    [
+        ("trigger", "x" * 5000, "at most 100"),
+        ("trigger", "mv\x1b[31mstyle", "control characters"),
+        ("model", "../../v1/files?x=", "a model name"),
+    ],
+)
 def test_trigger_and_model_are_bounded(widget, value, words):
     assert words in Captioner.validate_inputs(backend="template", **{widget: value})
 
@@ -122,9 +140,12 @@ def test_template_backend_needs_no_key_and_no_network():
 def test_an_environment_key_goes_only_to_the_endpoint_it_belongs_to(local_settings, tmp_path, monkeypatch):
     monkeypatch.setenv("LOCAL_GEMINI_KEY", KEY)
     with CaptionServer() as gemini_like, CaptionServer() as openai_like:
-        configure(local_settings, cache=tmp_path / "cache",
-                  proxy=settings_mod.Endpoint("proxy", "gemini", gemini_like.url, ("LOCAL_GEMINI_KEY",)),
-                  ollama=settings_mod.Endpoint("ollama", "openai-compatible", openai_like.openai_url))
+        configure(
+            local_settings,
+            cache=tmp_path / "cache",
+            proxy=settings_mod.Endpoint("proxy", "gemini", gemini_like.url, ("LOCAL_GEMINI_KEY",)),
+            ollama=settings_mod.Endpoint("ollama", "openai-compatible", openai_like.openai_url),
+        )
         _, report = Captioner.execute(make_test_composites(2), **widget_values(backend="proxy"))
         _, report2 = Captioner.execute(make_test_composites(2), **widget_values(backend="ollama"))
     assert gemini_like.count == 2 and openai_like.count == 2
@@ -141,12 +162,17 @@ def test_a_saved_workflow_holds_the_endpoint_name_never_the_key_or_where_it_live
     key_file.parent.mkdir()
     key_file.write_text(KEY + "\n")
     with CaptionServer(api_key=KEY) as server:
-        configure(local_settings, cache=tmp_path / "cache",
-                  mine=settings_mod.Endpoint("mine", "gemini", server.url, (), str(key_file)))
+        configure(
+            local_settings,
+            cache=tmp_path / "cache",
+            mine=settings_mod.Endpoint("mine", "gemini", server.url, (), str(key_file)),
+        )
         widgets = widget_values(backend="mine")
         # The API-format prompt and the UI workflow ComfyUI saves (also inside every output PNG).
-        prompt = {"1": {"class_type": "MVIC_CompositeGrid", "inputs": {}},
-                  "2": {"class_type": "MVIC_GeminiCaptioner", "inputs": {"composites": ["1", 0], **widgets}}}
+        prompt = {
+            "1": {"class_type": "MVIC_CompositeGrid", "inputs": {}},
+            "2": {"class_type": "MVIC_GeminiCaptioner", "inputs": {"composites": ["1", 0], **widgets}},
+        }
         workflow = {"nodes": [{"id": 2, "type": "MVIC_GeminiCaptioner", "widgets_values": list(widgets.values())}]}
         captioned, report = Captioner.execute(make_test_composites(2), **widgets)
         address = server.url

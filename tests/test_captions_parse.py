@@ -1,4 +1,5 @@
 """Marker captions: render <-> parse for every layout, both caption styles, and the validator."""
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -59,7 +60,10 @@ def test_trigger_word_is_kept_in_front():
     assert parsed.trigger == "mvstyle" and parsed.render() == "mvstyle " + FOUR_VIEWS
 
 
-@pytest.mark.parametrize("rows, cols, written", [(1, 2, ("[IMAGE1]", "[IMAGE2]")), (1, 2, ("[LEFT]", "[RIGHT]")), (2, 1, ("[IMAGE1]", "[IMAGE2]"))])
+@pytest.mark.parametrize(
+    "rows, cols, written",
+    [(1, 2, ("[IMAGE1]", "[IMAGE2]")), (1, 2, ("[LEFT]", "[RIGHT]")), (2, 1, ("[IMAGE1]", "[IMAGE2]"))],
+)
 def test_two_panel_captions_parse_in_both_styles(rows, cols, written):
     expected = markers_mod.markers_for(rows, cols)
     caption = f"[TWO-VIEWS] A chair; {written[0]} seen from the front; {written[1]} seen from behind."
@@ -80,12 +84,30 @@ def test_two_panel_caption_without_prefix_parses_when_the_prefix_is_optional():
     "caption, problem",
     [
         ("[FOUR-VIEWS] x; [TOP-LEFT] a; [TOP-RIGHT] b; [BOTTOM-LEFT] c.", "panel marker [BOTTOM-RIGHT] is missing"),
-        ("[FOUR-VIEWS] x; [TOP-LEFT] a; [TOP-RIGHT] b; [TOP-RIGHT] b2; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d.", "panel marker [TOP-RIGHT] occurs 2 times"),
-        ("[FOUR-VIEWS] x; [TOP-RIGHT] b; [TOP-LEFT] a; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d.", "out of order: found [TOP-RIGHT] [TOP-LEFT] [BOTTOM-LEFT] [BOTTOM-RIGHT]"),
-        ("[FOUR-VIEWS] x; [TOP-LEFT] a; [TOP-RIGHT] ; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d.", "panel marker [TOP-RIGHT] has no text after it"),
-        ("[FOUR-VIEWS] x; [TOP-LEFT] a; [TOP-RIGHT] b; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d; [EXTRA] e.", "unexpected marker [EXTRA]"),
-        ("[TOP-LEFT] a; [FOUR-VIEWS] x; [TOP-RIGHT] b; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d.", "prefix [FOUR-VIEWS] must come before the panel markers"),
-        ("[THREE-VIEWS] x; [TOP-LEFT] a; [TOP-RIGHT] b; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d.", "unexpected marker [THREE-VIEWS]"),
+        (
+            "[FOUR-VIEWS] x; [TOP-LEFT] a; [TOP-RIGHT] b; [TOP-RIGHT] b2; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d.",
+            "panel marker [TOP-RIGHT] occurs 2 times",
+        ),
+        (
+            "[FOUR-VIEWS] x; [TOP-RIGHT] b; [TOP-LEFT] a; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d.",
+            "out of order: found [TOP-RIGHT] [TOP-LEFT] [BOTTOM-LEFT] [BOTTOM-RIGHT]",
+        ),
+        (
+            "[FOUR-VIEWS] x; [TOP-LEFT] a; [TOP-RIGHT] ; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d.",
+            "panel marker [TOP-RIGHT] has no text after it",
+        ),
+        (
+            "[FOUR-VIEWS] x; [TOP-LEFT] a; [TOP-RIGHT] b; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d; [EXTRA] e.",
+            "unexpected marker [EXTRA]",
+        ),
+        (
+            "[TOP-LEFT] a; [FOUR-VIEWS] x; [TOP-RIGHT] b; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d.",
+            "prefix [FOUR-VIEWS] must come before the panel markers",
+        ),
+        (
+            "[THREE-VIEWS] x; [TOP-LEFT] a; [TOP-RIGHT] b; [BOTTOM-LEFT] c; [BOTTOM-RIGHT] d.",
+            "unexpected marker [THREE-VIEWS]",
+        ),
     ],
 )
 def test_validator_names_each_problem(caption, problem):
@@ -106,7 +128,9 @@ def test_mixing_two_panel_styles_is_rejected():
 
 layouts = st.tuples(st.integers(1, 6), st.integers(1, 6)).filter(lambda rc: rc[0] * rc[1] <= 20)
 # Words may carry `<Name>` brackets and end in the separators themselves; no square brackets.
-words = st.builds(str.__add__, st.text("abcXYZ019'<>-", min_size=1, max_size=8), st.sampled_from(["", "", ",", ";", "."]))
+words = st.builds(
+    str.__add__, st.text("abcXYZ019'<>-", min_size=1, max_size=8), st.sampled_from(["", "", ",", ";", "."])
+)
 texts = st.lists(words, min_size=1, max_size=6).map(" ".join).filter(lambda t: render_mod.clean_text(t) != "")
 summaries = st.lists(words, min_size=0, max_size=6).map(" ".join)
 triggers = st.sampled_from(["", "mvstyle", "ohwx person"])
@@ -160,7 +184,14 @@ def test_template_captions_validate_for_every_default_layout(rows, cols):
     import numpy as np
 
     panels = [datatypes.PanelSource("s", "lamp", "f", i) for i in range(rows * cols)]
-    composite = datatypes.Composite("s", "lamp", layout, markers_mod.markers_for(rows, cols), np.zeros((layout.height, layout.width, 3), np.uint8), panels)
+    composite = datatypes.Composite(
+        "s",
+        "lamp",
+        layout,
+        markers_mod.markers_for(rows, cols),
+        np.zeros((layout.height, layout.width, 3), np.uint8),
+        panels,
+    )
     caption = template_mod.template_caption(composite, "trig").text
     parsed = parse_mod.parse_caption(caption, composite.markers)
     assert parsed.trigger == "trig" and parsed.render() == caption

@@ -1,5 +1,6 @@
 """A captioning run as a whole: cache, concurrency and rate cap, shared requests,
 interruption, the CLI, and the rule that the API key never lands anywhere."""
+
 import functools
 import json
 import logging
@@ -27,8 +28,14 @@ def api_key(monkeypatch):
 
 
 def settings(server, tmp_path, **overrides):
-    options = dict(endpoint=server_endpoint(server, key_env=("GEMINI_API_KEY",)), cache_dir=str(tmp_path / "cache"), concurrency=8,
-                   rpm=0, retry_base_delay_s=0.01, timeout_s=5)
+    options = dict(
+        endpoint=server_endpoint(server, key_env=("GEMINI_API_KEY",)),
+        cache_dir=str(tmp_path / "cache"),
+        concurrency=8,
+        rpm=0,
+        retry_base_delay_s=0.01,
+        timeout_s=5,
+    )
     options.update(overrides)
     return captioner.CaptionSettings(**options)
 
@@ -54,8 +61,16 @@ def test_cache_entries_are_keyed_by_layout_and_markers(tmp_path):
     composite = make_test_composites(1).items[0]
     key = cache_mod.CacheKey.for_composite(composite, "annotation-1/composite", "gemini", "gemini-2.5-flash")
     assert key.layout == "2x2 of 64x64" and key.markers.startswith("[FOUR-VIEWS] [TOP-LEFT]")
-    other_markers = composite.__class__(**{**composite.__dict__, "markers": mvic_module("markers").markers_for(2, 2, mvic_module("markers").MarkerStyle("[SET]", ""))})
-    assert cache_mod.CacheKey.for_composite(other_markers, "annotation-1/composite", "gemini", "gemini-2.5-flash").digest != key.digest
+    other_markers = composite.__class__(
+        **{
+            **composite.__dict__,
+            "markers": mvic_module("markers").markers_for(2, 2, mvic_module("markers").MarkerStyle("[SET]", "")),
+        }
+    )
+    assert (
+        cache_mod.CacheKey.for_composite(other_markers, "annotation-1/composite", "gemini", "gemini-2.5-flash").digest
+        != key.digest
+    )
 
 
 def test_a_damaged_cache_entry_is_asked_again(tmp_path):
@@ -80,7 +95,10 @@ def test_a_person_edited_caption_survives_a_recaption_unless_asked(tmp_path):
         again, report = captioner.caption_composites(composites, settings(server, tmp_path))
         kept = save_dataset(again, tmp_path / "ds", "jpg")
         assert server.count == 3 and report.from_cache == 3
-        assert kept.captions_kept == [edited.relative_to(tmp_path / "ds").as_posix()] and "my own words" in edited.read_text()
+        assert (
+            kept.captions_kept == [edited.relative_to(tmp_path / "ds").as_posix()]
+            and "my own words" in edited.read_text()
+        )
         save_dataset(again, tmp_path / "ds", "jpg", overwrite_edited_captions=True)
     assert "red ceramic mug" in edited.read_text()
 
@@ -88,7 +106,9 @@ def test_a_person_edited_caption_survives_a_recaption_unless_asked(tmp_path):
 def test_concurrency_bounds_requests_in_flight(tmp_path):
     with CaptionServer(api_key=KEY, latency_s=0.1) as server:
         started = time.monotonic()
-        captioner.caption_composites(make_test_composites(12), settings(server, tmp_path, concurrency=3, use_cache=False))
+        captioner.caption_composites(
+            make_test_composites(12), settings(server, tmp_path, concurrency=3, use_cache=False)
+        )
         elapsed = time.monotonic() - started
     assert server.count == 12 and server.max_in_flight == 3
     assert elapsed >= 0.4  # 12 requests / 3 in flight x 0.1 s
@@ -122,7 +142,9 @@ def test_identical_composites_share_one_request(tmp_path):
     twin = composites.items[0].__class__(**{**composites.items[0].__dict__, "set_name": "mug/twin"})
     composites.items.append(twin)
     with CaptionServer(api_key=KEY) as server:
-        result, report = captioner.caption_composites(composites, settings(server, tmp_path, concurrency=1, use_cache=False))
+        result, report = captioner.caption_composites(
+            composites, settings(server, tmp_path, concurrency=1, use_cache=False)
+        )
     assert server.count == 3 and report.from_model == 3 and report.from_cache == 1
     assert result.items[3].caption.text == result.items[0].caption.text
 
@@ -140,7 +162,9 @@ def test_cancelling_stops_the_workers(tmp_path):
                 raise Stop()  # what ComfyUI's cancel button does through check_interrupt
 
         with pytest.raises(Stop):
-            captioner.caption_composites(make_test_composites(30), settings(server, tmp_path, concurrency=2), on_progress)
+            captioner.caption_composites(
+                make_test_composites(30), settings(server, tmp_path, concurrency=2), on_progress
+            )
         time.sleep(0.3)
         sent = server.count
     # Requests already counted when the run stopped may finish; at most one per slot was
@@ -151,7 +175,9 @@ def test_cancelling_stops_the_workers(tmp_path):
 def test_progress_is_reported_once_per_composite(tmp_path):
     calls = []
     with CaptionServer(api_key=KEY) as server:
-        captioner.caption_composites(make_test_composites(6), settings(server, tmp_path), lambda d, t: calls.append((d, t)))
+        captioner.caption_composites(
+            make_test_composites(6), settings(server, tmp_path), lambda d, t: calls.append((d, t))
+        )
     assert calls == [(d, 6) for d in range(1, 7)]
 
 
@@ -162,7 +188,9 @@ def test_the_key_lands_in_no_file_no_log_line_and_no_report(tmp_path, caplog, ca
     composites = mvic_module("composites").build_composites(sets, layout)
     caplog.set_level(logging.DEBUG)  # every logger, the SDKs' and httpx's included
     with CaptionServer([rate_limited(0.05), blocked()], api_key=KEY) as server:
-        captioned, report = captioner.caption_composites(composites, settings(server, tmp_path, concurrency=1, max_consecutive_failures=9))
+        captioned, report = captioner.caption_composites(
+            composites, settings(server, tmp_path, concurrency=1, max_consecutive_failures=9)
+        )
         export = mvic_module("export.dataset").save_dataset(captioned, tmp_path / "dataset", "jpg", "mvstyle")
         with CaptionServer([rate_limited(0.01)], api_key="another-key") as wrong:  # a rejected-key error message too
             with pytest.raises(captioner.CaptionRunError) as info:
@@ -174,7 +202,14 @@ def test_the_key_lands_in_no_file_no_log_line_and_no_report(tmp_path, caplog, ca
     leaks = [str(p) for p in written if KEY.encode() in p.read_bytes()]
     assert leaks == []
     out, err = capfd.readouterr()
-    texts = {"log": caplog.text, "stdout": out, "stderr": err, "report": report.text(), "error": str(info.value), "export": export.text()}
+    texts = {
+        "log": caplog.text,
+        "stdout": out,
+        "stderr": err,
+        "report": report.text(),
+        "error": str(info.value),
+        "export": export.text(),
+    }
     assert "generateContent" in caplog.text  # the capture did see the HTTP layer
     assert [name for name, text in texts.items() if KEY in text] == []
     request, secret = mvic_module("captions.backends.request"), mvic_module("captions.backends.secret")
@@ -186,18 +221,48 @@ def test_cli_build_captions_with_gemini_and_keeps_the_key_out_of_its_output(tmp_
     sample = mvic_module("sources.sample").ensure_sample_data()
     env = {**os.environ, "GEMINI_API_KEY": KEY, "MVIC_SETTINGS": str(tmp_path / "settings.json")}
     with CaptionServer(api_key=KEY) as server:
-        config = [sys.executable, "-m", "mvic", "config", "add-endpoint", "proxy", "--backend", "gemini", "--base-url", server.url,
-                  "--key-env", "GEMINI_API_KEY"]
+        config = [
+            sys.executable,
+            "-m",
+            "mvic",
+            "config",
+            "add-endpoint",
+            "proxy",
+            "--backend",
+            "gemini",
+            "--base-url",
+            server.url,
+            "--key-env",
+            "GEMINI_API_KEY",
+        ]
         assert subprocess.run(config, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60).returncode == 0
-        command = [sys.executable, "-m", "mvic", "build", "--source", "mvimgnet", "--input", str(sample), "--out", str(tmp_path / "ds"),
-                   "--panel", "64x64", "--caption-endpoint", "proxy", "--caption-cache-dir", str(tmp_path / "c")]
+        command = [
+            sys.executable,
+            "-m",
+            "mvic",
+            "build",
+            "--source",
+            "mvimgnet",
+            "--input",
+            str(sample),
+            "--out",
+            str(tmp_path / "ds"),
+            "--panel",
+            "64x64",
+            "--caption-endpoint",
+            "proxy",
+            "--caption-cache-dir",
+            str(tmp_path / "c"),
+        ]
         out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert server.count == 6 and "6 captioned by the model" in out.stdout
     captions = sorted((tmp_path / "ds").rglob("*.txt"))
     assert len(captions) == 6 and all("red ceramic mug" in p.read_text() for p in captions)
     records = [json.loads(line) for line in (tmp_path / "ds" / "metadata.jsonl").read_text().splitlines()]
-    assert {r["caption"]["backend"] for r in records} == {"gemini"} and {r["caption"]["model"] for r in records} == {"gemini-2.5-flash"}
+    assert {r["caption"]["backend"] for r in records} == {"gemini"} and {r["caption"]["model"] for r in records} == {
+        "gemini-2.5-flash"
+    }
     assert KEY not in out.stdout + out.stderr
 
 
@@ -205,8 +270,26 @@ def test_cli_build_without_a_key_is_a_clear_error(tmp_path):
     sample = mvic_module("sources.sample").ensure_sample_data()
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
     env["MVIC_SETTINGS"] = str(tmp_path / "settings.json")
-    command = [sys.executable, "-m", "mvic", "build", "--source", "mvimgnet", "--input", str(sample), "--out", str(tmp_path / "ds"),
-               "--panel", "64x64", "--caption-backend", "gemini", "--caption-cache-dir", str(tmp_path / "c"), "--max-sets", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mvic",
+        "build",
+        "--source",
+        "mvimgnet",
+        "--input",
+        str(sample),
+        "--out",
+        str(tmp_path / "ds"),
+        "--panel",
+        "64x64",
+        "--caption-backend",
+        "gemini",
+        "--caption-cache-dir",
+        str(tmp_path / "c"),
+        "--max-sets",
+        "1",
+    ]
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "needs an API key: for the built-in gemini endpoint set GEMINI_API_KEY" in out.stderr
     assert "Traceback" not in out.stderr
@@ -219,7 +302,14 @@ def test_demo_captions_offline_with_the_template_backend(tmp_path):
         "print(sorted(m for m in sys.modules if m.startswith(('google.genai', 'openai', 'pydantic')))); sys.exit(rc)"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENAI_API_KEY")}
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "demo")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "demo")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert "captions: template backend (offline), 6 composite(s) captioned" in out.stdout
@@ -233,15 +323,51 @@ def test_cli_ad_hoc_server_gets_no_environment_key(tmp_path):
     env = {**os.environ, "GEMINI_API_KEY": KEY, "MVIC_SETTINGS": str(tmp_path / "settings.json")}
     key_file = tmp_path / "proxy.key"
     key_file.write_text("file-key-abcdef\n")
-    base = [sys.executable, "-m", "mvic", "build", "--source", "mvimgnet", "--input", str(sample), "--panel", "64x64",
-            "--max-sets", "1", "--caption-backend", "gemini"]
+    base = [
+        sys.executable,
+        "-m",
+        "mvic",
+        "build",
+        "--source",
+        "mvimgnet",
+        "--input",
+        str(sample),
+        "--panel",
+        "64x64",
+        "--max-sets",
+        "1",
+        "--caption-backend",
+        "gemini",
+    ]
     with CaptionServer() as server:
-        runs = [subprocess.run(base + ["--out", str(tmp_path / f"ds{n}"), "--caption-base-url", server.url,
-                                       "--caption-cache-dir", str(tmp_path / f"c{n}")] + extra,
-                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-                for n, extra in enumerate([[], ["--key-file", str(key_file)]])]
-        both = subprocess.run(base + ["--caption-endpoint", "gemini", "--caption-base-url", server.url], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=120)
+        runs = [
+            subprocess.run(
+                base
+                + [
+                    "--out",
+                    str(tmp_path / f"ds{n}"),
+                    "--caption-base-url",
+                    server.url,
+                    "--caption-cache-dir",
+                    str(tmp_path / f"c{n}"),
+                ]
+                + extra,
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            for n, extra in enumerate([[], ["--key-file", str(key_file)]])
+        ]
+        both = subprocess.run(
+            base + ["--caption-endpoint", "gemini", "--caption-base-url", server.url],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
     assert [h.get("x-goog-api-key") for h in server.headers] == ["no-key-needed", "file-key-abcdef"]
     assert "(no key)" in runs[0].stdout and f"key from key file {key_file}" in runs[1].stdout

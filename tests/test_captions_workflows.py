@@ -3,6 +3,7 @@ values by position, so the captioner's retired slots (base_url, key_file, cache_
 they were. The shipped workflows as of main fe9f962 are the users' old saved files
 (tests/fixtures/saved_workflows/*.v1.json): every value must land in the widget it was saved
 from, and a value a workflow may no longer set is refused by that widget's name."""
+
 import copy
 import importlib.util
 import json
@@ -20,8 +21,18 @@ spec.loader.exec_module(workflow_api)
 SAVED = ROOT / "tests" / "fixtures" / "saved_workflows"
 Captioner = node_class("MVIC_GeminiCaptioner")
 CHECKED = ("backend", "model", "base_url", "key_file", "trigger", "cache_dir")  # VALIDATE_INPUTS' arguments
-OLD_DEFAULTS = {"backend": "template", "model": "", "base_url": "", "key_file": "", "trigger": "", "concurrency": 4,
-                "rpm": 10, "appearance_only": False, "input_mode": "composite", "cache_dir": ""}
+OLD_DEFAULTS = {
+    "backend": "template",
+    "model": "",
+    "base_url": "",
+    "key_file": "",
+    "trigger": "",
+    "concurrency": 4,
+    "rpm": 10,
+    "appearance_only": False,
+    "input_mode": "composite",
+    "cache_dir": "",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +56,14 @@ def test_an_old_saved_workflow_converts_with_every_value_in_its_widget(name):
     assert Captioner.validate_inputs(**{k: inputs[k] for k in CHECKED}) is True
 
 
-@pytest.mark.parametrize("slot, name, value, words", [
-    (2, "base_url", "http://127.0.0.1:11434/v1", "python -m mvic config add-endpoint NAME --base-url URL"),
-    (3, "key_file", "/home/me/gemini.key", "--key-file FILE"),
-    (9, "cache_dir", "/data/caption-cache", "python -m mvic config set caption_cache_dir DIR"),
-])
+@pytest.mark.parametrize(
+    "slot, name, value, words",
+    [
+        (2, "base_url", "http://127.0.0.1:11434/v1", "python -m mvic config add-endpoint NAME --base-url URL"),
+        (3, "key_file", "/home/me/gemini.key", "--key-file FILE"),
+        (9, "cache_dir", "/data/caption-cache", "python -m mvic config set caption_cache_dir DIR"),
+    ],
+)
 def test_an_old_value_that_a_workflow_may_no_longer_set_is_refused_by_its_widget(slot, name, value, words):
     workflow = copy.deepcopy(old_workflow("build_dataset"))
     (node,) = [n for n in workflow["nodes"] if n["type"] == "MVIC_GeminiCaptioner"]

@@ -1,4 +1,5 @@
 """Acceptance 7: the pack inside a real ComfyUI (COMFYUI_DIR), driven over its HTTP API."""
+
 import json
 import re
 from pathlib import Path
@@ -43,9 +44,25 @@ def test_object_info_lists_our_nodes_with_their_inputs(comfyui):
 
 def test_loader_composite_save_prompt_writes_the_dataset(comfyui):
     prompt = {
-        "1": {"class_type": "MVIC_MultiViewLoader", "inputs": {"source": "sample", "path": "", "views": 4, "selection": "auto", "max_sets": 3}},
-        "2": {"class_type": "MVIC_CompositeGrid", "inputs": {"mv_sets": ["1", 0], "rows": 2, "cols": 2, "panel_width": 128, "panel_height": 128, "fit": "crop"}},
-        "3": {"class_type": "MVIC_SaveICLoRADataset", "inputs": {"composites": ["2", 0], "folder": "harness_dataset", "image_format": "png"}},
+        "1": {
+            "class_type": "MVIC_MultiViewLoader",
+            "inputs": {"source": "sample", "path": "", "views": 4, "selection": "auto", "max_sets": 3},
+        },
+        "2": {
+            "class_type": "MVIC_CompositeGrid",
+            "inputs": {
+                "mv_sets": ["1", 0],
+                "rows": 2,
+                "cols": 2,
+                "panel_width": 128,
+                "panel_height": 128,
+                "fit": "crop",
+            },
+        },
+        "3": {
+            "class_type": "MVIC_SaveICLoRADataset",
+            "inputs": {"composites": ["2", 0], "folder": "harness_dataset", "image_format": "png"},
+        },
     }
     entry = comfyui.run_prompt(prompt, timeout=300)
     folder = comfyui.base_dir / "output" / "harness_dataset"

@@ -1,4 +1,5 @@
 """`python -m mvic score`: folders of composites, dataset folders, the JSON list and the contact sheet."""
+
 import json
 import subprocess
 import sys
@@ -23,8 +24,12 @@ def composites_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("composites")
     sets = [scenes.true_set(seed)[0] for seed in range(4)]
     grid = layout.CompositeLayout(2, 2, 384, 384)
-    named = {"true_a.png": sets[0], "true_b.png": sets[1], "mixed.png": scenes.mixed_set(sets, 0),
-             "nested/repeated.png": scenes.repeat_view(sets[2][1], 4, seed=5)}
+    named = {
+        "true_a.png": sets[0],
+        "true_b.png": sets[1],
+        "mixed.png": scenes.mixed_set(sets, 0),
+        "nested/repeated.png": scenes.repeat_view(sets[2][1], 4, seed=5),
+    }
     for name, views in named.items():
         (folder / name).parent.mkdir(exist_ok=True)
         Image.fromarray(layout.compose(views, grid)).save(folder / name)

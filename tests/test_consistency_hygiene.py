@@ -1,5 +1,6 @@
 """Dataset hygiene: --min-consistency / CompositeGrid's min_consistency drop captures whose views do not
 agree, reported per set (core, CLI build, real ComfyUI)."""
+
 import json
 import subprocess
 import sys
@@ -46,8 +47,22 @@ def test_filter_drops_sets_whose_views_disagree(captures):
 
 
 def test_cli_build_with_min_consistency(captures, tmp_path):
-    command = [sys.executable, "-m", "mvic", "build", "--source", "folder", "--input", str(captures), "--out",
-               str(tmp_path / "ds"), "--panel", "384x384", "--min-consistency", "0.3"]
+    command = [
+        sys.executable,
+        "-m",
+        "mvic",
+        "build",
+        "--source",
+        "folder",
+        "--input",
+        str(captures),
+        "--out",
+        str(tmp_path / "ds"),
+        "--panel",
+        "384x384",
+        "--min-consistency",
+        "0.3",
+    ]
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     records = [json.loads(line) for line in (tmp_path / "ds" / "metadata.jsonl").read_text().splitlines()]
@@ -58,13 +73,26 @@ def test_cli_build_with_min_consistency(captures, tmp_path):
 def test_composite_grid_input_in_real_comfyui(comfyui):
     write_captures(comfyui.base_dir / "input" / "mvic_hygiene")
     prompt = {
-        "1": {"class_type": "MVIC_MultiViewLoader",
-              "inputs": {"source": "folder", "path": "mvic_hygiene", "views": 4, "selection": "auto", "max_sets": 0}},
-        "2": {"class_type": "MVIC_CompositeGrid",
-              "inputs": {"mv_sets": ["1", 0], "rows": 2, "cols": 2, "panel_width": 384, "panel_height": 384, "fit": "crop",
-                         "min_consistency": 0.3}},
-        "3": {"class_type": "MVIC_SaveICLoRADataset",
-              "inputs": {"composites": ["2", 0], "folder": "mvic_hygiene_dataset", "image_format": "png"}},
+        "1": {
+            "class_type": "MVIC_MultiViewLoader",
+            "inputs": {"source": "folder", "path": "mvic_hygiene", "views": 4, "selection": "auto", "max_sets": 0},
+        },
+        "2": {
+            "class_type": "MVIC_CompositeGrid",
+            "inputs": {
+                "mv_sets": ["1", 0],
+                "rows": 2,
+                "cols": 2,
+                "panel_width": 384,
+                "panel_height": 384,
+                "fit": "crop",
+                "min_consistency": 0.3,
+            },
+        },
+        "3": {
+            "class_type": "MVIC_SaveICLoRADataset",
+            "inputs": {"composites": ["2", 0], "folder": "mvic_hygiene_dataset", "image_format": "png"},
+        },
     }
     entry = comfyui.run_prompt(prompt, timeout=300)
     folder = comfyui.base_dir / "output" / "mvic_hygiene_dataset"

@@ -1,6 +1,7 @@
 """Optional learned similarity: only from a local model folder the user configures; skipped cleanly otherwise.
 Tiny random DINOv2 and CLIP models (written here) check the plumbing; random weights mean the number
 itself says nothing, which is why it is reported beside the geometric score and not folded into it."""
+
 import argparse
 import json
 
@@ -61,8 +62,14 @@ def test_cli_flag_reports_it_beside_the_score(tiny_models, tmp_path, monkeypatch
     monkeypatch.delenv(learned.MODEL_ENV, raising=False)
     composite = np.concatenate([np.concatenate(_views(2), axis=1)] * 2, axis=0)
     Image.fromarray(composite).save(tmp_path / "c.png")
-    args = argparse.Namespace(path=str(tmp_path / "c.png"), grid="2x2", divider=0, json=str(tmp_path / "s.json"),
-                              sheet="", similarity_model=str(tiny_models / "dinov2"))
+    args = argparse.Namespace(
+        path=str(tmp_path / "c.png"),
+        grid="2x2",
+        divider=0,
+        json=str(tmp_path / "s.json"),
+        sheet="",
+        similarity_model=str(tiny_models / "dinov2"),
+    )
     assert consistency_cli.run(args) == 0
     (entry,) = json.loads((tmp_path / "s.json").read_text())
     assert -1.0 <= entry["learned_similarity"] <= 1.0 and entry["learned_note"].startswith("learned similarity: dinov2")

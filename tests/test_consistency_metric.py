@@ -7,6 +7,7 @@
 Thresholds are fixed here (issue 12): ROC AUC true vs mixed >= 0.95; duplicate recall >= 0.95 on the
 repeated sets' panel pairs with <= 5% of true sets flagged. Run with -s to see the measured numbers.
 """
+
 from itertools import combinations
 
 import consistency_scenes as scenes
@@ -41,8 +42,11 @@ def scored(rendered):
     views = [v for v, _ in rendered]
     true = [consistency.score_views(v) for v in views]
     mixed = [consistency.score_views(scenes.mixed_set(views, start)) for start in range(SCENES)]
-    repeated = [consistency.score_views(scenes.repeat_view(views[s][k], 4, seed=100 * s + k))
-                for s in range(SCENES) for k in (0, 2)]
+    repeated = [
+        consistency.score_views(scenes.repeat_view(views[s][k], 4, seed=100 * s + k))
+        for s in range(SCENES)
+        for k in (0, 2)
+    ]
     return {"true": true, "mixed": mixed, "repeated": repeated}
 
 
@@ -50,9 +54,11 @@ def test_true_sets_score_above_mixed_sets(scored):
     true = [s.consistency for s in scored["true"]]
     mixed = [s.consistency for s in scored["mixed"]]
     auc = roc_auc(true, mixed)
-    print(f"\n[consistency] ROC AUC true vs mixed = {auc:.3f} ({len(true)} + {len(mixed)} sets); "
-          f"true median {np.median(true):.2f} (min {min(true):.2f}), "
-          f"mixed median {np.median(mixed):.2f} (max {max(mixed):.2f})")
+    print(
+        f"\n[consistency] ROC AUC true vs mixed = {auc:.3f} ({len(true)} + {len(mixed)} sets); "
+        f"true median {np.median(true):.2f} (min {min(true):.2f}), "
+        f"mixed median {np.median(mixed):.2f} (max {max(mixed):.2f})"
+    )
     assert auc >= MIN_AUC
     assert all(types.FLAG_DISAGREE in s.flags for s in scored["mixed"] if s.consistency < 0.25)
     assert all(0.0 <= v <= 1.0 for v in true + mixed)
@@ -63,9 +69,11 @@ def test_repeated_views_are_found_and_true_sets_are_not_flagged(scored):
     recall = float(np.mean(duplicate_pairs))
     sets_found = float(np.mean([s.duplicate_pairs == 6 for s in scored["repeated"]]))
     flagged = float(np.mean([s.duplicate_pairs > 0 for s in scored["true"]]))
-    print(f"\n[consistency] duplicate recall {recall:.3f} over {len(duplicate_pairs)} repeated panel pairs "
-          f"({sets_found:.3f} of {len(scored['repeated'])} repeated sets fully found); "
-          f"true sets flagged {flagged:.3f} of {len(scored['true'])}")
+    print(
+        f"\n[consistency] duplicate recall {recall:.3f} over {len(duplicate_pairs)} repeated panel pairs "
+        f"({sets_found:.3f} of {len(scored['repeated'])} repeated sets fully found); "
+        f"true sets flagged {flagged:.3f} of {len(scored['true'])}"
+    )
     assert recall >= MIN_DUPLICATE_RECALL
     assert flagged <= MAX_TRUE_SETS_FLAGGED
     # Four copies of one view are not "one object from several angles", however well they match.
@@ -79,8 +87,10 @@ def test_viewpoint_spread_follows_the_cameras(rendered, scored):
         for pair in result.pairs:
             if pair.rotation_source == "essential" and pair.agreement >= 0.25:
                 errors.append(abs(pair.rotation_deg - score_module.pose_rotation_deg(poses[pair.a], poses[pair.b])))
-    print(f"\n[consistency] essential-matrix rotation vs truth: median error {np.median(errors):.1f} deg "
-          f"over {len(errors)} agreeing pairs (assumed focal)")
+    print(
+        f"\n[consistency] essential-matrix rotation vs truth: median error {np.median(errors):.1f} deg "
+        f"over {len(errors)} agreeing pairs (assumed focal)"
+    )
     assert len(errors) >= SCENES and np.median(errors) <= 15.0
     assert not any(types.FLAG_TOO_CLOSE in s.flags for s in scored["true"])
     # Views only 4-8 degrees apart: agreeing, not copies, but too close together.

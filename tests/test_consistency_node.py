@@ -1,4 +1,5 @@
 """MVIC_ConsistencyScore: plain calls, and a real ComfyUI over /prompt (composites and views, a bad grid)."""
+
 import json
 import os
 import subprocess
@@ -19,8 +20,11 @@ layout = mvic_module("layout")
 def composites():
     sets = [scenes.true_set(seed)[0] for seed in range(4)]
     grid = layout.CompositeLayout(2, 2, 384, 384)
-    return {"true": layout.compose(sets[0], grid), "mixed": layout.compose(scenes.mixed_set(sets, 0), grid),
-            "repeated": layout.compose(scenes.repeat_view(sets[1][2], 4, seed=3), grid)}
+    return {
+        "true": layout.compose(sets[0], grid),
+        "mixed": layout.compose(scenes.mixed_set(sets, 0), grid),
+        "repeated": layout.compose(scenes.repeat_view(sets[1][2], 4, seed=3), grid),
+    }
 
 
 def _tensor(*arrays):
@@ -67,9 +71,12 @@ def test_pack_import_leaves_opencv_unloaded():
 def test_node_in_real_comfyui(comfyui, composites):
     for name, array in composites.items():
         Image.fromarray(array).save(comfyui.base_dir / "input" / f"mvic_consistency_{name}.png")
+
     def score(image, input_is="composite", rows=2, cols=2):
-        return {"class_type": "MVIC_ConsistencyScore",
-                "inputs": {"image": image, "input_is": input_is, "rows": rows, "cols": cols}}
+        return {
+            "class_type": "MVIC_ConsistencyScore",
+            "inputs": {"image": image, "input_is": input_is, "rows": rows, "cols": cols},
+        }
 
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "mvic_consistency_true.png"}},

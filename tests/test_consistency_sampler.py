@@ -1,6 +1,7 @@
 """ICLoRASampler's `candidates`: N seeds sampled, returned best first by consistency score. Real ComfyUI over
 /prompt on tiny random models (768-wide FLUX driven by CLIP-L alone, as in test_sampler.py); random weights
 give low scores, the test checks the plumbing and that the order and numbers are the metric's."""
+
 import json
 from importlib import import_module
 
@@ -24,8 +25,11 @@ def sampling_server(tmp_path_factory):
     import tiny_models
 
     models = tmp_path_factory.mktemp("candidate_models")
-    files = {"diffusion_models/tiny_flux768.safetensors": tiny_models.tiny_flux(txt_width=768, vec_width=768),
-             "text_encoders/clip_l.safetensors": tiny_models.tiny_clip_l(), "vae/ae.safetensors": tiny_models.tiny_ae()}
+    files = {
+        "diffusion_models/tiny_flux768.safetensors": tiny_models.tiny_flux(txt_width=768, vec_width=768),
+        "text_encoders/clip_l.safetensors": tiny_models.tiny_clip_l(),
+        "vae/ae.safetensors": tiny_models.tiny_ae(),
+    }
     for relative, source in files.items():
         (models / relative).parent.mkdir(parents=True, exist_ok=True)
         (models / relative).symlink_to(source)
@@ -36,15 +40,30 @@ def sampling_server(tmp_path_factory):
 
 
 def _prompt(candidates: int) -> dict:
-    sampler = {"model": ["1", 0], "clip": ["2", 0], "vae": ["3", 0], "prompt": "a red mug", "seed": 5, "steps": 2,
-               "guidance": 3.5, "sampler_name": "euler", "scheduler": "simple",
-               "panel_prompts": "front\nleft\nback\nright", "rows": 2, "cols": 2, "panel_width": PANEL,
-               "panel_height": PANEL, "candidates": candidates}
+    sampler = {
+        "model": ["1", 0],
+        "clip": ["2", 0],
+        "vae": ["3", 0],
+        "prompt": "a red mug",
+        "seed": 5,
+        "steps": 2,
+        "guidance": 3.5,
+        "sampler_name": "euler",
+        "scheduler": "simple",
+        "panel_prompts": "front\nleft\nback\nright",
+        "rows": 2,
+        "cols": 2,
+        "panel_width": PANEL,
+        "panel_height": PANEL,
+        "candidates": candidates,
+    }
     score = {"image": ["4", 0], "input_is": "composite", "rows": 2, "cols": 2}
     prefix = f"candidates{candidates}"
     return {
-        "1": {"class_type": "UNETLoader",
-              "inputs": {"unet_name": "tiny_flux768.safetensors", "weight_dtype": "default"}},
+        "1": {
+            "class_type": "UNETLoader",
+            "inputs": {"unet_name": "tiny_flux768.safetensors", "weight_dtype": "default"},
+        },
         "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "clip_l.safetensors", "type": "stable_diffusion"}},
         "3": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
         "4": {"class_type": "MVIC_ICLoRASampler", "inputs": sampler},
@@ -85,10 +104,15 @@ def test_ranking_reorders_composites_and_latents_together():
     layout = mvic_module("layout")
     grid = layout.CompositeLayout(2, 2, 384, 384)
     sets = [scenes.true_set(seed)[0] for seed in range(4)]
-    arrays = [layout.compose(scenes.mixed_set(sets, 0), grid), layout.compose(sets[0], grid),
-              layout.compose(scenes.repeat_view(sets[1][0], 4, seed=2), grid)]
-    samples = [(torch.from_numpy(a[None].astype(np.float32) / 255), {"samples": torch.full((1, 16, 96, 96), float(i))})
-               for i, a in enumerate(arrays)]
+    arrays = [
+        layout.compose(scenes.mixed_set(sets, 0), grid),
+        layout.compose(sets[0], grid),
+        layout.compose(scenes.repeat_view(sets[1][0], 4, seed=2), grid),
+    ]
+    samples = [
+        (torch.from_numpy(a[None].astype(np.float32) / 255), {"samples": torch.full((1, 16, 96, 96), float(i))})
+        for i, a in enumerate(arrays)
+    ]
     composite, latent, text = comfy_sampling.ranked(samples, [10, 11, 12], grid)
     ranking = json.loads(text)
     assert [r["seed"] for r in ranking] == [11, 10, 12]  # the true set first; equal zeros keep the sampled order

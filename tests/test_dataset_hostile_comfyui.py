@@ -1,6 +1,7 @@
 """Issue 9 and 10, the dataset side, through a REAL ComfyUI: hostile workflows submitted to /prompt
 (loader paths, saver folders, shared datasets, marker patterns, captions) and a CLI build racing a
 ComfyUI build. After each: nothing appeared, changed or vanished outside ComfyUI's output folder."""
+
 import json
 import os
 import subprocess
@@ -30,8 +31,9 @@ class World:
         (self.home / ".ssh" / "id_rsa").write_text("-----BEGIN PRIVATE KEY-----\n")
         (self.home / "unrelated").mkdir()
         (self.home / "unrelated" / "dataset.toml").write_text("# someone else's dataset\n")
-        self.server = ComfyServer(*comfyui_paths(), base_dir=self.base,
-                                  env={"MVIC_SETTINGS": str(self.settings), "MVIC_ALLOWED_FOLDERS": ""})
+        self.server = ComfyServer(
+            *comfyui_paths(), base_dir=self.base, env={"MVIC_SETTINGS": str(self.settings), "MVIC_ALLOWED_FOLDERS": ""}
+        )
         write_folder_sets(self.base / "input" / "sets", ["mug", "shoe"], frames=4)
 
     @property
@@ -47,7 +49,9 @@ class World:
 
     def mvic_config(self, *args) -> subprocess.CompletedProcess:
         env = {**os.environ, "MVIC_SETTINGS": str(self.settings)}
-        return subprocess.run([sys.executable, "-m", "mvic", "config", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "mvic", "config", *args], cwd=ROOT, env=env, capture_output=True, text=True
+        )
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +66,26 @@ def world(tmp_path_factory):
 
 def workflow(path="sets", source="folder", folder="ds", grid=None, save=None) -> dict:
     return {
-        "1": {"class_type": "MVIC_MultiViewLoader", "inputs": {"source": source, "path": path, "views": 4, "selection": "auto", "max_sets": 0}},
-        "2": {"class_type": "MVIC_CompositeGrid", "inputs": {"mv_sets": ["1", 0], "rows": 2, "cols": 2, "panel_width": 64,
-                                                              "panel_height": 64, "fit": "crop", **(grid or {})}},
-        "3": {"class_type": "MVIC_SaveICLoRADataset", "inputs": {"composites": ["2", 0], "folder": folder, "image_format": "png", **(save or {})}},
+        "1": {
+            "class_type": "MVIC_MultiViewLoader",
+            "inputs": {"source": source, "path": path, "views": 4, "selection": "auto", "max_sets": 0},
+        },
+        "2": {
+            "class_type": "MVIC_CompositeGrid",
+            "inputs": {
+                "mv_sets": ["1", 0],
+                "rows": 2,
+                "cols": 2,
+                "panel_width": 64,
+                "panel_height": 64,
+                "fit": "crop",
+                **(grid or {}),
+            },
+        },
+        "3": {
+            "class_type": "MVIC_SaveICLoRADataset",
+            "inputs": {"composites": ["2", 0], "folder": folder, "image_format": "png", **(save or {})},
+        },
     }
 
 
@@ -128,8 +148,17 @@ def test_a_shared_dataset_naming_outside_files_moves_and_deletes_nothing_outside
     (shared / "images").mkdir(parents=True)
     key = world.home / ".ssh" / "id_rsa"
     (shared / "images" / "stolen.txt").symlink_to(key)
-    base = {"composite_sha256": "0" * 64, "caption_sha256": "0" * 64, "caption": {}, "layout": {}, "markers": {},
-            "fit": "crop", "set_name": "x", "category": "x", "panels": []}
+    base = {
+        "composite_sha256": "0" * 64,
+        "caption_sha256": "0" * 64,
+        "caption": {},
+        "layout": {},
+        "markers": {},
+        "fit": "crop",
+        "set_name": "x",
+        "category": "x",
+        "panels": [],
+    }
     records = [
         {**base, "stem": "key", "image_file": str(key), "caption_file": "../../../home/.ssh/id_rsa"},
         {**base, "stem": "stolen", "image_file": "images/stolen.png", "caption_file": "images/stolen.txt"},

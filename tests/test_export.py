@@ -1,4 +1,5 @@
 """Dataset export: files, manifest, trainer configs, re-runs, edited captions (acceptance 4)."""
+
 import json
 import os
 import subprocess
@@ -25,7 +26,11 @@ def make(root, names, **kw):
 
 
 def snapshot(folder):
-    return {p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.stat().st_ino) for p in folder.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.stat().st_ino)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 def test_export_writes_a_complete_dataset(tmp_path):
@@ -36,7 +41,15 @@ def test_export_writes_a_complete_dataset(tmp_path):
     for record in records:
         caption = (out / record["caption_file"]).read_text()
         assert caption.startswith("mvstyle [FOUR-VIEWS] ") and all(m in caption for m in record["markers"]["panels"])
-        assert record["layout"] == {"rows": 2, "cols": 2, "panel_width": 64, "panel_height": 48, "width": 128, "height": 96, "divider_width": 0}
+        assert record["layout"] == {
+            "rows": 2,
+            "cols": 2,
+            "panel_width": 64,
+            "panel_height": 48,
+            "width": 128,
+            "height": 96,
+            "divider_width": 0,
+        }
         assert len(record["panels"]) == 4 and all(len(p["frame_sha256"]) == 64 for p in record["panels"])
         assert record["stem"].startswith(record["set_name"] + "-") and len(record["composite_sha256"]) == 64
         assert record["caption"]["backend"] == "template"
@@ -49,7 +62,9 @@ def test_export_writes_a_complete_dataset(tmp_path):
     process = toolkit["config"]["process"][0]
     assert process["datasets"][0]["folder_path"] == str((out / "images").resolve())
     assert process["network"] == {"type": "lora", "linear": 16, "linear_alpha": 16}  # the reference's choices kept
-    reference = yaml.safe_load((ROOT / "mvic" / "export" / "ai_toolkit_4views.yaml").read_text())["config"]["process"][0]
+    reference = yaml.safe_load((ROOT / "mvic" / "export" / "ai_toolkit_4views.yaml").read_text())["config"]["process"][
+        0
+    ]
     assert process["train"] == reference["train"] and process["save"] == reference["save"]
     assert process["model"]["name_or_path"] == "black-forest-labs/FLUX.1-dev"
     assert (out / "contact_sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -64,8 +79,9 @@ def test_export_writes_a_complete_dataset(tmp_path):
 def test_the_savers_trigger_leads_the_captions_a_captioner_wrote(tmp_path, captioner_trigger):
     """Both shipped dataset workflows run a captioner before SaveICLoRADataset: its trigger must still apply."""
     captioner = mvic_module("captions.captioner")
-    captioned, _ = captioner.caption_composites(make(tmp_path / "src", ["mug", "shoe"]),
-                                                captioner.CaptionSettings(trigger=captioner_trigger))
+    captioned, _ = captioner.caption_composites(
+        make(tmp_path / "src", ["mug", "shoe"]), captioner.CaptionSettings(trigger=captioner_trigger)
+    )
     before = {c.set_name: c.caption.text for c in captioned.items}
     out = tmp_path / "ds"
     dataset.save_dataset(captioned, out, trigger="mvstyle")
@@ -83,15 +99,18 @@ def test_the_savers_trigger_goes_before_free_text_captions_once(tmp_path):
     items = [c.with_caption(datatypes.Caption(text=t, backend="manual")) for c, t in zip(built.items, texts)]
     out = tmp_path / "ds"
     dataset.save_dataset(datatypes.Composites(items=items, skipped=[]), out, trigger="mvstyle")
-    written = sorted((out / r["caption_file"]).read_text()
-                     for r in map(json.loads, (out / "metadata.jsonl").read_text().splitlines()))
+    written = sorted(
+        (out / r["caption_file"]).read_text()
+        for r in map(json.loads, (out / "metadata.jsonl").read_text().splitlines())
+    )
     assert written == ["mvstyle a mug on a table", "mvstyle a shoe"]
 
 
 def test_no_saver_trigger_leaves_a_captioners_caption_as_it_is(tmp_path):
     captioner = mvic_module("captions.captioner")
-    captioned, _ = captioner.caption_composites(make(tmp_path / "src", ["mug"]),
-                                                captioner.CaptionSettings(trigger="tok"))
+    captioned, _ = captioner.caption_composites(
+        make(tmp_path / "src", ["mug"]), captioner.CaptionSettings(trigger="tok")
+    )
     out = tmp_path / "ds"
     dataset.save_dataset(captioned, out)
     record = json.loads((out / "metadata.jsonl").read_text().splitlines()[0])
@@ -111,9 +130,13 @@ def test_rerun_rewrites_nothing(tmp_path):
 def test_stems_survive_adding_and_dropping_sets(tmp_path):
     out = tmp_path / "ds"
     dataset.save_dataset(make(tmp_path / "src", ["a", "b", "c"]), out)
-    stems = {json.loads(l)["set_name"]: json.loads(l)["stem"] for l in (out / "metadata.jsonl").read_text().splitlines()}
+    stems = {
+        json.loads(l)["set_name"]: json.loads(l)["stem"] for l in (out / "metadata.jsonl").read_text().splitlines()
+    }
     b_caption = out / "images" / f"{stems['b']}.txt"
-    b_caption.write_text("[FOUR-VIEWS] edited by a person; [TOP-LEFT] x; [TOP-RIGHT] y; [BOTTOM-LEFT] z; [BOTTOM-RIGHT] w.")
+    b_caption.write_text(
+        "[FOUR-VIEWS] edited by a person; [TOP-LEFT] x; [TOP-RIGHT] y; [BOTTOM-LEFT] z; [BOTTOM-RIGHT] w."
+    )
     # Drop "a", add "0first" (sorts before everything): running numbers would shift; stems must not.
     (tmp_path / "src" / "a").rename(tmp_path / "gone")
     report = dataset.save_dataset(make(tmp_path / "src", ["0first"]), out)
@@ -147,7 +170,9 @@ def test_changed_frames_rewrite_only_their_composite(tmp_path):
     from PIL import Image
 
     Image.new("RGB", (96, 64), (255, 0, 0)).save(tmp_path / "src" / "a" / "frame1.jpg")
-    report = dataset.save_dataset(composites_mod.build_composites(loading.load_multiview_sets("folder", tmp_path / "src", 4), LAYOUT), out)
+    report = dataset.save_dataset(
+        composites_mod.build_composites(loading.load_multiview_sets("folder", tmp_path / "src", 4), LAYOUT), out
+    )
     after = snapshot(out)
     changed = sorted(k for k in after if k.startswith("images/") and after[k] != before.get(k))
     assert len(report.written) == 1 and changed == [f"images/{report.written[0]}.png"]
@@ -163,12 +188,20 @@ def test_sd_scripts_own_loader_accepts_the_export(tmp_path):
     dataset.save_dataset(make(tmp_path / "src", ["a", "b", "c"]), out)
     result = subprocess.run(
         [python, str(ROOT / "tests" / "sd_dataset_check.py"), str(checkout), str(out / "dataset.toml")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     found = json.loads(result.stdout.split("RESULT ", 1)[1])
     records = [json.loads(l) for l in (out / "metadata.jsonl").read_text().splitlines()]
     assert sorted(i["path"] for i in found["images"]) == sorted(str((out / r["image_file"]).resolve()) for r in records)
     for image in found["images"]:
-        assert image["caption"].strip() and image["caption"] == (out / "images" / (os.path.basename(image["path"]).rsplit(".", 1)[0] + ".txt")).read_text()
+        assert (
+            image["caption"].strip()
+            and image["caption"]
+            == (out / "images" / (os.path.basename(image["path"]).rsplit(".", 1)[0] + ".txt")).read_text()
+        )
     assert found["bucket"] == [False]

@@ -1,5 +1,6 @@
 """Issue 10, the dataset side: exports that survive kills, a full disk and a second build into
 the same folder, and odd names; every case runs the real CLI or the real exporter on real files."""
+
 import json
 import os
 import random
@@ -14,7 +15,14 @@ import tomllib
 import numpy as np
 import pytest
 from dataset_builds import (
-    build_args, dataset_state, differences, edited_flags, kill_after, make_sources, run_build, start_build,
+    build_args,
+    dataset_state,
+    differences,
+    edited_flags,
+    kill_after,
+    make_sources,
+    run_build,
+    start_build,
 )
 from fixtures_data import write_folder_sets, write_frames
 from packload import ROOT, mvic_module, node_class
@@ -99,8 +107,10 @@ def test_builds_killed_at_20_random_points_then_a_normal_build(sources, clean, t
         assert wrong == [], f"trial {trial} ({phase}): differs from a clean build in {wrong[:10]}"
         assert edited_flags(out) == 0 and "kept" not in normal.stdout and "replaced" not in normal.stdout
     with capsys.disabled():
-        print(f"\ncrash consistency: 20 kills by phase {phases}; after each normal build: "
-              f"{sum(o[2] for o in outcomes)} differing files, {sum(o[3] for o in outcomes)} captions marked edited")
+        print(
+            f"\ncrash consistency: 20 kills by phase {phases}; after each normal build: "
+            f"{sum(o[2] for o in outcomes)} differing files, {sum(o[3] for o in outcomes)} captions marked edited"
+        )
 
 
 def _phase(out, was_killed: bool) -> str:
@@ -131,7 +141,11 @@ def test_full_disk_mid_build_changes_nothing_then_a_normal_build(sources, clean,
         free = shutil.disk_usage(mount).free
         (mount / "filler").write_bytes(b"\0" * (free - 1_500_000))  # room for a few images only
         full = run_build(build_args(sources, out, "--panel", "384x384", "--fit", "pad"))
-        assert full.returncode == 2 and "no space left" in full.stderr and "nothing in the dataset was changed" in full.stderr
+        assert (
+            full.returncode == 2
+            and "no space left" in full.stderr
+            and "nothing in the dataset was changed" in full.stderr
+        )
         assert "Traceback" not in full.stderr
         assert differences(dataset_state(out), before) == []
         assert not (out / WORK_DIR).exists()
@@ -157,7 +171,9 @@ def test_two_cli_builds_into_one_folder_end_as_one_complete_build(sources, tmp_p
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 2], results
     stopped = next(err for code, _, err in results if code == 2)
-    assert "another build is writing into" in stopped and "pid" in stopped and "host" in stopped and "started" in stopped
+    assert (
+        "another build is writing into" in stopped and "pid" in stopped and "host" in stopped and "started" in stopped
+    )
     winner = "alpha" if results[0][0] == 0 else "beta"
     assert differences(dataset_state(out), references[winner]) == []
 
@@ -178,9 +194,17 @@ def test_a_lock_left_by_a_killed_build_is_taken_over(tmp_path):
     out = tmp_path / "ds"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from mvic.export.transaction import BuildLock;"
-         "BuildLock(__import__('pathlib').Path(sys.argv[2]), 'holder').acquire(); print('held', flush=True); time.sleep(600)",
-         str(ROOT), str(out)], stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; sys.path.insert(0, sys.argv[1]); from mvic.export.transaction import BuildLock;"
+            "BuildLock(__import__('pathlib').Path(sys.argv[2]), 'holder').acquire(); print('held', flush=True); "
+            "time.sleep(600)",
+            str(ROOT),
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "held"
     comps = _composites(tmp_path / "src", ["a"])
@@ -231,9 +255,15 @@ def test_an_input_root_whose_name_is_not_utf8_still_builds(tmp_path):
     write_folder_sets(tmp_path / "plain", ["a", "b"], frames=4)
     os.rename(tmp_path / "plain", root)
     out = tmp_path / "out"
-    report = dataset.save_dataset(composites_mod.build_composites(loading.load_multiview_sets("folder", root, 4), LAYOUT), out)
+    report = dataset.save_dataset(
+        composites_mod.build_composites(loading.load_multiview_sets("folder", root, 4), LAYOUT), out
+    )
     assert len(report.written) == 2
-    frames = [p["frame_path"] for line in (out / "metadata.jsonl").read_text(encoding="utf-8").splitlines() for p in json.loads(line)["panels"]]
+    frames = [
+        p["frame_path"]
+        for line in (out / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
+        for p in json.loads(line)["panels"]
+    ]
     assert all("d\\xe9j\\xe0" in f for f in frames)
 
 
@@ -267,7 +297,12 @@ def test_every_file_the_saver_writes_gets_the_umask_mode(tmp_path, umask, mode):
         dataset.save_dataset(comps, out, "jpg")
         (out / "images").joinpath(next(p.name for p in (out / "images").glob("*.txt"))).write_text("edited")
         dataset.save_dataset(comps, out, "png", overwrite_edited_captions=True)  # replaced/ + format switch
-        dataset.save_dataset(composites_mod.build_composites(loading.load_multiview_sets("folder", tmp_path / "src", 4, max_sets=1), LAYOUT), out)
+        dataset.save_dataset(
+            composites_mod.build_composites(
+                loading.load_multiview_sets("folder", tmp_path / "src", 4, max_sets=1), LAYOUT
+            ),
+            out,
+        )
     finally:
         os.umask(old)
     written = [p for p in out.rglob("*") if p.is_file()]
@@ -301,7 +336,9 @@ def test_every_file_is_checked_against_the_manifest(tmp_path):
     Image.new("RGB", (128, 96), (255, 0, 0)).save(image)
     report = dataset.save_dataset(comps, out)
     assert report.written == [image.stem] and len(report.unchanged) == 1
-    assert np.array_equal(np.asarray(Image.open(image)), comps.items[[c.set_name for c in comps.items].index("a")].image)
+    assert np.array_equal(
+        np.asarray(Image.open(image)), comps.items[[c.set_name for c in comps.items].index("a")].image
+    )
     (kept,) = (out / "replaced").iterdir()
     assert kept.name.startswith(image.stem + ".") and np.asarray(Image.open(kept))[0, 0].tolist() == [255, 0, 0]
     assert f"kept as replaced/{kept.name}" in report.text()
@@ -346,8 +383,17 @@ def test_a_manifest_naming_outside_files_touches_nothing_outside(tmp_path):
     out = tmp_path / "shared_ds"
     (out / "images").mkdir(parents=True)
     (out / "images" / "linked.txt").symlink_to(outside / "notes.txt")
-    base = {"composite_sha256": "0" * 64, "caption_sha256": "0" * 64, "caption": {}, "layout": {}, "markers": {},
-            "fit": "crop", "set_name": "x", "category": "x", "panels": []}
+    base = {
+        "composite_sha256": "0" * 64,
+        "caption_sha256": "0" * 64,
+        "caption": {},
+        "layout": {},
+        "markers": {},
+        "fit": "crop",
+        "set_name": "x",
+        "category": "x",
+        "panels": [],
+    }
     hostile = [
         {**base, "stem": "k", "image_file": str(outside / "id_rsa"), "caption_file": "../home/notes.txt"},
         {**base, "stem": "../home/id_rsa", "image_file": "../home/id_rsa.png", "caption_file": "../home/id_rsa.txt"},
@@ -380,7 +426,9 @@ def test_a_hostile_commit_plan_cannot_reach_outside(tmp_path):
     victim.write_text("keep me")
     out = tmp_path / "ds"
     (out / ".mvic-build").mkdir(parents=True)
-    (out / ".mvic-build" / "commit.json").write_text(json.dumps({"steps": [["move", "../victim.txt", "removed/v.txt"]]}))
+    (out / ".mvic-build" / "commit.json").write_text(
+        json.dumps({"steps": [["move", "../victim.txt", "removed/v.txt"]]})
+    )
     with pytest.raises(ValueError, match="refusing a step"):
         dataset.save_dataset(_composites(tmp_path / "src", ["a"]), out)
     assert victim.read_text() == "keep me"
@@ -390,7 +438,13 @@ def test_the_readme_first_command_needs_no_settings(tmp_path):
     """`python -m mvic demo` on a machine with no settings file at all (nothing allowed, nothing configured)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MVIC_")}
     env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
-    done = subprocess.run([sys.executable, "-m", "mvic", "demo", "--out", str(tmp_path / "demo")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mvic", "demo", "--out", str(tmp_path / "demo")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "6 composite(s) written" in done.stdout and not (tmp_path / "xdg").exists()

@@ -1,6 +1,7 @@
 """FP8 matmuls for the frozen FLUX linears, on the CPU: trainers/fp8_linear.py (torch's CPU
 `_scaled_mm` computes the same function as the GPU kernel, slowly), the fp8_matmul plan
 (mvic/training/fp8.py) and the several-GPU checks (mvic/training/multi_gpu.py)."""
+
 import importlib
 
 import pytest
@@ -63,9 +64,18 @@ def test_model_casts_keep_the_storage_dtypes():
     """sd-scripts casts the whole model: .to(fp8) for --fp8_base, .to(bf16) for mixed precision."""
     fast = fp8_linear.Linear.from_linear(bf16_linear(64, 32, 5))
     model = torch.nn.Sequential(fast, torch.nn.LayerNorm(32))
-    for cast in (lambda m: m.to(torch.float8_e4m3fn), lambda m: m.to(dtype=torch.bfloat16), lambda m: m.half(), lambda m: m.float()):
+    for cast in (
+        lambda m: m.to(torch.float8_e4m3fn),
+        lambda m: m.to(dtype=torch.bfloat16),
+        lambda m: m.half(),
+        lambda m: m.float(),
+    ):
         cast(model)
-        assert (fast.weight.dtype, fast.weight_scale.dtype, fast.bias.dtype) == (torch.float8_e4m3fn, torch.float32, torch.bfloat16)
+        assert (fast.weight.dtype, fast.weight_scale.dtype, fast.bias.dtype) == (
+            torch.float8_e4m3fn,
+            torch.float32,
+            torch.bfloat16,
+        )
     assert model[1].weight.dtype == torch.float32  # everything else is cast as before
 
 
@@ -88,7 +98,9 @@ class Block(torch.nn.Module):
         super().__init__()
         self.img_mod = Modulation()
         self.qkv = torch.nn.Linear(64, 192)
-        self.mlp = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.GELU(approximate="tanh"), torch.nn.Linear(128, 64))
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(64, 128), torch.nn.GELU(approximate="tanh"), torch.nn.Linear(128, 64)
+        )
         self.norm = torch.nn.LayerNorm(64)
 
 
@@ -103,7 +115,9 @@ class TinyFlux(torch.nn.Module):
 def test_swap_replaces_the_token_linears_and_lora_still_finds_them():
     model = TinyFlux().to(torch.bfloat16)
     assert fp8_linear.swap_linears(model) == 9  # 3 per block; modulation and img_in stay
-    assert isinstance(model.double_blocks[0].qkv, fp8_linear.Linear) and isinstance(model.single_blocks[0].mlp[2], fp8_linear.Linear)
+    assert isinstance(model.double_blocks[0].qkv, fp8_linear.Linear) and isinstance(
+        model.single_blocks[0].mlp[2], fp8_linear.Linear
+    )
     assert type(model.double_blocks[1].img_mod.lin) is torch.nn.Linear and type(model.img_in) is torch.nn.Linear
     # sd-scripts' networks/lora_flux.py picks LoRA targets by class name
     targets = [m for m in model.modules() if m.__class__.__name__ == "Linear"]
@@ -144,17 +158,21 @@ def test_the_launcher_side_refuses_without_fp8_tensor_cores():
 
 # -- the plan: fp8_matmul auto / on / off --------------------------------------------------------------
 
-@pytest.mark.parametrize("choice, preset, gpus, compiling, on", [
-    ("auto", "80", [H200], True, True),  # measured: 0.434 vs 0.462 s/step (H200)
-    ("auto", "80", [H200], False, False),  # eager: the quantisation runs in separate kernels
-    ("auto", "24", [H200], False, False),  # measured: 1.25 s/step FP8 vs 1.09 sd-scripts' fp8_base
-    ("auto", "24", [H200], True, False),  # not measured compiled
-    ("auto", "8", [RTX4060], False, False),
-    ("auto", "80", [A100], True, False),  # no FP8 tensor cores: bf16, no error
-    ("auto", "cpu", [], True, False),
-    ("off", "80", [H200], True, False),
-    ("on", "24", [RTX4060], False, True),
-])
+
+@pytest.mark.parametrize(
+    "choice, preset, gpus, compiling, on",
+    [
+        ("auto", "80", [H200], True, True),  # measured: 0.434 vs 0.462 s/step (H200)
+        ("auto", "80", [H200], False, False),  # eager: the quantisation runs in separate kernels
+        ("auto", "24", [H200], False, False),  # measured: 1.25 s/step FP8 vs 1.09 sd-scripts' fp8_base
+        ("auto", "24", [H200], True, False),  # not measured compiled
+        ("auto", "8", [RTX4060], False, False),
+        ("auto", "80", [A100], True, False),  # no FP8 tensor cores: bf16, no error
+        ("auto", "cpu", [], True, False),
+        ("off", "80", [H200], True, False),
+        ("on", "24", [RTX4060], False, True),
+    ],
+)
 def test_plan(choice, preset, gpus, compiling, on):
     chosen = presets.CPU_PRESET if preset == "cpu" else presets.PRESETS[preset]
     plan = fp8.plan_fp8(choice, chosen, gpus, compiling)
@@ -162,8 +180,14 @@ def test_plan(choice, preset, gpus, compiling, on):
     assert ("--fp8-matmul" in plan.launcher_args()) == on
 
 
-@pytest.mark.parametrize("gpus, says", [([], "no CUDA GPU is visible"), ([A100], "GPU 1 (NVIDIA A100-SXM4-80GB) has compute capability 8.0"),
-                                        ([H200, A100], "compute capability 8.0")])
+@pytest.mark.parametrize(
+    "gpus, says",
+    [
+        ([], "no CUDA GPU is visible"),
+        ([A100], "GPU 1 (NVIDIA A100-SXM4-80GB) has compute capability 8.0"),
+        ([H200, A100], "compute capability 8.0"),
+    ],
+)
 def test_on_is_refused_where_fp8_cannot_run(gpus, says):
     with pytest.raises(fp8.Fp8Refused) as refused:
         fp8.check_fp8_choice("on", gpus)
@@ -181,15 +205,17 @@ def test_t5_goes_to_e4m3_for_the_presets_whose_peak_is_t5_caching():
 
 
 def test_launcher_arguments_come_before_the_script(tmp_path):
-    command = arguments.launch_command("py", tmp_path, tmp_path / "launch.py", 7, ["--a"], (0, 1),
-                                       launcher_args=["--fp8-matmul", "--fp8-t5"])
+    command = arguments.launch_command(
+        "py", tmp_path, tmp_path / "launch.py", 7, ["--a"], (0, 1), launcher_args=["--fp8-matmul", "--fp8-t5"]
+    )
     assert command[:4] == ["py", str(tmp_path / "launch.py"), "--watch-parent", "7"]
     split = command.index("--")
     assert {"--accelerate", "--fp8-matmul", "--fp8-t5"} <= set(command[:split])
-    assert command[split + 1:] == [str(tmp_path / "flux_train_network.py"), "--a"]
+    assert command[split + 1 :] == [str(tmp_path / "flux_train_network.py"), "--a"]
 
 
 # -- several GPUs -------------------------------------------------------------------------------------
+
 
 def test_gpu_ids_parse_and_bad_values_name_the_input():
     assert multi_gpu.parse_gpu_ids(" 0, 1 ") == (0, 1) and multi_gpu.parse_gpu_ids("") == ()
@@ -221,16 +247,33 @@ def test_block_swap_from_extra_args_is_refused_too():
         multi_gpu.check_multi_gpu((0, 1), presets.PRESETS["48"], ["--cpu_offload_checkpointing"])
 
 
-@pytest.mark.parametrize("preset, gpu_ids, says", [
-    ("24", (0, 1), "out of memory with the '24' preset on GPUs 0,1 (each holds the whole model): choose the '16' VRAM preset on one GPU"),
-    ("48", (0, 1), "out of memory with the '48' preset on GPUs 0,1 (each holds the whole model): choose the '24' VRAM preset."),
-    ("24", (), "out of memory with the '24' preset: choose the '16' VRAM preset."),
-])
+@pytest.mark.parametrize(
+    "preset, gpu_ids, says",
+    [
+        (
+            "24",
+            (0, 1),
+            "out of memory with the '24' preset on GPUs 0,1 (each holds the whole model): choose the '16' VRAM "
+            "preset on one GPU",
+        ),
+        (
+            "48",
+            (0, 1),
+            "out of memory with the '48' preset on GPUs 0,1 (each holds the whole model): choose the '24' VRAM preset.",
+        ),
+        ("24", (), "out of memory with the '24' preset: choose the '16' VRAM preset."),
+    ],
+)
 def test_out_of_memory_names_the_preset_and_a_way_out(tmp_path, preset, gpu_ids, says):
     trainer = mvic_module("training.trainer")
     process = mvic_module("training.process")
     result = process.ChildResult(returncode=1, log_path=tmp_path / "train.log", out_of_memory=True)
     with pytest.raises(trainer.TrainingError) as error:
-        trainer._raise_for_failure(result, arguments.TrainingSettings(
-            dataset_dir=tmp_path, models=None, run_dir=tmp_path, output_name="x", gpu_ids=gpu_ids), presets.PRESETS[preset])
+        trainer._raise_for_failure(
+            result,
+            arguments.TrainingSettings(
+                dataset_dir=tmp_path, models=None, run_dir=tmp_path, output_name="x", gpu_ids=gpu_ids
+            ),
+            presets.PRESETS[preset],
+        )
     assert says in str(error.value)

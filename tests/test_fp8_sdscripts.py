@@ -10,11 +10,11 @@
   machine has, so the ranks here run a small accelerate script; the GPU run of sd-scripts itself
   needs a machine with two GPUs.
 """
+
 import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -47,18 +47,31 @@ def sd_env():
 def tiny_models():
     import tiny_models as tm
 
-    return arguments.FluxModelFiles(flux=tm.tiny_flux(), clip_l=tm.tiny_clip_l(), t5xxl=tm.zero_t5xxl(), ae=tm.tiny_ae())
+    return arguments.FluxModelFiles(
+        flux=tm.tiny_flux(), clip_l=tm.tiny_clip_l(), t5xxl=tm.zero_t5xxl(), ae=tm.tiny_ae()
+    )
 
 
 def test_launcher_trains_a_lora_through_fp8_linears_compiled(tmp_path, sd_env, tiny_models):
     dataset = make_dataset(tmp_path / "dataset", sets=1)
-    settings = settings_for(tmp_path, tiny_models, dataset, steps=2,
-                            tokenizer_cache_dir=mvic_module("files").TOKENIZERS_DIR)
-    run_dataset.prepare_run_dataset(preflight.read_dataset(dataset), settings.run_dataset_dir, settings.dataset_config, {})
+    settings = settings_for(
+        tmp_path, tiny_models, dataset, steps=2, tokenizer_cache_dir=mvic_module("files").TOKENIZERS_DIR
+    )
+    run_dataset.prepare_run_dataset(
+        preflight.read_dataset(dataset), settings.run_dataset_dir, settings.dataset_config, {}
+    )
     args = arguments.training_arguments(settings, presets.CPU_PRESET) + arguments.parse_extra_args(FAST)
-    command = arguments.launch_command(sd_env.python, sd_env.checkout, LAUNCHER, os.getpid(), args,
-                                       launcher_args=["--fp8-matmul", "--fp8-t5", "--compile-blocks"])
-    out = subprocess.run(command, capture_output=True, text=True, timeout=1500, env=environment.child_env(), cwd=tmp_path)
+    command = arguments.launch_command(
+        sd_env.python,
+        sd_env.checkout,
+        LAUNCHER,
+        os.getpid(),
+        args,
+        launcher_args=["--fp8-matmul", "--fp8-t5", "--compile-blocks"],
+    )
+    out = subprocess.run(
+        command, capture_output=True, text=True, timeout=1500, env=environment.child_env(), cwd=tmp_path
+    )
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]
     assert "[mvic] fp8 matmul: 10 FLUX linears stored in e4m3" in log  # 8 in the double block, 2 in the single one
@@ -69,8 +82,13 @@ def test_launcher_trains_a_lora_through_fp8_linears_compiled(tmp_path, sd_env, t
     lora = load_file(str(settings.final_lora))
     ups = {k.split(".")[0]: v.float().abs().sum().item() for k, v in lora.items() if k.endswith("lora_up.weight")}
     # LoRA still finds every FLUX linear (by class name) and each one trained
-    for name in ("double_blocks_0_img_attn_qkv", "double_blocks_0_txt_mlp_2", "single_blocks_0_linear1", "single_blocks_0_linear2",
-                 "double_blocks_0_img_mod_lin"):
+    for name in (
+        "double_blocks_0_img_attn_qkv",
+        "double_blocks_0_txt_mlp_2",
+        "single_blocks_0_linear1",
+        "single_blocks_0_linear2",
+        "double_blocks_0_img_mod_lin",
+    ):
         assert ups[f"lora_unet_{name}"] > 0, name
     assert len(ups) == 13
 
@@ -97,8 +115,19 @@ def test_block_compile_keeps_gradient_checkpointing(sd_env):
     checkpointing saves, and the 2 double + 2 single blocks share one graph per kind."""
     results = {}
     for mode in ("eager", "blocks"):
-        out = subprocess.run([sd_env.python, str(ROOT / "tests" / "compile_memory_check.py"), str(sd_env.checkout), str(ROOT / "trainers"), mode],
-                             capture_output=True, text=True, timeout=1500, env=environment.child_env())
+        out = subprocess.run(
+            [
+                sd_env.python,
+                str(ROOT / "tests" / "compile_memory_check.py"),
+                str(sd_env.checkout),
+                str(ROOT / "trainers"),
+                mode,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1500,
+            env=environment.child_env(),
+        )
         assert "RESULT " in out.stdout, out.stderr[-3000:]
         results[mode] = json.loads(out.stdout.split("RESULT ", 1)[1])
     assert results["blocks"]["saved_bytes"] == results["eager"]["saved_bytes"]
@@ -116,7 +145,8 @@ RANK_SCRIPT = textwrap.dedent(
     state = PartialState()
     cmdline = open("/proc/self/cmdline", "rb").read().decode().split("\\0")
     via = next(os.path.basename(arg) for arg in cmdline[1:] if arg.endswith(".py"))  # torch runs `python -u SCRIPT`
-    print(f"RANK {state.process_index}/{state.num_processes} pid {os.getpid()} sid {os.getsid(0)} via {via} {state.distributed_type}", flush=True)
+    rank = f"RANK {state.process_index}/{state.num_processes} pid {os.getpid()} sid {os.getsid(0)}"
+    print(f"{rank} via {via} {state.distributed_type}", flush=True)
     time.sleep(120)
     """
 )
@@ -130,8 +160,14 @@ def test_every_rank_runs_our_launcher_and_ends_when_its_group_is_killed(tmp_path
     script.write_text(RANK_SCRIPT)
     command = arguments.launch_command(sd_env.python, tmp_path, LAUNCHER, os.getpid(), [], gpu_ids=(0, 1))
     command[command.index("--") + 1] = str(script)
-    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                                env=environment.child_env())
+    launcher = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=environment.child_env(),
+    )
     ranks, lines = {}, []
     deadline = time.monotonic() + 180
     while len(ranks) < 2 and time.monotonic() < deadline:

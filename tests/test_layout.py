@@ -1,4 +1,5 @@
 """Acceptance 3 (split is the exact inverse of compose) and image decoding."""
+
 import io
 
 import numpy as np
@@ -82,6 +83,7 @@ def test_split_rejects_sizes_that_do_not_divide():
 
 
 # --- decoding ---------------------------------------------------------------
+
 
 def _saved(image, fmt="PNG", **kw):
     buffer = io.BytesIO()

@@ -32,8 +32,21 @@ def test_bad_styles_name_the_problem(style):
         markers.markers_for(2, 2, style)
 
 
-@pytest.mark.parametrize("pattern", ["[V{n:0>50000000}]", "[V{n:0>4}]", "[V{n.real}]", "[V{0}]", "[V{}]", "[V{n!r}]",
-                                     "[V{n:{row}}]", "[V{n:x}]", "[V{n", "[" + "A" * 100 + "{n}]"])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "[V{n:0>50000000}]",
+        "[V{n:0>4}]",
+        "[V{n.real}]",
+        "[V{0}]",
+        "[V{}]",
+        "[V{n!r}]",
+        "[V{n:{row}}]",
+        "[V{n:x}]",
+        "[V{n",
+        "[" + "A" * 100 + "{n}]",
+    ],
+)
 def test_untrusted_patterns_are_refused_before_formatting(pattern):
     """A workflow's panel_marker: only {n} / {row} / {col}, widths up to 3 (issue 9's 200 MB caption)."""
     with pytest.raises(ValueError, match="panel marker pattern"):

@@ -1,5 +1,6 @@
 """The V3 nodes run outside a ComfyUI server (called the way ComfyUI calls them: `cls.execute`) and
 convert data both ways exactly."""
+
 import json
 import subprocess
 import sys
@@ -27,7 +28,9 @@ def test_loader_outputs_sets_and_a_preview(loaded):
 
 
 def test_grid_then_split_is_exact(loaded):
-    composites, images, _ = node_class("MVIC_CompositeGrid").execute(loaded[0], 2, 2, 64, 64, "pad", "#102030", 2, "#ffffff")
+    composites, images, _ = node_class("MVIC_CompositeGrid").execute(
+        loaded[0], 2, 2, 64, 64, "pad", "#102030", 2, "#ffffff"
+    )
     assert isinstance(composites, datatypes.Composites) and tuple(images.shape) == (3, 128, 128, 3)
     assert composites.items[0].panels[0].pose is not None and composites.items[0].category == "ball"
     (views,) = node_class("MVIC_SplitComposite").execute(images, 2, 2)
@@ -70,7 +73,13 @@ def test_loader_is_changed_follows_the_folder(tmp_path, monkeypatch):
 
 
 def test_cli_demo_runs_on_the_embedded_sample(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mvic", "demo", "--out", str(tmp_path / "demo")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "mvic", "demo", "--out", str(tmp_path / "demo")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     records = [json.loads(l) for l in (tmp_path / "demo" / "metadata.jsonl").read_text().splitlines()]
     assert len(records) == 6 and {r["category"] for r in records} == {"ball", "box", "can"}
@@ -78,5 +87,11 @@ def test_cli_demo_runs_on_the_embedded_sample(tmp_path):
 
 
 def test_cli_bad_input_is_a_clear_error(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mvic", "build", "--input", str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "mvic", "build", "--input", str(tmp_path / "nope")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "nope does not exist" in out.stderr and "Traceback" not in out.stderr

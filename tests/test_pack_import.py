@@ -1,5 +1,6 @@
 """Acceptance 1: the pack imports the way ComfyUI imports it, light and self-contained; its nodes are
 ComfyUI V3 nodes (comfy_api.latest) registered through comfy_entrypoint, following ComfyUI's conventions."""
+
 import os
 import subprocess
 
@@ -56,8 +57,13 @@ IMPORT_AS_COMFYUI = LOAD + textwrap.dedent(
 def test_pack_registers_its_v3_nodes_through_comfy_entrypoint_and_stays_light():
     if not os.environ.get("COMFYUI_DIR"):
         pytest.skip("needs ComfyUI's comfy_api: set COMFYUI_DIR to a ComfyUI checkout")
-    out = subprocess.run([sys.executable, "-c", IMPORT_AS_COMFYUI, os.environ["COMFYUI_DIR"]], capture_output=True,
-                         text=True, cwd="/", timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_AS_COMFYUI, os.environ["COMFYUI_DIR"]],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr
     import json
 
@@ -69,7 +75,9 @@ def test_pack_registers_its_v3_nodes_through_comfy_entrypoint_and_stays_light():
 
 def test_without_comfyui_the_pack_says_what_it_is():
     """The pack (and its core) loads without ComfyUI; registering its nodes says what it needs."""
-    code = textwrap.dedent(LOAD + "spec.loader.exec_module(module)\nimport asyncio\nasyncio.run(module.comfy_entrypoint())\n")
+    code = textwrap.dedent(
+        LOAD + "spec.loader.exec_module(module)\nimport asyncio\nasyncio.run(module.comfy_entrypoint())\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120)
     assert out.returncode == 1 and "ComfyUI custom node pack" in out.stderr and "python -m mvic" in out.stderr
 
@@ -101,7 +109,10 @@ def test_one_copy_of_the_core_in_the_test_process():
 
 
 def test_cli_imports_core_alone():
-    code = "import sys, mvic.cli; bad=[m for m in sys.modules if m=='nodes' or m.startswith('nodes.') or m=='torch']; print(bad); sys.exit(1 if bad else 0)"
+    code = (
+        "import sys, mvic.cli; bad=[m for m in sys.modules if m=='nodes' or m.startswith('nodes.') or m=='torch']; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
 

@@ -85,7 +85,11 @@ def installed(tmp_path_factory):
 
 
 def _env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MVIC_CONFIG", "MVIC_SETTINGS", "XDG_CONFIG_HOME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "MVIC_CONFIG", "MVIC_SETTINGS", "XDG_CONFIG_HOME")
+    }
     return {**env, "HOME": str(home)}
 
 

@@ -1,4 +1,5 @@
 """Local settings, confined paths and file modes: the ground rules for untrusted workflows (issue 9)."""
+
 import json
 import os
 import stat
@@ -82,12 +83,15 @@ def test_settings_round_trip_and_builtins(tmp_path, monkeypatch):
         loaded.endpoint("evil")
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"endpoints": {"gemini": {"backend": "gemini", "base_url": "http://evil"}}}, "built in"),
-    ({"endpoints": {"x": {"backend": "shell"}}}, "backend must be"),
-    ({"allowed_folders": ["relative/dir"]}, "absolute"),
-    ([], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"endpoints": {"gemini": {"backend": "gemini", "base_url": "http://evil"}}}, "built in"),
+        ({"endpoints": {"x": {"backend": "shell"}}}, "backend must be"),
+        ({"allowed_folders": ["relative/dir"]}, "absolute"),
+        ([], "JSON object"),
+    ],
+)
 def test_bad_settings_name_the_file(tmp_path, data, message):
     path = tmp_path / "settings.json"
     path.write_text(json.dumps(data))
@@ -119,7 +123,9 @@ def test_config_cli_writes_what_show_prints(tmp_path):
     env = {**os.environ, "MVIC_SETTINGS": str(tmp_path / "s.json")}
 
     def mvic(*args):
-        return subprocess.run([sys.executable, "-m", "mvic", "config", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "mvic", "config", *args], cwd=ROOT, env=env, capture_output=True, text=True
+        )
 
     assert mvic("add-endpoint", "ollama", "--base-url", "http://127.0.0.1:11434/v1/").returncode == 0
     assert mvic("allow-folder", str(tmp_path)).returncode == 0

@@ -3,20 +3,19 @@
 local trainer settings, secrets kept from the child, dataset pre-flight (captions, markers,
 outside paths, copied folders), IS_CHANGED, LoRA metadata bounds, file modes, disk space.
 The same cases through a real ComfyUI are in test_hostile_trainer.py."""
+
 import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 from hostile import sentinel_checkout
 from packload import mvic_module, node_class
 from sdscripts_env import sd_scripts_paths
-from trainer_data import copy_checkout, mvic_cli, small_dataset
+from trainer_data import mvic_cli, small_dataset
 
 extra_args = mvic_module("training.extra_args")
 environment = mvic_module("training.environment")
@@ -32,37 +31,45 @@ process = mvic_module("training.process")
 
 # ------------------------------------------------------------------------------ extra_args
 
-@pytest.mark.parametrize("text", [
-    "--t5xxl_max_token_length 64",
-    "--optimizer_type Adafactor --optimizer_args relative_step=False scale_parameter=False warmup_init=False",
-    '--optimizer_args "betas=(0.9, 0.999)" --lr_scheduler cosine_with_restarts --lr_scheduler_num_cycles 3',
-    '--network_args "train_blocks=single" --lr_warmup_steps=10%',
-    "--noise_offset -0.05 --timestep_sampling sigmoid --sigmoid_scale 1.0 --gradient_checkpointing --loss_type huber",
-    "",
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "--t5xxl_max_token_length 64",
+        "--optimizer_type Adafactor --optimizer_args relative_step=False scale_parameter=False warmup_init=False",
+        '--optimizer_args "betas=(0.9, 0.999)" --lr_scheduler cosine_with_restarts --lr_scheduler_num_cycles 3',
+        '--network_args "train_blocks=single" --lr_warmup_steps=10%',
+        "--noise_offset -0.05 --timestep_sampling sigmoid --sigmoid_scale 1.0 --gradient_checkpointing --loss_type "
+        "huber",
+        "",
+    ],
+)
 def test_training_options_pass_the_allow_list(text):
     assert extra_args.check_extra_args(text) == arguments.parse_extra_args(text)
 
 
-@pytest.mark.parametrize("text, named", [
-    ("--output_dir /models/diffusion_models --output_name flux1-dev", "--output_dir"),
-    ("--output_d /models", "--output_d"),  # argparse would expand the abbreviation
-    ("--huggingface_repo_id me/x --save_state_to_huggingface", "--huggingface_repo_id"),
-    ("--log_with wandb", "--log_with"),
-    ("--wandb_api_key k", "--wandb_api_key"),
-    ("--log_tracker_config http://127.0.0.1:9/x.toml", "--log_tracker_config"),
-    ("--config_file /tmp/x.toml", "--config_file"),
-    ("--dataset_config /tmp/other.toml", "--dataset_config"),
-    ("--sample_prompts /home/me/.ssh/id_rsa", "--sample_prompts"),
-    ("--resume /tmp/state", "--resume"),
-    ("--network_module evil", "--network_module"),
-    ("--lr_scheduler_type evil.Scheduler", "--lr_scheduler_type"),
-    ("--optimizer_type bitsandbytes.optim.Evil", "--optimizer_type"),  # a module path makes sd-scripts import it
-    ("--noise_offset /etc/passwd", "--noise_offset"),
-    ("--network_args path=/etc/passwd", "--network_args"),
-    ("--gradient_checkpointing --output_dir=/x", "--output_dir"),
-    ("-h", "-h"),
-])
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("--output_dir /models/diffusion_models --output_name flux1-dev", "--output_dir"),
+        ("--output_d /models", "--output_d"),  # argparse would expand the abbreviation
+        ("--huggingface_repo_id me/x --save_state_to_huggingface", "--huggingface_repo_id"),
+        ("--log_with wandb", "--log_with"),
+        ("--wandb_api_key k", "--wandb_api_key"),
+        ("--log_tracker_config http://127.0.0.1:9/x.toml", "--log_tracker_config"),
+        ("--config_file /tmp/x.toml", "--config_file"),
+        ("--dataset_config /tmp/other.toml", "--dataset_config"),
+        ("--sample_prompts /home/me/.ssh/id_rsa", "--sample_prompts"),
+        ("--resume /tmp/state", "--resume"),
+        ("--network_module evil", "--network_module"),
+        ("--lr_scheduler_type evil.Scheduler", "--lr_scheduler_type"),
+        ("--optimizer_type bitsandbytes.optim.Evil", "--optimizer_type"),  # a module path makes sd-scripts import it
+        ("--noise_offset /etc/passwd", "--noise_offset"),
+        ("--network_args path=/etc/passwd", "--network_args"),
+        ("--gradient_checkpointing --output_dir=/x", "--output_dir"),
+        ("-h", "-h"),
+    ],
+)
 def test_options_naming_outputs_paths_or_services_are_refused(text, named):
     with pytest.raises(extra_args.ExtraArgsRefused) as err:
         extra_args.check_extra_args(text)
@@ -76,8 +83,10 @@ def test_every_allowed_option_is_a_real_option_of_sd_scripts():
     if found is None:
         pytest.skip("needs SD_SCRIPTS_DIR")
     checkout_dir, python = found
-    code = ("import sys, json; sys.path.insert(0, '.'); import flux_train_network as f; "
-            "print(json.dumps([o for a in f.setup_parser()._actions for o in a.option_strings]))")
+    code = (
+        "import sys, json; sys.path.insert(0, '.'); import flux_train_network as f; "
+        "print(json.dumps([o for a in f.setup_parser()._actions for o in a.option_strings]))"
+    )
     out = subprocess.run([python, "-c", code], cwd=checkout_dir, capture_output=True, text=True, timeout=300)
     options = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert extra_args.ALLOWED - options == set()
@@ -90,6 +99,7 @@ def test_the_cli_accepts_anything_only_when_asked():
 
 
 # ------------------------------------------------------------------------------ trainers in local settings
+
 
 @pytest.fixture
 def settings_file(tmp_path, monkeypatch):
@@ -119,7 +129,9 @@ def test_a_workflow_can_only_pick_a_configured_trainer(settings_file, tmp_path):
     assert not sentinel.exists()
 
 
-@pytest.mark.parametrize("change", ["library/train_util.py", "networks/lora_flux.py", "library/new_module.py", "flux_train_network.py"])
+@pytest.mark.parametrize(
+    "change", ["library/train_util.py", "networks/lora_flux.py", "library/new_module.py", "flux_train_network.py"]
+)
 def test_a_checkout_changed_since_setup_is_refused_with_how_to_record_it(settings_file, tmp_path, change):
     folder, python, sentinel = _fake(tmp_path)
     (folder / "networks").mkdir()
@@ -152,12 +164,16 @@ def test_sd_scripts_dir_in_the_environment_is_local_and_checked_when_configured(
 
 def test_the_old_pack_config_is_explained(settings_file, tmp_path, monkeypatch):
     legacy = tmp_path / "mvic_config.json"
-    legacy.write_text(json.dumps({"sd_scripts_dir": "/opt/sd-scripts", "sd_scripts_python": "/opt/sd-scripts/venv/bin/python"}))
+    legacy.write_text(
+        json.dumps({"sd_scripts_dir": "/opt/sd-scripts", "sd_scripts_python": "/opt/sd-scripts/venv/bin/python"})
+    )
     monkeypatch.setenv("MVIC_CONFIG", str(legacy))
     with pytest.raises(environment.TrainerEnvironmentError) as err:
         environment.resolve_trainer("(default)", settings_mod.load_settings())
-    assert ("python -m mvic config add-trainer sd-scripts --sd-scripts /opt/sd-scripts --python /opt/sd-scripts/venv/bin/python"
-            in str(err.value))
+    assert (
+        "python -m mvic config add-trainer sd-scripts --sd-scripts /opt/sd-scripts --python "
+        "/opt/sd-scripts/venv/bin/python" in str(err.value)
+    )
 
 
 def test_config_cli_adds_and_removes_trainers(tmp_path):
@@ -182,27 +198,47 @@ def test_setup_trainer_with_an_existing_python_writes_the_settings(tmp_path):
     out = mvic_cli("setup-trainer", "--sd-scripts", str(folder), "--python", sys.executable, env=env)
     assert out.returncode == 0, out.stderr
     entry = json.loads((tmp_path / "s.json").read_text())["trainers"]["sd-scripts"]
-    assert entry == {"sd_scripts_dir": str(folder.resolve()), "python": sys.executable, "fingerprint": checkout.fingerprint(folder)}
+    assert entry == {
+        "sd_scripts_dir": str(folder.resolve()),
+        "python": sys.executable,
+        "fingerprint": checkout.fingerprint(folder),
+    }
     assert "torch" in out.stdout  # the environment report follows
 
 
 def test_the_training_child_gets_no_api_keys(tmp_path, monkeypatch):
     """run_child with the trainer's child_env: the real child process's environment."""
-    secrets = {"GEMINI_API_KEY": "g", "GOOGLE_API_KEY": "go", "OPENAI_API_KEY": "o", "HF_TOKEN": "h", "WANDB_API_KEY": "w",
-               "AWS_SECRET_ACCESS_KEY": "a", "MY_LLM_SERVER": "configured as an endpoint's key_env"}
+    secrets = {
+        "GEMINI_API_KEY": "g",
+        "GOOGLE_API_KEY": "go",
+        "OPENAI_API_KEY": "o",
+        "HF_TOKEN": "h",
+        "WANDB_API_KEY": "w",
+        "AWS_SECRET_ACCESS_KEY": "a",
+        "MY_LLM_SERVER": "configured as an endpoint's key_env",
+    }
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    local = settings_mod.LocalSettings(path=tmp_path / "s.json", endpoints={
-        "mine": settings_mod.Endpoint("mine", "openai-compatible", "http://127.0.0.1:1/v1", ("MY_LLM_SERVER",))})
+    local = settings_mod.LocalSettings(
+        path=tmp_path / "s.json",
+        endpoints={
+            "mine": settings_mod.Endpoint("mine", "openai-compatible", "http://127.0.0.1:1/v1", ("MY_LLM_SERVER",))
+        },
+    )
     code = "import os, json; print('ENV ' + json.dumps(sorted(os.environ)))"
-    result = process.run_child([sys.executable, "-c", code], tmp_path / "log", environment.child_env(settings=local), tmp_path)
-    seen = json.loads((tmp_path / "log").read_text().rsplit("ENV ", 1)[1].splitlines()[0])  # after the logged command line
+    result = process.run_child(
+        [sys.executable, "-c", code], tmp_path / "log", environment.child_env(settings=local), tmp_path
+    )
+    seen = json.loads(
+        (tmp_path / "log").read_text().rsplit("ENV ", 1)[1].splitlines()[0]
+    )  # after the logged command line
     assert result.returncode == 0 and set(secrets) & set(seen) == set()
     assert "TOKENIZERS_PARALLELISM" in seen and "HF_HUB_OFFLINE" in seen
 
 
 # ------------------------------------------------------------------------------ dataset pre-flight
+
 
 def _train_without_sd_scripts(tmp_path, dataset, caption_problems="refuse", log=None):
     """Pre-flight problems are found before any environment check: a missing Python is never reached."""
@@ -210,7 +246,9 @@ def _train_without_sd_scripts(tmp_path, dataset, caption_problems="refuse", log=
     settings = arguments.TrainingSettings(dataset_dir=dataset, models=models, run_dir=tmp_path / "run", output_name="x")
     nowhere = environment.TrainerEnvironment(tmp_path / "no-sd-scripts", str(tmp_path / "no-python"))
     callbacks = trainer.TrainingCallbacks(log=log or (lambda line: None))
-    return trainer.train_lora(settings, nowhere, tmp_path / "loras", "x", "cpu", callbacks, caption_problems=caption_problems)
+    return trainer.train_lora(
+        settings, nowhere, tmp_path / "loras", "x", "cpu", callbacks, caption_problems=caption_problems
+    )
 
 
 def test_images_without_captions_are_refused_by_name(tmp_path):
@@ -232,7 +270,9 @@ def test_opting_in_trains_without_captions_and_the_lora_claims_no_markers(tmp_pa
     for caption in (dataset / "images").glob("*.txt"):
         caption.unlink()
     logged = []
-    with pytest.raises(mvic_module("training.model_files").ModelFileError):  # past the captions, to the (missing) models
+    with pytest.raises(
+        mvic_module("training.model_files").ModelFileError
+    ):  # past the captions, to the (missing) models
         _train_without_sd_scripts(tmp_path, dataset, "warn and train", logged.append)
     assert any("WARNING 2 of 2 image(s)" in line for line in logged)
     meta = trainer.dataset_metadata(preflight.read_dataset(dataset))
@@ -251,7 +291,10 @@ def test_captions_whose_markers_do_not_match_the_layout_are_listed(tmp_path):
     message = str(err.value)
     assert "3 of 4 image(s)" in message and "markers [TWO-VIEWS] [LEFT] [RIGHT]" in message
     assert f"images/{captions[0].name}: missing [RIGHT]" in message
-    assert f"images/{captions[1].name}: missing [LEFT] [RIGHT]; markers not of this layout: [TOP-LEFT] [TOP-RIGHT]" in message
+    assert (
+        f"images/{captions[1].name}: missing [LEFT] [RIGHT]; markers not of this layout: [TOP-LEFT] [TOP-RIGHT]"
+        in message
+    )
     assert f"images/{captions[2].name}: markers out of order" in message
     assert captions[3].name not in message
 
@@ -311,7 +354,9 @@ def test_a_copied_dataset_trains_on_the_copy(tmp_path):
     assert str(original) in (copy / "dataset.toml").read_text()  # what the saver writes; never used now
     dataset = preflight.read_dataset(copy)
     settings = arguments.TrainingSettings(dataset_dir=copy, models=None, run_dir=tmp_path / "run", output_name="x")
-    mvic_module("training.run_dataset").prepare_run_dataset(dataset, settings.run_dataset_dir, settings.dataset_config, dataset.state())
+    mvic_module("training.run_dataset").prepare_run_dataset(
+        dataset, settings.run_dataset_dir, settings.dataset_config, dataset.state()
+    )
     config = settings.dataset_config.read_text()
     assert f'image_dir = "{settings.run_dataset_dir.resolve()}"' in config and str(original) not in config
     for link in settings.run_dataset_dir.glob("*.png"):
@@ -339,28 +384,48 @@ def test_is_changed_never_raises(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ LoRA metadata and files
 
+
 def _lora(tmp_path, name, metadata):
     import tiny_models
 
     return tiny_models.stand_in_lora(tmp_path / name, metadata)
 
 
-MARKERS = json.dumps({"prefix": "[FOUR-VIEWS]", "panels": ["[TOP-LEFT]", "[TOP-RIGHT]", "[BOTTOM-LEFT]", "[BOTTOM-RIGHT]"]})
+MARKERS = json.dumps(
+    {"prefix": "[FOUR-VIEWS]", "panels": ["[TOP-LEFT]", "[TOP-RIGHT]", "[BOTTOM-LEFT]", "[BOTTOM-RIGHT]"]}
+)
 
 
-@pytest.mark.parametrize("metadata, field", [
-    ({"mvic_layout": json.dumps({"rows": 2, "cols": 2, "panel_width": 65536, "panel_height": 65536})}, "mvic_layout.panel_width"),
-    ({"mvic_layout": json.dumps({"rows": 9, "cols": 9, "panel_width": 64, "panel_height": 64})}, "9x9 panels"),
-    ({"mvic_layout": json.dumps({"rows": 2, "cols": 2, "panel_width": 100, "panel_height": 64})}, "mvic_layout.panel_width = 100"),
-    ({"mvic_layout": json.dumps({"rows": 4, "cols": 4, "panel_width": 4096, "panel_height": 4096})}, "MP"),
-    ({"mvic_layout": json.dumps({"rows": "2", "cols": 2, "panel_width": 64, "panel_height": 64})}, "mvic_layout.rows"),
-    ({"mvic_layout": "{not json"}, "mvic_layout is not valid JSON"),
-    ({"mvic_markers": "[1, 2"}, "mvic_markers is not valid JSON"),
-    ({"mvic_markers": json.dumps({"prefix": "x" * 100, "panels": []})}, "mvic_markers.prefix"),
-    ({"mvic_layout": json.dumps({"rows": 2, "cols": 2, "panel_width": 64, "panel_height": 64}),
-      "mvic_markers": json.dumps({"prefix": "[TWO-VIEWS]", "panels": ["[LEFT]", "[RIGHT]"]})}, "2 markers for 2x2"),
-    ({"mvic_trigger": "t" * 100_000}, "mvic_trigger"),
-])
+@pytest.mark.parametrize(
+    "metadata, field",
+    [
+        (
+            {"mvic_layout": json.dumps({"rows": 2, "cols": 2, "panel_width": 65536, "panel_height": 65536})},
+            "mvic_layout.panel_width",
+        ),
+        ({"mvic_layout": json.dumps({"rows": 9, "cols": 9, "panel_width": 64, "panel_height": 64})}, "9x9 panels"),
+        (
+            {"mvic_layout": json.dumps({"rows": 2, "cols": 2, "panel_width": 100, "panel_height": 64})},
+            "mvic_layout.panel_width = 100",
+        ),
+        ({"mvic_layout": json.dumps({"rows": 4, "cols": 4, "panel_width": 4096, "panel_height": 4096})}, "MP"),
+        (
+            {"mvic_layout": json.dumps({"rows": "2", "cols": 2, "panel_width": 64, "panel_height": 64})},
+            "mvic_layout.rows",
+        ),
+        ({"mvic_layout": "{not json"}, "mvic_layout is not valid JSON"),
+        ({"mvic_markers": "[1, 2"}, "mvic_markers is not valid JSON"),
+        ({"mvic_markers": json.dumps({"prefix": "x" * 100, "panels": []})}, "mvic_markers.prefix"),
+        (
+            {
+                "mvic_layout": json.dumps({"rows": 2, "cols": 2, "panel_width": 64, "panel_height": 64}),
+                "mvic_markers": json.dumps({"prefix": "[TWO-VIEWS]", "panels": ["[LEFT]", "[RIGHT]"]}),
+            },
+            "2 markers for 2x2",
+        ),
+        ({"mvic_trigger": "t" * 100_000}, "mvic_trigger"),
+    ],
+)
 def test_hostile_lora_metadata_is_refused_naming_the_file_and_field(tmp_path, metadata, field):
     lora = _lora(tmp_path, "shared.safetensors", metadata)
     with pytest.raises(lora_file.LoraMetadataError) as err:
@@ -369,10 +434,15 @@ def test_hostile_lora_metadata_is_refused_naming_the_file_and_field(tmp_path, me
 
 
 def test_the_diffusers_engine_refuses_hostile_metadata_before_building_anything(tmp_path):
-    lora = _lora(tmp_path, "shared.safetensors", {"mvic_layout": json.dumps({"rows": 2, "cols": 2, "panel_width": 65536, "panel_height": 64})})
+    lora = _lora(
+        tmp_path,
+        "shared.safetensors",
+        {"mvic_layout": json.dumps({"rows": 2, "cols": 2, "panel_width": 65536, "panel_height": 64})},
+    )
     engine = mvic_module("sampling.diffusers_engine")
     nowhere = mvic_module("flux_files").FluxModelFiles(
-        *(tmp_path / f"missing_{n}.safetensors" for n in ("flux", "clip_l", "t5xxl", "ae")))
+        *(tmp_path / f"missing_{n}.safetensors" for n in ("flux", "clip_l", "t5xxl", "ae"))
+    )
     with pytest.raises(lora_file.LoraMetadataError, match="panel_width"):
         engine.sample(nowhere, "x", lora=lora)  # the missing model files are never reached
 
@@ -384,10 +454,22 @@ def test_sampler_layout_widgets_are_bounded_too():
 
 
 def test_a_good_lora_still_configures_the_sampler(tmp_path):
-    lora = _lora(tmp_path, "good.safetensors", {"mvic_layout": json.dumps({"rows": 2, "cols": 2, "panel_width": 64, "panel_height": 64}),
-                                                  "mvic_markers": MARKERS, "mvic_trigger": "mvtok"})
+    lora = _lora(
+        tmp_path,
+        "good.safetensors",
+        {
+            "mvic_layout": json.dumps({"rows": 2, "cols": 2, "panel_width": 64, "panel_height": 64}),
+            "mvic_markers": MARKERS,
+            "mvic_trigger": "mvtok",
+        },
+    )
     defaults = plan.LoraDefaults.from_lora(lora)
-    assert (defaults.layout.rows, defaults.layout.panel_width, defaults.markers.panels[3], defaults.trigger) == (2, 64, "[BOTTOM-RIGHT]", "mvtok")
+    assert (defaults.layout.rows, defaults.layout.panel_width, defaults.markers.panels[3], defaults.trigger) == (
+        2,
+        64,
+        "[BOTTOM-RIGHT]",
+        "mvtok",
+    )
 
 
 def test_sampler_lora_path_stays_in_the_loras_folders(tmp_path, monkeypatch):
@@ -415,6 +497,7 @@ def test_the_lora_gets_the_umask_mode(tmp_path):
 
 # ------------------------------------------------------------------------------ free disk space
 
+
 def test_a_run_that_cannot_fit_on_disk_is_refused_before_launch(tmp_path):
     """Caches and saved states on a 2 MB file system: refused with the sizes, nothing launched."""
     found = sd_scripts_paths()
@@ -429,12 +512,27 @@ def test_a_run_that_cannot_fit_on_disk_is_refused_before_launch(tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)], check=True)
     try:
         dataset = small_dataset(tmp_path / "ds", names=tuple("abcdefgh"))
-        models = arguments.FluxModelFiles(tiny_models.tiny_flux(), tiny_models.tiny_clip_l(), tiny_models.zero_t5xxl(), tiny_models.tiny_ae())
-        settings = arguments.TrainingSettings(dataset_dir=dataset, models=models, run_dir=small / "run", output_name="x", steps=100,
-                                              save_every_n_steps=10, extra_args="--t5xxl_max_token_length 64")
+        models = arguments.FluxModelFiles(
+            tiny_models.tiny_flux(), tiny_models.tiny_clip_l(), tiny_models.zero_t5xxl(), tiny_models.tiny_ae()
+        )
+        settings = arguments.TrainingSettings(
+            dataset_dir=dataset,
+            models=models,
+            run_dir=small / "run",
+            output_name="x",
+            steps=100,
+            save_every_n_steps=10,
+            extra_args="--t5xxl_max_token_length 64",
+        )
         with pytest.raises(trainer.TrainingError) as err:
-            trainer.train_lora(settings, environment.TrainerEnvironment(found[0].resolve(), found[1]), tmp_path / "loras", "x", "cpu",
-                               trainer.TrainingCallbacks(log=lambda line: None))
+            trainer.train_lora(
+                settings,
+                environment.TrainerEnvironment(found[0].resolve(), found[1]),
+                tmp_path / "loras",
+                "x",
+                "cpu",
+                trainer.TrainingCallbacks(log=lambda line: None),
+            )
         message = str(err.value)
         assert f"not enough free disk space in {small / 'run'}" in message and "save_every_n_steps" in message
         assert not (small / "run").exists()
@@ -443,7 +541,15 @@ def test_a_run_that_cannot_fit_on_disk_is_refused_before_launch(tmp_path):
 
 
 def test_disk_estimate_counts_caches_and_states():
-    needs = preflight.estimate_disk(images=10, cached=4, size=(1024, 1024), t5_tokens=512, parameters=1_000_000, steps=1000,
-                                    save_every=250, optimizer_8bit=False)
+    needs = preflight.estimate_disk(
+        images=10,
+        cached=4,
+        size=(1024, 1024),
+        t5_tokens=512,
+        parameters=1_000_000,
+        steps=1000,
+        save_every=250,
+        optimizer_8bit=False,
+    )
     assert needs.caches == 6 * (16 * 128 * 128 * 4 + 512 * 4096 * 4 + 512 * 8 + 768 * 4)
     assert needs.saves == 5 and needs.per_save == 1_000_000 * 14 and needs.lora == 2_000_000

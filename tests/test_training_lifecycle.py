@@ -5,6 +5,7 @@ Here the launcher runs a script that starts a worker and then stays silent, so n
 watchdog can end it (the real sd-scripts run is in test_training_sdscripts.py). On the old
 launcher the watchdog printed to the dead pipe first, died of EPIPE, and both stayed alive.
 """
+
 import os
 import signal
 import subprocess
@@ -29,7 +30,8 @@ PARENT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from packload import mvic_module
     from pathlib import Path
-    arguments, environment, process = (mvic_module(m) for m in ("training.arguments", "training.environment", "training.process"))
+    modules = ("training.arguments", "training.environment", "training.process")
+    arguments, environment, process = (mvic_module(m) for m in modules)
     checkout, log = Path({checkout!r}), Path({log!r})
     command = arguments.launch_command(sys.executable, checkout, Path({launcher!r}), os.getpid(), [], (), log)
     process.run_child(command, log, environment.child_env(), checkout)
@@ -61,7 +63,12 @@ def test_sigkill_of_the_parent_ends_launcher_and_worker_within_5_s(tmp_path):
     checkout, ready, log = tmp_path / "checkout", tmp_path / "worker.pid", tmp_path / "train.log"
     checkout.mkdir()
     (checkout / "flux_train_network.py").write_text(SILENT_TRAINER.format(ready=str(ready)))
-    code = PARENT.format(tests=str(ROOT / "tests"), checkout=str(checkout), log=str(log), launcher=str(ROOT / "trainers" / "launch_sd_scripts.py"))
+    code = PARENT.format(
+        tests=str(ROOT / "tests"),
+        checkout=str(checkout),
+        log=str(log),
+        launcher=str(ROOT / "trainers" / "launch_sd_scripts.py"),
+    )
     parent = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 60
     while not ready.exists() and time.monotonic() < deadline:

@@ -2,11 +2,13 @@
 
 tests/fixtures/sdscripts_cuda_oom.log is the whole train.log (26.7 KB) written by our trainer on the
 GPU machine (benchmarks/gpu/bench.sh, run "oom24": the '24' preset with the child's CUDA memory
-capped at 13 GiB through benchmarks/gpu/memcap/sitecustomize.py, on an NVIDIA H200); see BENCHMARKS.md. It is fed through the
+capped at 13 GiB through benchmarks/gpu/memcap/sitecustomize.py, on an NVIDIA H200); see BENCHMARKS.md. It is fed
+through the
 same code the trainer uses: progress.split_console / is_out_of_memory, process._inspect (what
 run_child does with each line), process.run_child on a child that replays it, and
 trainer._raise_for_failure.
 """
+
 import sys
 
 import pytest
@@ -44,7 +46,9 @@ def result_from_fixture() -> "process.ChildResult":
 
 def settings(tmp_path):
     models = arguments.FluxModelFiles(*(tmp_path / f"{n}.safetensors" for n in ("flux", "clip_l", "t5xxl", "ae")))
-    return arguments.TrainingSettings(dataset_dir=tmp_path / "ds", models=models, run_dir=tmp_path / "run", output_name="lora")
+    return arguments.TrainingSettings(
+        dataset_dir=tmp_path / "ds", models=models, run_dir=tmp_path / "run", output_name="lora"
+    )
 
 
 def test_fixture_is_a_real_cuda_oom_from_sd_scripts():

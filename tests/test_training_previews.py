@@ -7,6 +7,7 @@ scores.jsonl, plotted, and the best-scoring saved checkpoint is named.
 
 Random weights give low scores, which is fine: 2 and 3 check the plumbing and that the logged numbers
 are the metric's (re-scoring the preview files gives the same)."""
+
 import io
 import json
 import os
@@ -85,14 +86,16 @@ def test_watcher_scores_new_previews_across_attempts_and_names_the_best_checkpoi
 def test_no_previews_is_an_empty_curve_and_a_hint(tmp_path):
     arguments = mvic_module("training.arguments")
     models = arguments.FluxModelFiles(*(tmp_path / n for n in ("f", "c", "t", "a")))
-    settings = arguments.TrainingSettings(dataset_dir=tmp_path, models=models, run_dir=tmp_path / "run",
-                                          output_name="x")
+    settings = arguments.TrainingSettings(
+        dataset_dir=tmp_path, models=models, run_dir=tmp_path / "run", output_name="x"
+    )
     summary = previews.watcher_for(settings).finish("x")
     assert summary.scores == [] and summary.best_checkpoint is None and "set sample_every_n_steps" in summary.text
     assert not (tmp_path / "run").exists()
 
 
 # --- real sd-scripts -------------------------------------------------------------------------------------
+
 
 def _available_gib() -> float:
     for line in Path("/proc/meminfo").read_text().splitlines():
@@ -129,11 +132,40 @@ def _check_logged_scores_are_the_metrics(run: Path, rows: int = 2, cols: int = 2
 
 def test_cli_train_scores_every_preview(sd_setup, tmp_path):
     m = sd_setup["models"]
-    command = [sys.executable, "-m", "mvic", "train", "--dataset", str(sd_setup["dataset"]), "--flux", str(m["flux"]),
-               "--clip-l", str(m["clip_l"]), "--t5xxl", str(m["t5xxl"]), "--ae", str(m["ae"]), "--name", "tiny",
-               "--run-dir", str(tmp_path / "run"), "--loras-dir", str(tmp_path / "loras"), "--steps", "4",
-               "--save-every", "2", "--sample-every", "2", "--preset", "cpu", "--sd-scripts", str(sd_setup["checkout"]),
-               "--extra-args", "--t5xxl_max_token_length 64"]
+    command = [
+        sys.executable,
+        "-m",
+        "mvic",
+        "train",
+        "--dataset",
+        str(sd_setup["dataset"]),
+        "--flux",
+        str(m["flux"]),
+        "--clip-l",
+        str(m["clip_l"]),
+        "--t5xxl",
+        str(m["t5xxl"]),
+        "--ae",
+        str(m["ae"]),
+        "--name",
+        "tiny",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--loras-dir",
+        str(tmp_path / "loras"),
+        "--steps",
+        "4",
+        "--save-every",
+        "2",
+        "--sample-every",
+        "2",
+        "--preset",
+        "cpu",
+        "--sd-scripts",
+        str(sd_setup["checkout"]),
+        "--extra-args",
+        "--t5xxl_max_token_length 64",
+    ]
     _wait_for_memory()
     env = {**os.environ, "SD_SCRIPTS_PYTHON": sd_setup["python"]}
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
@@ -154,9 +186,11 @@ def test_trainer_node_shows_live_previews_in_real_comfyui(sd_setup, tmp_path):
 
     server = comfyui_with_sd_scripts(sd_setup, tmp_path / "comfy")
     trainer = tiny_trainer_inputs(sd_setup, "tiny", sample_every_n_steps=2)
-    prompt = {"1": {"class_type": "MVIC_LoRATrainer", "inputs": trainer},
-              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 3]}},
-              "3": {"class_type": "PreviewAny", "inputs": {"source": ["1", 4]}}}
+    prompt = {
+        "1": {"class_type": "MVIC_LoRATrainer", "inputs": trainer},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 3]}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["1", 4]}},
+    }
     client = uuid.uuid4().hex
     try:
         _wait_for_memory()

@@ -3,6 +3,7 @@
 Each training run takes about a minute and ~19 GB of RAM on CPU (the all-zero T5-XXL is
 loaded in bf16 to cache the text-encoder outputs), so the runs are few and shared.
 """
+
 import json
 import os
 import shutil
@@ -39,7 +40,9 @@ def sd_env():
 def tiny_models():
     import tiny_models as tm
 
-    return arguments.FluxModelFiles(flux=tm.tiny_flux(), clip_l=tm.tiny_clip_l(), t5xxl=tm.zero_t5xxl(), ae=tm.tiny_ae())
+    return arguments.FluxModelFiles(
+        flux=tm.tiny_flux(), clip_l=tm.tiny_clip_l(), t5xxl=tm.zero_t5xxl(), ae=tm.tiny_ae()
+    )
 
 
 def make_dataset(folder: Path, sets: int = 2) -> Path:
@@ -60,7 +63,9 @@ SECRETS = {"GEMINI_API_KEY": "sk-test-gemini", "GOOGLE_API_KEY": "sk-test-google
 
 
 def settings_for(tmp: Path, models, dataset: Path, extra: str = FAST, **kw):
-    return arguments.TrainingSettings(dataset_dir=dataset, models=models, run_dir=tmp / "run", output_name="tiny", extra_args=extra, **kw)
+    return arguments.TrainingSettings(
+        dataset_dir=dataset, models=models, run_dir=tmp / "run", output_name="tiny", extra_args=extra, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +79,26 @@ def trained(tmp_path_factory, sd_env, tiny_models):
     dataset = tmp / "dataset"
     shutil.copytree(original, dataset)
     shutil.rmtree(original)
-    for kind, path in (("diffusion_models", tiny_models.flux), ("text_encoders", tiny_models.clip_l), ("text_encoders", tiny_models.t5xxl),
-                       ("vae", tiny_models.ae)):
+    for kind, path in (
+        ("diffusion_models", tiny_models.flux),
+        ("text_encoders", tiny_models.clip_l),
+        ("text_encoders", tiny_models.t5xxl),
+        ("vae", tiny_models.ae),
+    ):
         (tmp / "models" / kind).mkdir(parents=True, exist_ok=True)
         (tmp / "models" / kind / path.name).symlink_to(path)
     settings_file = tmp / "settings.json"
-    registered = mvic_cli("config", "--file", str(settings_file), "add-trainer", "tiny", "--sd-scripts", str(sd_env.checkout), "--python", sd_env.python)
+    registered = mvic_cli(
+        "config",
+        "--file",
+        str(settings_file),
+        "add-trainer",
+        "tiny",
+        "--sd-scripts",
+        str(sd_env.checkout),
+        "--python",
+        sd_env.python,
+    )
     assert registered.returncode == 0, registered.stderr
     old_cwd, old_env = os.getcwd(), dict(os.environ)
     os.chdir(tmp)  # outside ComfyUI the node puts runs in ./mvic_runs and LoRAs in ./models/loras
@@ -87,9 +106,23 @@ def trained(tmp_path_factory, sd_env, tiny_models):
     started = time.monotonic()
     try:
         out = node_class("MVIC_LoRATrainer").execute(
-            "dataset", "(use path input)", "(use path input)", "(use path input)", "(use path input)", "tiny_iclora", 4, 16, 1e-4, "cpu",
-            save_every_n_steps=2, extra_args=FAST, sd_scripts_dir="tiny", flux_path=tiny_models.flux.name, clip_l_path=tiny_models.clip_l.name,
-            t5xxl_path=tiny_models.t5xxl.name, ae_path=tiny_models.ae.name,
+            "dataset",
+            "(use path input)",
+            "(use path input)",
+            "(use path input)",
+            "(use path input)",
+            "tiny_iclora",
+            4,
+            16,
+            1e-4,
+            "cpu",
+            save_every_n_steps=2,
+            extra_args=FAST,
+            sd_scripts_dir="tiny",
+            flux_path=tiny_models.flux.name,
+            clip_l_path=tiny_models.clip_l.name,
+            t5xxl_path=tiny_models.t5xxl.name,
+            ae_path=tiny_models.ae.name,
         )
     finally:
         os.chdir(old_cwd)
@@ -103,7 +136,9 @@ def test_node_trains_end_to_end_and_the_lora_lands_with_metadata(trained):
     assert Path(lora_path) == trained["tmp"] / "models" / "loras" / "mvic" / "tiny_iclora.safetensors"
     header = mvic_module("flux_files").safetensors_header(Path(lora_path))
     keys = [k for k in header if k != "__metadata__"]
-    assert any(k.startswith("lora_unet_double_blocks_") for k in keys) and any(k.startswith("lora_unet_single_blocks_") for k in keys)
+    assert any(k.startswith("lora_unet_double_blocks_") for k in keys) and any(
+        k.startswith("lora_unet_single_blocks_") for k in keys
+    )
     meta = header["__metadata__"]
     assert json.loads(meta["mvic_layout"]) == {"rows": 2, "cols": 2, "panel_width": 128, "panel_height": 128}
     assert json.loads(meta["mvic_markers"])["prefix"] == "[FOUR-VIEWS]" and meta["mvic_steps"] == "4"
@@ -144,7 +179,9 @@ def test_a_dataset_without_images_is_refused_before_launch(tmp_path, sd_env, tin
     for image in (dataset / "images").glob("*.png"):
         image.unlink()
     with pytest.raises(trainer.TrainingError, match="holds no images"):
-        trainer.train_lora(settings_for(tmp_path, tiny_models, dataset, steps=2), sd_env, tmp_path / "loras", "x", "cpu")
+        trainer.train_lora(
+            settings_for(tmp_path, tiny_models, dataset, steps=2), sd_env, tmp_path / "loras", "x", "cpu"
+        )
     assert not (tmp_path / "loras").exists() and not (tmp_path / "run").exists()
 
 
@@ -161,8 +198,14 @@ def test_interrupt_ends_the_whole_process_tree_quickly(tmp_path, sd_env, tiny_mo
         return False
 
     with pytest.raises(process.TrainingInterrupted):
-        trainer.train_lora(settings_for(tmp_path, tiny_models, dataset, steps=50), sd_env, tmp_path / "loras", "x", "cpu",
-                           trainer.TrainingCallbacks(should_stop=should_stop))
+        trainer.train_lora(
+            settings_for(tmp_path, tiny_models, dataset, steps=50),
+            sd_env,
+            tmp_path / "loras",
+            "x",
+            "cpu",
+            trainer.TrainingCallbacks(should_stop=should_stop),
+        )
     gone_after = time.monotonic() - requested["at"]
     assert gone_after <= 5.0, f"took {gone_after:.1f} s"
     assert _processes_mentioning(str(tmp_path / "run")) == []
@@ -176,8 +219,8 @@ PARENT = textwrap.dedent(
     from packload import mvic_module
     a, t, e = mvic_module("training.arguments"), mvic_module("training.trainer"), mvic_module("training.environment")
     models = a.FluxModelFiles(P({flux!r}), P({clip!r}), P({t5!r}), P({ae!r}))
-    settings = a.TrainingSettings(dataset_dir=P({dataset!r}), models=models, run_dir=P({run!r}), output_name="tiny", steps=4, save_every_n_steps=2,
-                                  extra_args={extra!r})
+    settings = a.TrainingSettings(dataset_dir=P({dataset!r}), models=models, run_dir=P({run!r}), output_name="tiny",
+                                  steps=4, save_every_n_steps=2, extra_args={extra!r})
     t.train_lora(settings, e.TrainerEnvironment(P({checkout!r}), {python!r}), P({loras!r}), "resumed", "cpu")
     """
 )
@@ -189,9 +232,19 @@ def test_sigkill_of_the_parent_kills_training_and_a_rerun_resumes(tmp_path, sd_e
     had the user's API keys; the same run name then resumes."""
     dataset = make_dataset(tmp_path / "dataset", sets=1)
     run = tmp_path / "run"
-    code = PARENT.format(tests=str(ROOT / "tests"), flux=str(tiny_models.flux), clip=str(tiny_models.clip_l), t5=str(tiny_models.t5xxl),
-                         ae=str(tiny_models.ae), dataset=str(dataset), run=str(run), checkout=str(sd_env.checkout), python=sd_env.python,
-                         loras=str(tmp_path / "loras"), extra=WITH_WORKER)
+    code = PARENT.format(
+        tests=str(ROOT / "tests"),
+        flux=str(tiny_models.flux),
+        clip=str(tiny_models.clip_l),
+        t5=str(tiny_models.t5xxl),
+        ae=str(tiny_models.ae),
+        dataset=str(dataset),
+        run=str(run),
+        checkout=str(sd_env.checkout),
+        python=sd_env.python,
+        loras=str(tmp_path / "loras"),
+        extra=WITH_WORKER,
+    )
     parent = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **SECRETS})
     state = run / "output" / "attempt1" / "tiny-step00000002-state" / "scheduler.bin"
     deadline = time.monotonic() + 240
@@ -213,12 +266,29 @@ def test_sigkill_of_the_parent_kills_training_and_a_rerun_resumes(tmp_path, sd_e
     assert not list(run.glob("output/*/tiny.safetensors"))
 
     seen = []
-    result = trainer.train_lora(settings_for(tmp_path, tiny_models, dataset, steps=4, save_every_n_steps=2, extra=WITH_WORKER), sd_env,
-                                tmp_path / "loras", "resumed", "cpu", trainer.TrainingCallbacks(on_progress=seen.append))
+    result = trainer.train_lora(
+        settings_for(tmp_path, tiny_models, dataset, steps=4, save_every_n_steps=2, extra=WITH_WORKER),
+        sd_env,
+        tmp_path / "loras",
+        "resumed",
+        "cpu",
+        trainer.TrainingCallbacks(on_progress=seen.append),
+    )
     assert result.resumed_from_step == 2
     assert [p.step for p in seen if p.loss is not None][-1] == 4 and {p.total for p in seen} == {4}
-    assert mvic_module("training.run_state").newest_state(run / "output", "tiny", json.loads((run / "output" / "attempt2" / "mvic_attempt.json").read_text())["config"]).step == 4
-    assert (run / "output" / "attempt1" / "tiny-step00000002-state" / "model.safetensors").is_file()  # the resume point survived
+    assert (
+        mvic_module("training.run_state")
+        .newest_state(
+            run / "output",
+            "tiny",
+            json.loads((run / "output" / "attempt2" / "mvic_attempt.json").read_text())["config"],
+        )
+        .step
+        == 4
+    )
+    assert (
+        run / "output" / "attempt1" / "tiny-step00000002-state" / "model.safetensors"
+    ).is_file()  # the resume point survived
     assert result.lora_path.is_file() and result.losses[-1][0] == 4
     # One loss line per step across the killed attempt and the resumed one (issue 14.5).
     assert [json.loads(line)["step"] for line in (run / "losses.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
@@ -245,8 +315,12 @@ def test_the_lora_applies_in_real_comfyui_with_no_unmatched_keys(trained, tiny_m
         pytest.skip("real-ComfyUI check: set COMFYUI_DIR (and COMFYUI_PYTHON)")
     comfy_dir, python = paths
     lora = trained["out"].result[0]
-    out = subprocess.run([python, str(ROOT / "tests" / "lora_check_comfyui.py"), str(comfy_dir), str(tiny_models.flux), lora],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [python, str(ROOT / "tests" / "lora_check_comfyui.py"), str(comfy_dir), str(tiny_models.flux), lora],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "RESULT " in out.stdout, out.stderr[-3000:]
     result = json.loads(out.stdout.split("RESULT ", 1)[1])
     assert result["unmatched"] == [] and result["patched_weights"] == result["modules"] > 0
@@ -256,7 +330,12 @@ def test_the_lora_loads_in_diffusers_through_peft(trained):
     pytest.importorskip("diffusers")
     pytest.importorskip("peft")
     lora = trained["out"].result[0]
-    out = subprocess.run([sys.executable, str(ROOT / "tests" / "lora_check_diffusers.py"), lora], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "lora_check_diffusers.py"), lora],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "RESULT " in out.stdout, out.stderr[-3000:]
     result = json.loads(out.stdout.split("RESULT ", 1)[1])
     assert result["injected"] == result["expected"] > result["file_modules"] > 0  # every module, fused ones split

@@ -1,5 +1,6 @@
 """Trainer pieces that need no sd-scripts: presets, arguments, progress parsing, caches,
 model-file checks, LoRA metadata, environment errors."""
+
 import json
 import struct
 import sys
@@ -39,7 +40,8 @@ def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]], met
 
 
 @pytest.mark.parametrize(
-    "gib, name", [(79.6, "80"), (139.8, "80"), (47.5, "48"), (44.0, "48"), (23.6, "24"), (15.7, "16"), (11.6, "12"), (7.6, "8")]
+    "gib, name",
+    [(79.6, "80"), (139.8, "80"), (47.5, "48"), (44.0, "48"), (23.6, "24"), (15.7, "16"), (11.6, "12"), (7.6, "8")],
 )
 def test_preset_from_reported_gib(gib, name):
     assert presets.preset_for_gib(gib).name == name
@@ -55,19 +57,37 @@ def test_preset_resolution_and_next_lower():
 
 
 def settings(tmp_path, **kw):
-    models = arguments.FluxModelFiles(tmp_path / "f.safetensors", tmp_path / "c.safetensors", tmp_path / "t.safetensors", tmp_path / "a.safetensors")
-    return arguments.TrainingSettings(dataset_dir=tmp_path / "ds", models=models, run_dir=tmp_path / "run", output_name="lora", **kw)
+    models = arguments.FluxModelFiles(
+        tmp_path / "f.safetensors", tmp_path / "c.safetensors", tmp_path / "t.safetensors", tmp_path / "a.safetensors"
+    )
+    return arguments.TrainingSettings(
+        dataset_dir=tmp_path / "ds", models=models, run_dir=tmp_path / "run", output_name="lora", **kw
+    )
 
 
 @pytest.mark.parametrize("name", list(presets.PRESETS) + ["cpu"])
 def test_arguments_for_every_preset(tmp_path, name):
     preset = presets.CPU_PRESET if name == "cpu" else presets.PRESETS[name]
-    args = arguments.training_arguments(settings(tmp_path, steps=300, sample_every_n_steps=50, sample_prompts=["x"]), preset)
+    args = arguments.training_arguments(
+        settings(tmp_path, steps=300, sample_every_n_steps=50, sample_prompts=["x"]), preset
+    )
     joined = " ".join(args)
-    for expected in ("--network_module networks.lora_flux", "--network_dim 16", "--network_alpha 16", "--network_train_unet_only",
-                     "--guidance_scale 1.0", "--timestep_sampling shift", "--discrete_flow_shift 3.1582", "--model_prediction_type raw",
-                     "--cache_latents_to_disk", "--cache_text_encoder_outputs_to_disk", "--save_state", "--max_train_steps 300",
-                     f"--dataset_config {tmp_path / 'run' / 'dataset.toml'}", "--sample_every_n_steps 50"):
+    for expected in (
+        "--network_module networks.lora_flux",
+        "--network_dim 16",
+        "--network_alpha 16",
+        "--network_train_unet_only",
+        "--guidance_scale 1.0",
+        "--timestep_sampling shift",
+        "--discrete_flow_shift 3.1582",
+        "--model_prediction_type raw",
+        "--cache_latents_to_disk",
+        "--cache_text_encoder_outputs_to_disk",
+        "--save_state",
+        "--max_train_steps 300",
+        f"--dataset_config {tmp_path / 'run' / 'dataset.toml'}",
+        "--sample_every_n_steps 50",
+    ):
         assert expected in joined, expected
     assert ("--fp8_base" in args) == preset.fp8_base
     assert ("--gradient_checkpointing" in args) == preset.gradient_checkpointing
@@ -76,15 +96,24 @@ def test_arguments_for_every_preset(tmp_path, name):
     assert args[args.index("--mixed_precision") + 1] == "bf16"
 
 
-@pytest.mark.parametrize("choice, preset, steps, warm, expected", [
-    ("auto", "80", 199, False, False),  # cold cache: block-wise compile 30-48 s vs ~0.25 s saved a step (H200) -> from 200 steps
-    ("auto", "80", 200, False, True),
-    ("auto", "80", 49, True, False),  # warm cache: 14 s -> from 50 steps
-    ("auto", "80", 50, True, True),
-    ("auto", "24", 5000, True, False),  # not measured with compile: eager unless asked
-    ("on", "24", 10, False, True),
-    ("off", "80", 5000, True, False),
-])
+@pytest.mark.parametrize(
+    "choice, preset, steps, warm, expected",
+    [
+        (
+            "auto",
+            "80",
+            199,
+            False,
+            False,
+        ),  # cold cache: block-wise compile 30-48 s vs ~0.25 s saved a step (H200) -> from 200 steps
+        ("auto", "80", 200, False, True),
+        ("auto", "80", 49, True, False),  # warm cache: 14 s -> from 50 steps
+        ("auto", "80", 50, True, True),
+        ("auto", "24", 5000, True, False),  # not measured with compile: eager unless asked
+        ("on", "24", 10, False, True),
+        ("off", "80", 5000, True, False),
+    ],
+)
 def test_compile_only_when_the_run_repays_it(tmp_path, choice, preset, steps, warm, expected):
     if warm:
         (tmp_path / f"mvic-compiled-preset-{preset}").touch()
@@ -103,7 +132,14 @@ def test_compile_in_extra_args_is_not_doubled_and_bad_choice_names_the_fix(tmp_p
 
 
 def test_extra_args_come_last_and_flux_shift_drops_the_fixed_shift(tmp_path):
-    args = arguments.training_arguments(settings(tmp_path, timestep_sampling="flux_shift", extra_args='--network_args "train_blocks=single" --lr_warmup_steps 10'), presets.PRESETS["24"])
+    args = arguments.training_arguments(
+        settings(
+            tmp_path,
+            timestep_sampling="flux_shift",
+            extra_args='--network_args "train_blocks=single" --lr_warmup_steps 10',
+        ),
+        presets.PRESETS["24"],
+    )
     assert args[-4:] == ["--network_args", "train_blocks=single", "--lr_warmup_steps", "10"]
     assert "--discrete_flow_shift" not in args
     with pytest.raises(ValueError, match="quote"):
@@ -112,7 +148,16 @@ def test_extra_args_come_last_and_flux_shift_drops_the_fixed_shift(tmp_path):
 
 def test_multi_gpu_uses_accelerate(tmp_path):
     command = arguments.launch_command("py", tmp_path, tmp_path / "launch.py", 123, ["--a"], gpu_ids=(0, 1))
-    assert command[:8] == ["py", str(tmp_path / "launch.py"), "--watch-parent", "123", "--accelerate", "--num-processes", "2", "--"]
+    assert command[:8] == [
+        "py",
+        str(tmp_path / "launch.py"),
+        "--watch-parent",
+        "123",
+        "--accelerate",
+        "--num-processes",
+        "2",
+        "--",
+    ]
 
 
 def test_sample_prompt_file_cannot_be_injected():
@@ -130,7 +175,9 @@ def test_progress_parser_on_real_sd_scripts_output():
     with_loss = [p for p in steps if p.loss is not None]
     assert with_loss and all(np.isfinite(p.loss) for p in with_loss)
     assert any(p.seconds_per_step and p.seconds_per_step > 1 for p in steps)  # "6.43s/it"
-    assert progress.parse_step("steps:  10%|█  | 5/50 [00:02<00:18,  2.50it/s, avr_loss=0.42]").seconds_per_step == pytest.approx(0.4)
+    assert progress.parse_step(
+        "steps:  10%|█  | 5/50 [00:02<00:18,  2.50it/s, avr_loss=0.42]"
+    ).seconds_per_step == pytest.approx(0.4)
     assert progress.is_out_of_memory("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
     assert progress.is_no_data("ERROR    No data found. Please verify arguments")
 
@@ -144,10 +191,19 @@ def test_model_file_checks_name_the_file_and_the_fix(tmp_path):
     (tmp_path / "FLUX.1-dev").mkdir()
     with pytest.raises(model_files.ModelFileError, match="diffusers folder"):
         model_files.check_model_file(tmp_path / "FLUX.1-dev", "flux")
-    scaled = write_safetensors(tmp_path / "t5_scaled.safetensors", {"encoder.block.0.layer.0.SelfAttention.q.weight": ("F8_E4M3", [4, 4]), "scaled_fp8": ("F8_E4M3", [0])})
+    scaled = write_safetensors(
+        tmp_path / "t5_scaled.safetensors",
+        {"encoder.block.0.layer.0.SelfAttention.q.weight": ("F8_E4M3", [4, 4]), "scaled_fp8": ("F8_E4M3", [0])},
+    )
     with pytest.raises(model_files.ModelFileError, match="scaled.*t5xxl_fp16"):
         model_files.check_model_file(scaled, "t5xxl")
-    aio = write_safetensors(tmp_path / "aio.safetensors", {"model.diffusion_model.double_blocks.0.img_attn.qkv.weight": ("BF16", [4, 4]), "vae.decoder.conv_in.weight": ("BF16", [1])})
+    aio = write_safetensors(
+        tmp_path / "aio.safetensors",
+        {
+            "model.diffusion_model.double_blocks.0.img_attn.qkv.weight": ("BF16", [4, 4]),
+            "vae.decoder.conv_in.weight": ("BF16", [1]),
+        },
+    )
     with pytest.raises(model_files.ModelFileError, match="all-in-one"):
         model_files.check_model_file(aio, "flux")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00\x01")
@@ -158,12 +214,18 @@ def test_model_file_checks_name_the_file_and_the_fix(tmp_path):
 
 
 def test_lora_metadata_is_added_without_touching_tensors(tmp_path):
-    source = write_safetensors(tmp_path / "out.safetensors", {"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": ("F32", [16, 8])}, metadata={"ss_x": "1"})
-    target = lora_file.write_with_metadata(source, tmp_path / "loras" / "mvic" / "a.safetensors", {"mvic_layout": '{"rows": 2}', "mvic_trigger": "t"})
+    source = write_safetensors(
+        tmp_path / "out.safetensors",
+        {"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": ("F32", [16, 8])},
+        metadata={"ss_x": "1"},
+    )
+    target = lora_file.write_with_metadata(
+        source, tmp_path / "loras" / "mvic" / "a.safetensors", {"mvic_layout": '{"rows": 2}', "mvic_trigger": "t"}
+    )
     meta = lora_file.read_metadata(target)
     assert meta == {"ss_x": "1", "mvic_layout": '{"rows": 2}', "mvic_trigger": "t"}
     src, dst = source.read_bytes(), target.read_bytes()
-    assert src[8 + struct.unpack("<Q", src[:8])[0]:] == dst[8 + struct.unpack("<Q", dst[:8])[0]:]
+    assert src[8 + struct.unpack("<Q", src[:8])[0] :] == dst[8 + struct.unpack("<Q", dst[:8])[0] :]
     assert (8 + struct.unpack("<Q", dst[:8])[0]) % 8 == 0
     with pytest.raises(ValueError, match="mvic_"):
         lora_file.write_with_metadata(source, tmp_path / "b.safetensors", {"layout": "x"})
@@ -175,7 +237,11 @@ def _dataset(tmp_path):
     for name in ("a", "b"):
         image = np.full((32, 64, 3), ord(name), np.uint8)
         panels = [datatypes.PanelSource(name, "mug", f"/nowhere/{name}{i}.jpg", i) for i in range(2)]
-        items.append(datatypes.Composite(name, "mug", layout_mod.CompositeLayout(1, 2, 32, 32), markers.markers_for(1, 2), image, panels))
+        items.append(
+            datatypes.Composite(
+                name, "mug", layout_mod.CompositeLayout(1, 2, 32, 32), markers.markers_for(1, 2), image, panels
+            )
+        )
     folder = tmp_path / "ds"
     mvic_module("export.dataset").save_dataset(datatypes.Composites(items), folder, trigger="mvtok")
     return folder, items
@@ -200,6 +266,7 @@ def test_stale_caches_are_deleted_when_images_or_captions_change(tmp_path):
         for stem in stems:
             (view / f"{stem}_0064x0032_flux.npz").write_bytes(b"latents")
             (view / f"{stem}_flux_te.npz").write_bytes(b"te")
+
     make_caches()
     assert len(prepare()[1]) == 4  # no record yet: provenance unknown
     make_caches()
@@ -214,7 +281,9 @@ def test_stale_caches_are_deleted_when_images_or_captions_change(tmp_path):
     items[1].image[:] = 7  # b's pixels change -> its latents are stale, its caption is not
     mvic_module("export.dataset").save_dataset(mvic_module("datatypes").Composites(items), folder, trigger="mvtok")
     assert prepare()[1] == [f"{stems[1]}_0064x0032_flux.npz"]
-    assert not list(folder.rglob("*.npz")) and not (folder / run_state.CACHE_STATE).exists()  # nothing written into the dataset
+    assert (
+        not list(folder.rglob("*.npz")) and not (folder / run_state.CACHE_STATE).exists()
+    )  # nothing written into the dataset
 
 
 def test_dataset_metadata_for_the_sampler(tmp_path):
@@ -238,12 +307,16 @@ def test_the_lora_metadata_codec_carries_the_trigger_to_the_sampler():
 
 def test_newest_state_counts_real_steps_across_attempts(tmp_path):
     """sd-scripts restarts its counter on resume: attempt 2 (from step 2) calls its step 2 'step00000002'."""
+
     def save(attempt_base, name, step, complete=True):
         folder = tmp_path / f"attempt{attempt_base[0]}" / name
         folder.mkdir(parents=True)
         files = run_state.STATE_FILES if complete else ("train_state.json",)
         for file in files:
-            (folder / file).write_text(json.dumps({"current_epoch": 1, "current_step": step}) if file == "train_state.json" else "x")
+            (folder / file).write_text(
+                json.dumps({"current_epoch": 1, "current_step": step}) if file == "train_state.json" else "x"
+            )
+
     assert run_state.begin_attempt(tmp_path, 0, "cfg") == 1
     save((1, 0), "lora-step00000002-state", 2)
     assert run_state.begin_attempt(tmp_path, 2, "cfg") == 2
@@ -275,7 +348,9 @@ def test_wrong_environment_is_reported_exactly(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True, timeout=120)
     (tmp_path / "flux_train_network.py").write_text("")
     (tmp_path / "requirements.txt").write_text("transformers==4.54.1\ndiffusers[torch]==0.32.1\n")
-    report = environment.check_environment(environment.TrainerEnvironment(tmp_path, str(tmp_path / "bare" / "bin" / "python")))
+    report = environment.check_environment(
+        environment.TrainerEnvironment(tmp_path, str(tmp_path / "bare" / "bin" / "python"))
+    )
     assert not report.ok
     text = report.text()
     for name in ("torch", "transformers", "diffusers", "accelerate", "safetensors"):
@@ -301,13 +376,33 @@ def test_setup_trainer_dry_run_prints_a_venv_from_the_checkouts_requirements(tmp
     import subprocess
 
     (tmp_path / "flux_train_network.py").write_text("")
-    out = subprocess.run([sys.executable, "-m", "mvic", "setup-trainer", "--sd-scripts", str(tmp_path), "--torch", "torch==2.7.1", "--dry-run"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mvic",
+            "setup-trainer",
+            "--sd-scripts",
+            str(tmp_path),
+            "--torch",
+            "torch==2.7.1",
+            "--dry-run",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].endswith(f"-m venv {tmp_path / 'venv'}")
     assert lines[2].endswith("-m pip install torch==2.7.1") and lines[3].endswith("-m pip install -r requirements.txt")
     assert not (tmp_path / "venv").exists()
-    bad = subprocess.run([sys.executable, "-m", "mvic", "setup-trainer", "--sd-scripts", str(tmp_path / "nope"), "--dry-run"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "mvic", "setup-trainer", "--sd-scripts", str(tmp_path / "nope"), "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "not an sd-scripts checkout" in bad.stderr

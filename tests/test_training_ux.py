@@ -1,15 +1,16 @@
 """Trainer UX (issue 14, point 5).
 
-    1. `setup-trainer` picks CPU torch where no NVIDIA GPU is visible and says so; an explicit --torch wins;
-       the README documents --torch
-    2. `check-trainer` (the real sd-scripts Python, on this GPU-less machine) says training would run on the CPU
-    3. the phases before training, read from a real sd-scripts log
-    4. `python -m mvic train` with the real sd-scripts: phase lines, each step's own loss (one line per step,
-       equal to losses.jsonl, consistent with sd-scripts' running average), modelspec.resolution = the
-       composites' size, started_by.json = the command line
-    5. LoRATrainer in a real ComfyUI over /prompt: phase and step-loss text under the node, the bar through
-       the caching phases, started_by.json = the prompt and workflow that was queued
+1. `setup-trainer` picks CPU torch where no NVIDIA GPU is visible and says so; an explicit --torch wins;
+   the README documents --torch
+2. `check-trainer` (the real sd-scripts Python, on this GPU-less machine) says training would run on the CPU
+3. the phases before training, read from a real sd-scripts log
+4. `python -m mvic train` with the real sd-scripts: phase lines, each step's own loss (one line per step,
+   equal to losses.jsonl, consistent with sd-scripts' running average), modelspec.resolution = the
+   composites' size, started_by.json = the command line
+5. LoRATrainer in a real ComfyUI over /prompt: phase and step-loss text under the node, the bar through
+   the caching phases, started_by.json = the prompt and workflow that was queued
 """
+
 import json
 import os
 import re
@@ -31,8 +32,14 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 def _setup_dry_run(checkout: Path, path: str, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": path}
-    return subprocess.run([sys.executable, "-m", "mvic", "setup-trainer", "--sd-scripts", str(checkout), "--dry-run",
-                           *extra], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "mvic", "setup-trainer", "--sd-scripts", str(checkout), "--dry-run", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def _path_without_nvidia_smi(tmp_path: Path) -> str:
@@ -84,8 +91,9 @@ def test_readme_documents_torch():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     training = readme.split("\n## Training (LoRATrainer)", 1)[1].split("\n## ", 1)[0]
     assert "`setup-trainer --torch`" in training and CPU_INDEX in training and "nvidia-smi" in training
-    help_text = subprocess.run([sys.executable, "-m", "mvic", "setup-trainer", "--help"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=60).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "mvic", "setup-trainer", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    ).stdout
     assert "--torch" in help_text and "CPU torch" in help_text
 
 
@@ -95,8 +103,13 @@ def test_check_trainer_says_plainly_that_training_would_run_on_the_cpu():
     paths = sd_scripts_paths()
     if paths is None:
         pytest.skip(SKIP_REASON)
-    out = subprocess.run([sys.executable, "-m", "mvic", "check-trainer", "--sd-scripts", str(paths[0]), "--python",
-                          paths[1]], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "mvic", "check-trainer", "--sd-scripts", str(paths[0]), "--python", paths[1]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     print(f"\n{out.stdout}")
     if re.search(r"^  GPU \d+:", out.stdout, re.MULTILINE):
         pytest.skip("this sd-scripts Python sees a CUDA GPU")
@@ -132,6 +145,7 @@ def test_losses_file_keeps_the_steps_before_a_resume(tmp_path):
 
 
 # ---- real sd-scripts (run under the heavy lock) ----
+
 
 @pytest.fixture(scope="module")
 def sd_setup(tmp_path_factory):
@@ -169,7 +183,7 @@ def _check_running_average(run: Path, losses: list[tuple[int, float]]) -> None:
             shown[step.step] = step.loss  # the last redraw of a step carries that step's average
     values = [loss for _, loss in losses]
     for step, average in shown.items():
-        window = values[max(0, step - per_epoch):step]
+        window = values[max(0, step - per_epoch) : step]
         assert average == pytest.approx(float(np.mean(window)), rel=6e-3, abs=6e-3), (step, average, values)
     assert len(set(values)) == len(values)  # full precision, not a rounded running average
 
@@ -183,11 +197,38 @@ def _modelspec_resolution(lora: Path) -> str:
 def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(sd_setup, tmp_path):
     m = sd_setup["models"]
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "mvic", "train", "--dataset", str(sd_setup["dataset"]), "--flux", str(m["flux"]),
-               "--clip-l", str(m["clip_l"]), "--t5xxl", str(m["t5xxl"]), "--ae", str(m["ae"]), "--name", "wide",
-               "--run-dir", str(run), "--loras-dir", str(tmp_path / "loras"), "--steps", "4", "--save-every", "2",
-               "--preset", "cpu", "--sd-scripts", str(sd_setup["checkout"]), "--extra-args",
-               "--t5xxl_max_token_length 64"]
+    command = [
+        sys.executable,
+        "-m",
+        "mvic",
+        "train",
+        "--dataset",
+        str(sd_setup["dataset"]),
+        "--flux",
+        str(m["flux"]),
+        "--clip-l",
+        str(m["clip_l"]),
+        "--t5xxl",
+        str(m["t5xxl"]),
+        "--ae",
+        str(m["ae"]),
+        "--name",
+        "wide",
+        "--run-dir",
+        str(run),
+        "--loras-dir",
+        str(tmp_path / "loras"),
+        "--steps",
+        "4",
+        "--save-every",
+        "2",
+        "--preset",
+        "cpu",
+        "--sd-scripts",
+        str(sd_setup["checkout"]),
+        "--extra-args",
+        "--t5xxl_max_token_length 64",
+    ]
     env = {**os.environ, "SD_SCRIPTS_PYTHON": sd_setup["python"], "MVIC_TEST_MARKER": "not-recorded"}
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -195,9 +236,15 @@ def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(sd_setup, 
     print("\n" + "\n".join(line for line in lines if line.startswith(("[mvic] loading", "[mvic] caching", "step "))))
     # Phases, in order, with their counts.
     phase_lines = [line for line in lines if line.startswith("[mvic] ") and not line.startswith("[mvic] preset")]
-    for expected in ("[mvic] loading models 4/4", "[mvic] caching latents 2/2", "[mvic] caching text-encoder outputs 2/2"):
+    for expected in (
+        "[mvic] loading models 4/4",
+        "[mvic] caching latents 2/2",
+        "[mvic] caching text-encoder outputs 2/2",
+    ):
         assert expected in phase_lines, out.stdout
-    assert any(line.startswith("[mvic] loading models 0/4 (") and line.endswith(".safetensors)") for line in phase_lines)
+    assert any(
+        line.startswith("[mvic] loading models 0/4 (") and line.endswith(".safetensors)") for line in phase_lines
+    )
     order = [lines.index(t) for t in ("[mvic] loading models 4/4", "[mvic] caching text-encoder outputs 2/2")]
     assert order == sorted(order) and order[-1] < lines.index(next(line for line in lines if line.startswith("step ")))
     # One line per step, each with that step's own loss, equal to losses.jsonl.
@@ -226,10 +273,13 @@ def _train_in_comfyui(server, prompt: dict, workflow: dict, timeout: float) -> t
 
     client = uuid.uuid4().hex
     try:
-        with connect(f"ws://127.0.0.1:{server.port}/ws?clientId={client}", max_size=2**26, ping_interval=None,
-                     open_timeout=60) as socket:
-            queued = server.post("/prompt", {"prompt": prompt, "client_id": client,
-                                             "extra_data": {"extra_pnginfo": {"workflow": workflow}}})
+        with connect(
+            f"ws://127.0.0.1:{server.port}/ws?clientId={client}", max_size=2**26, ping_interval=None, open_timeout=60
+        ) as socket:
+            queued = server.post(
+                "/prompt",
+                {"prompt": prompt, "client_id": client, "extra_data": {"extra_pnginfo": {"workflow": workflow}}},
+            )
             frames, events = receive_until_done(socket, queued["prompt_id"], timeout=timeout)
     finally:
         server.stop()
@@ -270,7 +320,7 @@ def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(sd_set
 
 # ---- the node in a real ComfyUI with a stand-in trainer (no heavy lock needed) ----
 
-REPLAY = '''
+REPLAY = """
 import json, struct, sys, time
 from pathlib import Path
 from library import train_util  # the real checkout's recorder: the launcher's hook reports from it
@@ -290,7 +340,7 @@ header = json.dumps({{"__metadata__": {{"modelspec.resolution": "1024x1024"}},
                       "w": {{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}}}).encode()
 out = Path(args[args.index("--output_dir") + 1]) / (args[args.index("--output_name") + 1] + ".safetensors")
 out.write_bytes(struct.pack("<Q", len(header)) + header + b"\\0\\0\\0\\0")
-'''
+"""
 STAND_IN_LOSSES = [0.8125, 0.4375, 0.6015625, 0.25]
 
 
@@ -308,19 +358,28 @@ def test_trainer_node_with_a_stand_in_trainer_shows_phases_losses_and_keeps_its_
     import tiny_models
 
     checkout = copy_checkout(paths[0], tmp_path / "stand_in")
-    (checkout / "flux_train_network.py").write_text(REPLAY.format(fixture=str(FIXTURES / "sdscripts_cpu_train.log"),
-                                                                  losses=STAND_IN_LOSSES))
-    files = {"flux": tiny_models.tiny_flux(), "clip_l": tiny_models.tiny_clip_l(), "t5xxl": tiny_models.zero_t5xxl(),
-             "ae": tiny_models.tiny_ae()}
+    (checkout / "flux_train_network.py").write_text(
+        REPLAY.format(fixture=str(FIXTURES / "sdscripts_cpu_train.log"), losses=STAND_IN_LOSSES)
+    )
+    files = {
+        "flux": tiny_models.tiny_flux(),
+        "clip_l": tiny_models.tiny_clip_l(),
+        "t5xxl": tiny_models.zero_t5xxl(),
+        "ae": tiny_models.tiny_ae(),
+    }
     setup = {"models": files, "dataset": _wide_dataset(tmp_path / "dataset"), "python": paths[1]}
     server = comfyui_with_sd_scripts(setup, tmp_path / "comfy", checkout)
     prompt = {"7": {"class_type": "MVIC_LoRATrainer", "inputs": tiny_trainer_inputs(setup, "wide", extra_args="")}}
     run, shown, events = _train_in_comfyui(server, prompt, WORKFLOW, timeout=300)
-    assert [t for t in shown if t.startswith("step ")] == [f"step {i}/4, loss {loss:.6g}"
-                                                          for i, loss in enumerate(STAND_IN_LOSSES, 1)]
+    assert [t for t in shown if t.startswith("step ")] == [
+        f"step {i}/4, loss {loss:.6g}" for i, loss in enumerate(STAND_IN_LOSSES, 1)
+    ]
     assert _losses(run) == list(enumerate(STAND_IN_LOSSES, 1))  # the steps' own losses, not the averages
-    ours = [(e["data"]["value"], e["data"]["max"]) for e in events
-            if e["type"] == "progress" and e["data"].get("node") == "7"]
+    ours = [
+        (e["data"]["value"], e["data"]["max"])
+        for e in events
+        if e["type"] == "progress" and e["data"].get("node") == "7"
+    ]
     assert (4, 4) in ours[:-4] and (2, 2) in ours[:-4] and ours[-4:] == [(1, 4), (2, 4), (3, 4), (4, 4)], ours
     _check_started_by_comfyui(run, prompt, WORKFLOW)
     assert _modelspec_resolution(tmp_path / "comfy" / "models" / "loras" / "mvic" / "wide.safetensors") == "256x128"

@@ -1,4 +1,5 @@
 """Acceptance 2: pose-based view selection on a realistic (uneven) capture."""
+
 import numpy as np
 from packload import mvic_module
 
@@ -16,7 +17,12 @@ def lingering_capture(n=48, seed=0):
     elevation = np.where(np.arange(n) < n // 2, np.radians(10), np.radians(45))
     radius = 3.0 + rng.normal(0, 0.05, n)
     centers = np.stack(
-        [radius * np.cos(elevation) * np.cos(azimuth), radius * np.cos(elevation) * np.sin(azimuth), radius * np.sin(elevation)], axis=1
+        [
+            radius * np.cos(elevation) * np.cos(azimuth),
+            radius * np.cos(elevation) * np.sin(azimuth),
+            radius * np.sin(elevation),
+        ],
+        axis=1,
     )
     centers += rng.normal(0, 0.05, centers.shape)
     return [sample_data.look_at_pose(c, target=rng.normal(0, 0.05, 3)) for c in centers]
@@ -29,8 +35,10 @@ def test_pose_selection_is_near_optimal_where_frame_order_is_not(capsys):
     by_pose = views.min_pairwise_angle(directions, views.select_views_by_pose(poses, 4))
     by_order = views.min_pairwise_angle(directions, views.select_views_evenly(len(poses), 4))
     with capsys.disabled():
-        print(f"\nmin pairwise angle, k=4: optimum {np.degrees(optimum):.1f} deg, by pose {np.degrees(by_pose):.1f} deg"
-              f" ({by_pose / optimum:.1%}), frame order {np.degrees(by_order):.1f} deg ({by_order / optimum:.1%})")
+        print(
+            f"\nmin pairwise angle, k=4: optimum {np.degrees(optimum):.1f} deg, by pose {np.degrees(by_pose):.1f} deg"
+            f" ({by_pose / optimum:.1%}), frame order {np.degrees(by_order):.1f} deg ({by_order / optimum:.1%})"
+        )
     assert by_pose >= 0.9 * optimum
     assert by_order < 0.5 * optimum
 
@@ -54,7 +62,9 @@ def test_even_spacing_on_a_closed_orbit_never_pairs_first_and_last():
 
 
 def test_view_angles_follow_the_orbit():
-    poses = [sample_data.look_at_pose(np.array([3 * np.cos(a), 3 * np.sin(a), 0.0])) for a in np.radians([0, 90, 180, 270])]
+    poses = [
+        sample_data.look_at_pose(np.array([3 * np.cos(a), 3 * np.sin(a), 0.0])) for a in np.radians([0, 90, 180, 270])
+    ]
     angles = views.view_angles(poses, [0, 1, 2, 3])
     assert [round(abs(a.azimuth_deg)) for a in angles] == [0, 90, 180, 90]
     assert angles[1].azimuth_deg * angles[3].azimuth_deg < 0  # opposite sides
@@ -67,7 +77,9 @@ def test_blurred_and_duplicate_frames_are_rejected(tmp_path):
     rng = np.random.default_rng(0)
     paths = []
     for i in range(6):
-        image = Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).resize((192, 192), Image.Resampling.NEAREST)
+        image = Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).resize(
+            (192, 192), Image.Resampling.NEAREST
+        )
         if i == 2:
             image = image.filter(ImageFilter.GaussianBlur(6))
         path = tmp_path / f"{i}.png"

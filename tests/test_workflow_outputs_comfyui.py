@@ -9,6 +9,7 @@ tests/test_workflows_comfyui.py does when nothing was trained: the result does n
 sd-scripts' numerics. MVIC_RECORD_WORKFLOW_OUTPUTS=1 rewrites the record (only ever before a
 change whose outputs must stay the same).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,10 @@ def _workflow_api():
 def _sources(name: str) -> dict[str, dict]:
     """label -> API prompt: the shipped file, the saved v2 API copy, the saved UI files converted."""
     converter = _workflow_api()
-    prompts = {"shipped": json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text(encoding="utf-8")),
-               "saved v2 api": json.loads((SAVED / "api" / f"{name}.v2.json").read_text(encoding="utf-8"))}
+    prompts = {
+        "shipped": json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text(encoding="utf-8")),
+        "saved v2 api": json.loads((SAVED / "api" / f"{name}.v2.json").read_text(encoding="utf-8")),
+    }
     for version in ("v1", "v2"):
         ui = json.loads((SAVED / f"{name}.{version}.json").read_text(encoding="utf-8"))
         prompts[f"saved {version} ui"] = converter.to_api(ui)
@@ -59,7 +62,9 @@ def _pixels_digest(path: Path) -> str:
 def _dataset_digest(folder: Path) -> dict[str, str]:
     out = {}
     for path in sorted((folder / "images").iterdir()):
-        out[path.name] = _pixels_digest(path) if path.suffix == ".png" else hashlib.sha256(path.read_bytes()).hexdigest()
+        out[path.name] = (
+            _pixels_digest(path) if path.suffix == ".png" else hashlib.sha256(path.read_bytes()).hexdigest()
+        )
     return out
 
 
@@ -90,16 +95,21 @@ def server(tmp_path_factory):
         folders[(models / relative).parent.name] = (models / relative).parent
     markers = {"prefix": "[FOUR-VIEWS]", "panels": ["[TOP-LEFT]", "[TOP-RIGHT]", "[BOTTOM-LEFT]", "[BOTTOM-RIGHT]"]}
     (models / "loras" / LORA).parent.mkdir(parents=True)
-    tiny_models.stand_in_lora(models / "loras" / LORA, {"mvic_layout": json.dumps(workflow_overrides.COMPOSITE),
-                                                       "mvic_markers": json.dumps(markers)})
+    tiny_models.stand_in_lora(
+        models / "loras" / LORA,
+        {"mvic_layout": json.dumps(workflow_overrides.COMPOSITE), "mvic_markers": json.dumps(markers)},
+    )
     folders["loras"] = models / "loras"
     base = tmp_path_factory.mktemp("outputs_base")
     (base / "input").mkdir()
     with Image.open(ROOT / "docs" / "example_composite.png") as composite:  # LoadImage's shipped file name
-        composite.convert("RGB").crop((0, 0, composite.width // 2, composite.height // 2)).save(base / "input" / "example.png")
+        composite.convert("RGB").crop((0, 0, composite.width // 2, composite.height // 2)).save(
+            base / "input" / "example.png"
+        )
     env = {"MVIC_SETTINGS": str(base / "settings.json")}
-    comfy = ComfyServer(*comfyui_paths(), base_dir=base, model_dirs=folders, flags=workflow_overrides.COMFYUI_FLAGS,
-                        env=env).start()
+    comfy = ComfyServer(
+        *comfyui_paths(), base_dir=base, model_dirs=folders, flags=workflow_overrides.COMFYUI_FLAGS, env=env
+    ).start()
     yield comfy
     comfy.stop()
 

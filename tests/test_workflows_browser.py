@@ -7,6 +7,7 @@ Needs COMFYUI_DIR (see comfy_harness.py), Chromium (`apt-get install -y chromium
 MVIC_CHROMIUM) and Python playwright (`pip install playwright`; no `playwright install`: it drives
 the system Chromium). Skips with the reason when one is missing.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,13 +25,23 @@ DOCS = ROOT / "docs"
 NAMES = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
 CHROMIUM = os.environ.get("MVIC_CHROMIUM", "/usr/bin/chromium")
 # Nothing but ComfyUI is reachable: the frontend's calls to the internet fail at once instead of hanging.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
 MISSING_NODES = '.global-dialog[aria-labelledby="global-missing-nodes"]'
 TOAST = ".p-toast-message"
 # Pre-seeded user settings: no first-visit Templates dialog over the graph; full detail at any zoom and
 # no minimap in the screenshots.
-SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, "LiteGraph.Canvas.MinFontSizeForLOD": 0,
-            "Comfy.Graph.CanvasInfo": False, "Comfy.Graph.CanvasMenu": False}
+SETTINGS = {
+    "Comfy.TutorialCompleted": True,
+    "Comfy.Minimap.Visible": False,
+    "LiteGraph.Canvas.MinFontSizeForLOD": 0,
+    "Comfy.Graph.CanvasInfo": False,
+    "Comfy.Graph.CanvasMenu": False,
+}
 SHOT_WIDTH, MARGIN = 1800, 30
 FIT = """() => {
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
@@ -52,7 +63,10 @@ def _skip_reason() -> str | None:
     if not Path(CHROMIUM).is_file():
         return f"real-frontend test: no Chromium at {CHROMIUM} (apt-get install -y chromium, or set MVIC_CHROMIUM)"
     if importlib.util.find_spec("playwright") is None:
-        return "real-frontend test: Python playwright is not installed (pip install playwright; no browser download needed)"
+        return (
+            "real-frontend test: Python playwright is not installed "
+            "(pip install playwright; no browser download needed)"
+        )
     return None
 
 
@@ -61,8 +75,12 @@ pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason(
 
 def _model_placeholders(folder: Path) -> dict[str, Path]:
     """Empty files under the names the workflows use, so their dropdowns hold those values."""
-    names = {"diffusion_models": ["flux1-dev.safetensors"], "text_encoders": ["clip_l.safetensors", "t5xxl_fp16.safetensors"],
-             "vae": ["ae.safetensors"], "loras": ["mvic/multiview_iclora.safetensors"]}
+    names = {
+        "diffusion_models": ["flux1-dev.safetensors"],
+        "text_encoders": ["clip_l.safetensors", "t5xxl_fp16.safetensors"],
+        "vae": ["ae.safetensors"],
+        "loras": ["mvic/multiview_iclora.safetensors"],
+    }
     for kind, files in names.items():
         for name in files:
             (folder / kind / name).parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +96,9 @@ def frontend(tmp_path_factory):
     # Pre-seeded user settings: no first-visit Templates dialog over the graph.
     (base / "user" / "default").mkdir(parents=True)
     (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps(SETTINGS))
-    server = ComfyServer(*comfyui_paths(), base_dir=base, model_dirs=_model_placeholders(tmp_path_factory.mktemp("models")))
+    server = ComfyServer(
+        *comfyui_paths(), base_dir=base, model_dirs=_model_placeholders(tmp_path_factory.mktemp("models"))
+    )
     (base / "input").mkdir(exist_ok=True)
     # LoadImage's default file, so the screenshot shows a reference photo: one view of the demo composite.
     from PIL import Image
@@ -89,7 +109,10 @@ def frontend(tmp_path_factory):
     try:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
-                str(base / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+                str(base / "chromium-profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
                 viewport={"width": 1600, "height": 1000},
             )
             page = context.pages[0] if context.pages else context.new_page()
@@ -98,9 +121,13 @@ def frontend(tmp_path_factory):
             page.goto(server.url, wait_until="domcontentloaded")  # never networkidle: the page keeps polling
             page.wait_for_function("window.app && app.graph && app.canvas", timeout=120_000)
             page.wait_for_timeout(1500)
-            for dialog in page.locator(".p-dialog-close-button, .p-dialog-header-close").all():  # in case a dialog opened anyway
+            for dialog in page.locator(
+                ".p-dialog-close-button, .p-dialog-header-close"
+            ).all():  # in case a dialog opened anyway
                 dialog.click()
-            page.evaluate("() => app.extensionManager.command.execute('Workspace.ToggleFocusMode')")  # the graph alone on screen
+            page.evaluate(
+                "() => app.extensionManager.command.execute('Workspace.ToggleFocusMode')"
+            )  # the graph alone on screen
             yield page, errors, server
             context.close()
     finally:
@@ -117,7 +144,9 @@ def _load(page, workflow: dict, name: str):
 
 def _normalise(value):
     """JSON as the browser writes it: 1.0 and 1 are the same number there."""
-    return json.loads(json.dumps(value), parse_float=lambda text: float(text) if float(text) != int(float(text)) else int(float(text)))
+    return json.loads(
+        json.dumps(value), parse_float=lambda text: float(text) if float(text) != int(float(text)) else int(float(text))
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -127,7 +156,9 @@ def test_workflow_loads_in_the_real_frontend(frontend, name):
     started = time.monotonic()
     _load(page, workflow, name)
 
-    assert page.locator(MISSING_NODES).count() == 0, f"{name}: missing-node dialog: {page.locator(MISSING_NODES).inner_text()[:500]}"
+    assert page.locator(MISSING_NODES).count() == 0, (
+        f"{name}: missing-node dialog: {page.locator(MISSING_NODES).inner_text()[:500]}"
+    )
     toasts = [t.inner_text() for t in page.locator(TOAST).all()]
     assert toasts == [], f"{name}: toast(s) after loading: {toasts}"
     state = page.evaluate(
@@ -142,8 +173,12 @@ def test_workflow_loads_in_the_real_frontend(frontend, name):
     assert set(loaded) == {node["id"] for node in workflow["nodes"]}
     for node in workflow["nodes"]:
         # Every value lands on the widget it was written for (a count mismatch would shift them).
-        assert _normalise(loaded[node["id"]].get("widgets_values")) == _normalise(node.get("widgets_values")), f"{name}: node {node['id']} {node['type']}"
-    links = sorted(tuple(link[:6]) if isinstance(link, list) else tuple(link.values())[:6] for link in state["graph"]["links"])
+        assert _normalise(loaded[node["id"]].get("widgets_values")) == _normalise(node.get("widgets_values")), (
+            f"{name}: node {node['id']} {node['type']}"
+        )
+    links = sorted(
+        tuple(link[:6]) if isinstance(link, list) else tuple(link.values())[:6] for link in state["graph"]["links"]
+    )
     assert links == sorted(tuple(link) for link in workflow["links"])
 
     # What the frontend would queue is exactly our API file (the converter agrees with the frontend).
@@ -160,7 +195,8 @@ def test_workflow_loads_in_the_real_frontend(frontend, name):
     scale = min((SHOT_WIDTH - 2 * MARGIN) / (x1 - x0), (height - 2 * MARGIN) / (y1 - y0))
     offset = [MARGIN / scale - x0, MARGIN / scale - y0]
     page.evaluate(
-        "([scale, offset]) => { app.canvas.ds.scale = scale; app.canvas.ds.offset = offset; app.canvas.setDirty(true, true); app.canvas.draw(true, true); }",
+        "([scale, offset]) => { app.canvas.ds.scale = scale; app.canvas.ds.offset = offset; "
+        "app.canvas.setDirty(true, true); app.canvas.draw(true, true); }",
         [scale, offset],
     )
     page.wait_for_timeout(500)
@@ -182,8 +218,11 @@ def _iclora_variants() -> dict[str, dict]:
     fixture = ROOT / "tests" / "fixtures" / "workflow_iclora_film_storyboard_2024.json"
     base = json.loads(fixture.read_text(encoding="utf-8"))
     variants = {"as saved": base}
-    for label, node_id, values in (("value left over", 3, ["ae.safetensors", "from a newer node"]),
-                                   ("values missing", 13, ["beta"]), ("no values", 1, None)):
+    for label, node_id, values in (
+        ("value left over", 3, ["ae.safetensors", "from a newer node"]),
+        ("values missing", 13, ["beta"]),
+        ("no values", 1, None),
+    ):
         workflow = json.loads(json.dumps(base))
         node = next(n for n in workflow["nodes"] if n["id"] == node_id)
         if values is None:

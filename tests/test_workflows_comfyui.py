@@ -9,6 +9,7 @@ the T5 in fp8 at ~10 GB. They never overlap: in full_pipeline FLUX is loaded onl
 (FluxLoaderAfterTraining), and each group of workflows gets its own ComfyUI process, stopped before
 the next one starts, so no cached T5 sits in RAM while sd-scripts runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,13 @@ WORKFLOWS = ROOT / "workflows"
 # (they sample with the LoRA it trained).
 ORDER = ["build_dataset", "train_lora", "full_pipeline", "text_to_views", "image_to_views"]
 # Which ComfyUI process (and base folder) runs each workflow; one process at a time.
-PHASE = {"build_dataset": "dataset", "train_lora": "dataset", "full_pipeline": "pipeline", "text_to_views": "sampling", "image_to_views": "sampling"}
+PHASE = {
+    "build_dataset": "dataset",
+    "train_lora": "dataset",
+    "full_pipeline": "pipeline",
+    "text_to_views": "sampling",
+    "image_to_views": "sampling",
+}
 BASE = {"dataset": "dataset", "pipeline": "pipeline", "sampling": "pipeline"}
 LORA = "mvic/multiview_iclora.safetensors"  # what the shipped trainers write and the sampling workflows pick
 PANEL = workflow_overrides.COMPOSITE["panel_width"]
@@ -56,7 +63,10 @@ def _wait_for_memory(gib: float, timeout: float = 300.0) -> None:
     while _available_gib() < gib and time.monotonic() - started < timeout:
         time.sleep(2)
     if time.monotonic() - started > 1:
-        print(f"\n[waited {time.monotonic() - started:.0f} s for {gib} GiB of free memory; {_available_gib():.1f} GiB now]")
+        print(
+            f"\n[waited {time.monotonic() - started:.0f} s for {gib} GiB of free memory; {_available_gib():.1f} "
+            "GiB now]"
+        )
 
 
 def _rss_gib(pid: int) -> float:
@@ -114,8 +124,13 @@ class Servers:
             self.stop()
             base = self.root / BASE[phase]
             (base / "user" / "default").mkdir(parents=True, exist_ok=True)
-            self.server = ComfyServer(*comfyui_paths(), base_dir=base, model_dirs=self.model_dirs,
-                                             flags=workflow_overrides.COMFYUI_FLAGS, env=self.env).start()
+            self.server = ComfyServer(
+                *comfyui_paths(),
+                base_dir=base,
+                model_dirs=self.model_dirs,
+                flags=workflow_overrides.COMFYUI_FLAGS,
+                env=self.env,
+            ).start()
             self.phase = phase
         return self.server
 
@@ -150,8 +165,24 @@ def servers(tmp_path_factory, model_dirs):
     env = {"MVIC_SETTINGS": str(root / "settings.json"), "SD_SCRIPTS_DIR": "", "SD_SCRIPTS_PYTHON": ""}
     sd = sd_scripts_paths()
     if sd is not None:
-        setup = subprocess.run([sys.executable, "-m", "mvic", "setup-trainer", "--sd-scripts", str(sd[0]), "--python", sd[1],
-                                "--settings", env["MVIC_SETTINGS"]], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        setup = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mvic",
+                "setup-trainer",
+                "--sd-scripts",
+                str(sd[0]),
+                "--python",
+                sd[1],
+                "--settings",
+                env["MVIC_SETTINGS"],
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert setup.returncode == 0 and "ready to train" in setup.stdout, setup.stdout + setup.stderr
     pool = Servers(root, model_dirs, env)
     yield pool
@@ -218,14 +249,18 @@ def _assert_sampled(entry: dict, server: ComfyServer, prompt: dict) -> tuple[np.
 
 
 def _assert_dataset(folder: Path) -> None:
-    assert all((folder / name).is_file() for name in ("dataset.toml", "metadata.jsonl", "ai_toolkit.yaml", "contact_sheet.png"))
+    assert all(
+        (folder / name).is_file() for name in ("dataset.toml", "metadata.jsonl", "ai_toolkit.yaml", "contact_sheet.png")
+    )
     images = sorted((folder / "images").glob("*.png"))
     records = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines() if line.strip()]
     assert images and len(images) == len(records)
     for image in images:
         assert _image(image).shape == (COMPOSITE_SIDE, COMPOSITE_SIDE, 3)
         caption = image.with_suffix(".txt").read_text(encoding="utf-8")
-        assert caption.startswith("[FOUR-VIEWS]") and all(m in caption for m in ("[TOP-LEFT]", "[TOP-RIGHT]", "[BOTTOM-LEFT]", "[BOTTOM-RIGHT]"))
+        assert caption.startswith("[FOUR-VIEWS]") and all(
+            m in caption for m in ("[TOP-LEFT]", "[TOP-RIGHT]", "[BOTTOM-LEFT]", "[BOTTOM-RIGHT]")
+        )
 
 
 def _lora_metadata(path: Path) -> dict:
@@ -282,14 +317,22 @@ def test_full_pipeline_trains_and_samples_the_same_tiny_flux(servers, model_dirs
     prompt, _ = _api("full_pipeline")
     trainer = next(e for e in prompt.values() if e["class_type"] == "MVIC_LoRATrainer")["inputs"]
     loader = next(e for e in prompt.values() if e["class_type"] == "MVIC_FluxLoaderAfterTraining")["inputs"]
-    assert (model_dirs["diffusion_models"] / trainer["flux_model"]).resolve() == (model_dirs["diffusion_models"] / loader["unet_name"]).resolve()
-    assert (trainer["clip_l"], trainer["t5xxl"], trainer["ae"]) == (loader["clip_name1"], loader["clip_name2"], loader["vae_name"])
+    assert (model_dirs["diffusion_models"] / trainer["flux_model"]).resolve() == (
+        model_dirs["diffusion_models"] / loader["unet_name"]
+    ).resolve()
+    assert (trainer["clip_l"], trainer["t5xxl"], trainer["ae"]) == (
+        loader["clip_name1"],
+        loader["clip_name2"],
+        loader["vae_name"],
+    )
     server = servers.get(PHASE["full_pipeline"])
     _wait_for_memory(13)
     with RssWhileTraining(server.process.pid) as watch:
         entry = _run(server, "full_pipeline")
     # FLUX (2 GB here in fp32) and the T5 (4.7 GB in fp8) were not in ComfyUI's memory while sd-scripts ran.
-    print(f"[ComfyUI RSS while sd-scripts ran: {len(watch.samples)} samples, max {max(watch.samples, default=0):.2f} GiB]")
+    print(
+        f"[ComfyUI RSS while sd-scripts ran: {len(watch.samples)} samples, max {max(watch.samples, default=0):.2f} GiB]"
+    )
     assert len(watch.samples) > 10 and max(watch.samples) < MAX_RSS_WHILE_TRAINING_GIB
     _assert_dataset(server.base_dir / "output" / "iclora_dataset")
     _assert_trained_lora(server.base_dir)
@@ -302,7 +345,9 @@ def test_full_pipeline_trains_and_samples_the_same_tiny_flux(servers, model_dirs
 
 
 def _cached_nodes(entry: dict) -> list[str]:
-    return [node for event, data in entry["status"]["messages"] if event == "execution_cached" for node in data["nodes"]]
+    return [
+        node for event, data in entry["status"]["messages"] if event == "execution_cached" for node in data["nodes"]
+    ]
 
 
 def _lora_for_sampling(base: Path) -> str:
@@ -310,11 +355,17 @@ def _lora_for_sampling(base: Path) -> str:
     zeros with our metadata stands in for it under the same name."""
     lora = base / "models" / "loras" / LORA
     if lora.is_file():
-        return "trained by full_pipeline" if "mvic_steps" in _lora_metadata(lora) else "stand-in (no trained LoRA in this run)"
+        return (
+            "trained by full_pipeline"
+            if "mvic_steps" in _lora_metadata(lora)
+            else "stand-in (no trained LoRA in this run)"
+        )
     import tiny_models
 
     markers = {"prefix": "[FOUR-VIEWS]", "panels": ["[TOP-LEFT]", "[TOP-RIGHT]", "[BOTTOM-LEFT]", "[BOTTOM-RIGHT]"]}
-    tiny_models.stand_in_lora(lora, {"mvic_layout": json.dumps(workflow_overrides.COMPOSITE), "mvic_markers": json.dumps(markers)})
+    tiny_models.stand_in_lora(
+        lora, {"mvic_layout": json.dumps(workflow_overrides.COMPOSITE), "mvic_markers": json.dumps(markers)}
+    )
     return "stand-in (no trained LoRA in this run)"
 
 
@@ -356,6 +407,8 @@ def test_image_to_views(servers):
     # Panel 1 is the reference, fitted as CompositeGrid fits views (SaveImage truncates to 8 bits: +-1).
     from PIL import Image
 
-    expected = np.asarray(mvic_module("layout").fit_panel(Image.fromarray(photo), PANEL, PANEL, sampler["reference_fit"]))
+    expected = np.asarray(
+        mvic_module("layout").fit_panel(Image.fromarray(photo), PANEL, PANEL, sampler["reference_fit"])
+    )
     assert np.abs(views[0].astype(int) - expected.astype(int)).max() <= 1
     assert np.abs(views[1].astype(int) - expected.astype(int)).max() > 8  # the other panels were generated

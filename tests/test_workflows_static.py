@@ -2,6 +2,7 @@
 /object_info snapshot), links join matching types, widget values fit INPUT_TYPES (count incl. the
 frontend's control_after_generate value after seed widgets, types, ranges, choices), and the API
 files are exactly what tools/workflow_api.py makes of the UI files."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +11,7 @@ import json
 import types
 
 import pytest
-from packload import ROOT, nodes_by_id, pack
+from packload import ROOT, nodes_by_id
 
 nodes_by_id()  # our V3 nodes need ComfyUI's comfy_api: without COMFYUI_DIR this module skips
 
@@ -31,8 +32,12 @@ CORE_FOLDER_INPUTS = {
     ("VAELoader", "vae_name"): "vae",
     ("LoadImage", "image"): "input",
 }
-MODEL_NOTE_FACTS = ("models/diffusion_models/flux1-dev.safetensors", "models/text_encoders/clip_l.safetensors",
-                    "models/text_encoders/t5xxl_fp16.safetensors", "models/vae/ae.safetensors")
+MODEL_NOTE_FACTS = (
+    "models/diffusion_models/flux1-dev.safetensors",
+    "models/text_encoders/clip_l.safetensors",
+    "models/text_encoders/t5xxl_fp16.safetensors",
+    "models/vae/ae.safetensors",
+)
 LOADS_MODELS = {"UNETLoader", "DualCLIPLoader", "VAELoader", "MVIC_FluxLoaderAfterTraining", "MVIC_LoRATrainer"}
 
 
@@ -87,11 +92,15 @@ def test_the_five_workflows_ship_in_ui_and_api_form():
 @pytest.mark.parametrize("name", NAMES)
 def test_every_node_is_ours_core_or_frontend_only(name, definitions):
     core = workflow_api.core_definitions()
-    assert all(not info.get("python_module", "").startswith("custom_nodes") for info in core.values()), "snapshot holds non-core nodes"
+    assert all(not info.get("python_module", "").startswith("custom_nodes") for info in core.values()), (
+        "snapshot holds non-core nodes"
+    )
     ours = set(nodes_by_id())
     for node in load(name)["nodes"]:
         kind = node["type"]
-        assert kind in ours or kind in core or kind in workflow_api.FRONTEND_ONLY, f"{name}: node {node['id']} has unknown type {kind}"
+        assert kind in ours or kind in core or kind in workflow_api.FRONTEND_ONLY, (
+            f"{name}: node {node['id']} has unknown type {kind}"
+        )
     used_core = {node["type"] for node in load(name)["nodes"]} - ours - workflow_api.FRONTEND_ONLY
     assert used_core <= set(workflow_api.core_types_used())
 
@@ -124,7 +133,9 @@ def test_links_join_matching_types(name, definitions):
         specs = {n: s for n, s, _ in workflow_api.ordered_inputs(definitions[sink["type"]])}
         assert slot["name"] in specs, f"{name}: link {link_id} into unknown input {sink['type']}.{slot['name']}"
         input_type = workflow_api.input_type(specs[slot["name"]])
-        assert _compatible(output_type, input_type), f"{name}: link {link_id} {source['type']}.{output_type} -> {sink['type']}.{slot['name']} ({input_type})"
+        assert _compatible(output_type, input_type), (
+            f"{name}: link {link_id} {source['type']}.{output_type} -> {sink['type']}.{slot['name']} ({input_type})"
+        )
     # every link a node claims is in the table
     table = set(ids)
     for node in workflow["nodes"]:
@@ -181,7 +192,9 @@ def test_widget_values_fit_input_types(name, definitions):
                 assert isinstance(value, bool), label
             elif kind_of == "COMBO":
                 folder = folder_of(kind, input_name, spec)
-                choices = [c for c in workflow_api.combo_choices(spec) if not (isinstance(c, str) and c.startswith("<"))]
+                choices = [
+                    c for c in workflow_api.combo_choices(spec) if not (isinstance(c, str) and c.startswith("<"))
+                ]
                 if value in choices:
                     pass
                 elif folder == "input":
@@ -250,7 +263,11 @@ def test_full_pipeline_loads_flux_only_after_training():
     for node_id, entry in api.items():
         by_type.setdefault(entry["class_type"], []).append(node_id)
     assert not {"UNETLoader", "DualCLIPLoader", "VAELoader", "CheckpointLoaderSimple"} & set(by_type)
-    (trainer,), (loader,), (sampler,) = by_type["MVIC_LoRATrainer"], by_type["MVIC_FluxLoaderAfterTraining"], by_type["MVIC_ICLoRASampler"]
+    (trainer,), (loader,), (sampler,) = (
+        by_type["MVIC_LoRATrainer"],
+        by_type["MVIC_FluxLoaderAfterTraining"],
+        by_type["MVIC_ICLoRASampler"],
+    )
     assert api[loader]["inputs"]["after"] == [trainer, 0]
     assert api[sampler]["inputs"]["lora_path"] == [trainer, 0]
     assert [api[sampler]["inputs"][k] for k in ("model", "clip", "vae")] == [[loader, 0], [loader, 1], [loader, 2]]
@@ -276,8 +293,15 @@ def test_training_is_not_re_run_by_a_random_seed(name):
 def test_sampling_workflows_use_core_flux_loaders(name):
     api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
     kinds = sorted(entry["class_type"] for entry in api.values())
-    expected = ["DualCLIPLoader", "MVIC_ConsistencyScore", "MVIC_ICLoRASampler", "SaveImage", "SaveImage", "UNETLoader",
-                "VAELoader"]
+    expected = [
+        "DualCLIPLoader",
+        "MVIC_ConsistencyScore",
+        "MVIC_ICLoRASampler",
+        "SaveImage",
+        "SaveImage",
+        "UNETLoader",
+        "VAELoader",
+    ]
     assert kinds == sorted(expected + (["LoadImage"] if name == "image_to_views" else []))
     clip = next(e for e in api.values() if e["class_type"] == "DualCLIPLoader")
     assert clip["inputs"]["type"] == "flux"
@@ -313,13 +337,32 @@ def test_converter_resolves_reroutes_and_primitive_nodes(plain_definitions):
     nodes[origin]["outputs"][origin_slot]["links"] = [into_reroute]
     workflow["links"].append([into_reroute, origin, origin_slot, reroute_id, 0, "MODEL"])
     model_link[1], model_link[2] = reroute_id, 0
-    workflow["nodes"].append({"id": reroute_id, "type": "Reroute", "pos": [0, 0], "size": [75, 26], "mode": 0,
-                              "inputs": [{"name": "", "type": "*", "link": into_reroute}],
-                              "outputs": [{"name": "", "type": "MODEL", "links": [model_link[0]]}], "properties": {}})
+    workflow["nodes"].append(
+        {
+            "id": reroute_id,
+            "type": "Reroute",
+            "pos": [0, 0],
+            "size": [75, 26],
+            "mode": 0,
+            "inputs": [{"name": "", "type": "*", "link": into_reroute}],
+            "outputs": [{"name": "", "type": "MODEL", "links": [model_link[0]]}],
+            "properties": {},
+        }
+    )
     # PrimitiveNode -> sampler.seed
-    workflow["nodes"].append({"id": primitive_id, "type": "PrimitiveNode", "pos": [0, 0], "size": [210, 82], "mode": 0, "inputs": [],
-                              "outputs": [{"name": "INT", "type": "INT", "links": [seed_link], "widget": {"name": "seed"}}],
-                              "widgets_values": [1234, "fixed"], "properties": {"Run widget replace on values": False}})
+    workflow["nodes"].append(
+        {
+            "id": primitive_id,
+            "type": "PrimitiveNode",
+            "pos": [0, 0],
+            "size": [210, 82],
+            "mode": 0,
+            "inputs": [],
+            "outputs": [{"name": "INT", "type": "INT", "links": [seed_link], "widget": {"name": "seed"}}],
+            "widgets_values": [1234, "fixed"],
+            "properties": {"Run widget replace on values": False},
+        }
+    )
     next(slot for slot in sampler["inputs"] if slot["name"] == "seed")["link"] = seed_link
     seed_slot = next(i for i, slot in enumerate(sampler["inputs"]) if slot["name"] == "seed")
     workflow["links"].append([seed_link, primitive_id, 0, sampler["id"], seed_slot, "INT"])

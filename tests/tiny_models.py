@@ -40,14 +40,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = [
-    "default_cache_dir",
-    "tiny_flux",
-    "tiny_clip_l",
-    "tiny_ae",
-    "zero_t5xxl",
-    "all_models",
-]
+__all__ = ["default_cache_dir", "tiny_flux", "tiny_clip_l", "tiny_ae", "zero_t5xxl", "all_models"]
 
 GENERATOR_VERSION = 1
 ENV_VAR = "MVIC_TEST_MODELS"
@@ -279,7 +272,10 @@ def clip_l_specs(
         s += [(f"{p}layer_norm1.weight", (width,), "ones"), (f"{p}layer_norm1.bias", (width,), "zeros")]
         s += _linear(f"{p}mlp.fc1", ff, width) + _linear(f"{p}mlp.fc2", width, ff)
         s += [(f"{p}layer_norm2.weight", (width,), "ones"), (f"{p}layer_norm2.bias", (width,), "zeros")]
-    s += [("text_model.final_layer_norm.weight", (width,), "ones"), ("text_model.final_layer_norm.bias", (width,), "zeros")]
+    s += [
+        ("text_model.final_layer_norm.weight", (width,), "ones"),
+        ("text_model.final_layer_norm.bias", (width,), "zeros"),
+    ]
     s += _linear("text_projection", width, width, bias=False)
     return s
 
@@ -459,9 +455,11 @@ def stand_in_lora(path: PathLike, metadata: dict) -> Path:
     """A one-module kohya FLUX LoRA of zeros (it changes nothing) carrying `metadata` in its
     header, for sampler tests that need our LoRA metadata but no trained weights."""
     path = Path(path)
-    tensors = {"lora_unet_double_blocks_0_img_attn_proj.lora_down.weight": [4, 3072],
-               "lora_unet_double_blocks_0_img_attn_proj.lora_up.weight": [3072, 4],
-               "lora_unet_double_blocks_0_img_attn_proj.alpha": []}
+    tensors = {
+        "lora_unet_double_blocks_0_img_attn_proj.lora_down.weight": [4, 3072],
+        "lora_unet_double_blocks_0_img_attn_proj.lora_up.weight": [3072, 4],
+        "lora_unet_double_blocks_0_img_attn_proj.alpha": [],
+    }
     header, offset = {"__metadata__": {k: str(v) for k, v in metadata.items()}}, 0
     for name, shape in tensors.items():
         size = int(np.prod(shape)) * 4

@@ -1,4 +1,5 @@
 """Small real datasets (written by the pack's own saver) and sd-scripts stand-ins for trainer tests."""
+
 from __future__ import annotations
 
 import shutil
@@ -10,7 +11,9 @@ import numpy as np
 from packload import ROOT, mvic_module
 
 
-def small_dataset(folder: Path, names=("a", "b"), rows: int = 1, cols: int = 2, panel: int = 32, trigger: str = "mvtok") -> Path:
+def small_dataset(
+    folder: Path, names=("a", "b"), rows: int = 1, cols: int = 2, panel: int = 32, trigger: str = "mvtok"
+) -> Path:
     """A SaveICLoRADataset folder of tiny composites with template captions."""
     datatypes, layout_mod, markers = mvic_module("datatypes"), mvic_module("layout"), mvic_module("markers")
     layout = layout_mod.CompositeLayout(rows, cols, panel, panel)
@@ -30,7 +33,9 @@ def copy_checkout(source: Path, target: Path) -> Path:
 
 
 def mvic_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mvic", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mvic", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def sd_scripts_and_tiny_models(dataset: Path) -> dict:
@@ -42,8 +47,12 @@ def sd_scripts_and_tiny_models(dataset: Path) -> dict:
     paths = sd_scripts_paths()
     if paths is None:
         pytest.skip(SKIP_REASON)
-    files = {"flux": tiny_models.tiny_flux(), "clip_l": tiny_models.tiny_clip_l(), "t5xxl": tiny_models.zero_t5xxl(),
-             "ae": tiny_models.tiny_ae()}
+    files = {
+        "flux": tiny_models.tiny_flux(),
+        "clip_l": tiny_models.tiny_clip_l(),
+        "t5xxl": tiny_models.zero_t5xxl(),
+        "ae": tiny_models.tiny_ae(),
+    }
     return {"checkout": paths[0], "python": paths[1], "models": files, "dataset": dataset}
 
 
@@ -51,10 +60,24 @@ def tiny_trainer_inputs(setup: dict, lora_name: str, **overrides) -> dict:
     """LoRATrainer's inputs for a 4-step CPU run of `setup` in the ComfyUI of comfyui_with_sd_scripts: the
     dataset inside its output/, the model files by name inside its model folders."""
     m, none = setup["models"], "(use path input)"
-    inputs = {"dataset_dir": "dataset", "flux_model": none, "clip_l": none, "t5xxl": none, "ae": none,
-              "lora_name": lora_name, "steps": 4, "rank": 4, "learning_rate": 1e-4, "vram_preset": "cpu",
-              "save_every_n_steps": 2, "extra_args": "--t5xxl_max_token_length 64", "flux_path": m["flux"].name,
-              "clip_l_path": m["clip_l"].name, "t5xxl_path": m["t5xxl"].name, "ae_path": m["ae"].name}
+    inputs = {
+        "dataset_dir": "dataset",
+        "flux_model": none,
+        "clip_l": none,
+        "t5xxl": none,
+        "ae": none,
+        "lora_name": lora_name,
+        "steps": 4,
+        "rank": 4,
+        "learning_rate": 1e-4,
+        "vram_preset": "cpu",
+        "save_every_n_steps": 2,
+        "extra_args": "--t5xxl_max_token_length 64",
+        "flux_path": m["flux"].name,
+        "clip_l_path": m["clip_l"].name,
+        "t5xxl_path": m["t5xxl"].name,
+        "ae_path": m["ae"].name,
+    }
     return {**inputs, **overrides}
 
 
@@ -68,8 +91,12 @@ def comfyui_with_sd_scripts(setup: dict, base_dir: Path, checkout: Path | None =
         pytest.skip("real-ComfyUI test: set COMFYUI_DIR (and COMFYUI_PYTHON)")
     shutil.copytree(setup["dataset"], base_dir / "output" / "dataset")
     folders = {}
-    for key, kind in (("flux", "diffusion_models"), ("clip_l", "text_encoders"), ("t5xxl", "text_encoders"),
-                      ("ae", "vae")):
+    for key, kind in (
+        ("flux", "diffusion_models"),
+        ("clip_l", "text_encoders"),
+        ("t5xxl", "text_encoders"),
+        ("ae", "vae"),
+    ):
         folders[kind] = base_dir / "model_links" / kind
         folders[kind].mkdir(parents=True, exist_ok=True)
         (folders[kind] / setup["models"][key].name).symlink_to(setup["models"][key])

@@ -20,6 +20,7 @@ all-zero T5-XXL (9.5 GB in fp16) stored in fp8 by ComfyUI's --fp8_e4m3fn-text-en
 RAM); no conditioning built in code, no node swapped. The same tiny FLUX file is trained by
 sd-scripts and sampled by ComfyUI.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,7 +37,8 @@ INPUT_OVERRIDES: dict[str, dict[str, object]] = {
 
 # ComfyUI model folder / file name in the workflows -> the tiny_models generator whose file is linked there.
 MODEL_FILES = {
-    "diffusion_models/flux1-dev.safetensors": "tiny_flux",  # 4096-wide txt_in, 768-wide vector_in: what sd-scripts trains
+    # 4096-wide txt_in, 768-wide vector_in: what sd-scripts trains
+    "diffusion_models/flux1-dev.safetensors": "tiny_flux",
     "text_encoders/clip_l.safetensors": "tiny_clip_l",
     "text_encoders/t5xxl_fp16.safetensors": "zero_t5xxl",
     "vae/ae.safetensors": "tiny_ae",

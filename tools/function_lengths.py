@@ -1,7 +1,8 @@
 """Functions longer than the guide allows (60 lines, `def` to last line, decorators not counted).
 
-    python tools/function_lengths.py mvic nodes      # exits 1 when any is found
+python tools/function_lengths.py mvic nodes      # exits 1 when any is found
 """
+
 from __future__ import annotations
 
 import ast

@@ -19,6 +19,7 @@ nodes' from a saved /object_info snapshot of just the core nodes the shipped
 workflows use. Frontend-only nodes (Note, MarkdownNote, Reroute, PrimitiveNode)
 are resolved away.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,9 @@ def load_pack():
     if comfy_dir and comfy_dir not in sys.path:
         sys.path.append(comfy_dir)
     if PACK_NAME not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACK_NAME, ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
+        spec = importlib.util.spec_from_file_location(
+            PACK_NAME, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[PACK_NAME] = module
         spec.loader.exec_module(module)
@@ -67,7 +69,9 @@ def load_pack():
     except ModuleNotFoundError as exc:
         if exc.name is None or not exc.name.startswith("comfy_api"):
             raise
-        raise WorkflowError("our nodes are ComfyUI V3 nodes: set COMFYUI_DIR to a ComfyUI checkout to read them") from None
+        raise WorkflowError(
+            "our nodes are ComfyUI V3 nodes: set COMFYUI_DIR to a ComfyUI checkout to read them"
+        ) from None
     return sys.modules[PACK_NAME]
 
 
@@ -134,7 +138,9 @@ def widget_value_count(name: str, spec) -> int:
 
 def widget_layout(definition: dict) -> list[tuple[str, list, int]]:
     """(input name, spec, number of widgets_values it takes) for every widget input, in order."""
-    return [(name, spec, widget_value_count(name, spec)) for name, spec, _ in ordered_inputs(definition) if is_widget(spec)]
+    return [
+        (name, spec, widget_value_count(name, spec)) for name, spec, _ in ordered_inputs(definition) if is_widget(spec)
+    ]
 
 
 def default_value(spec):
@@ -158,7 +164,7 @@ def migrate_force_inputs(values: list, definition: dict) -> list:
     older = [(name, spec) for name, spec, _ in specs if is_widget(spec) or (name, spec) in forced]
     if sum(widget_value_count(name, spec) for name, spec in older) != len(values):
         return values
-    return [value for (name, spec), value in zip(older, values) if (name, spec) not in forced] + values[len(older):]
+    return [value for (name, spec), value in zip(older, values) if (name, spec) not in forced] + values[len(older) :]
 
 
 def _options(spec) -> dict:
@@ -173,8 +179,14 @@ def _takes_control(spec, count: int) -> bool:
 
 def _stray_control(values: list, at: int, previous, still_needed: int) -> bool:
     """A control value right after an INT/COMBO widget that has none, while there are values to spare."""
-    return (previous is not None and previous[2] == 1 and input_type(previous[1]) in ("INT", "COMBO")
-            and at < len(values) and values[at] in CONTROL_VALUES and len(values) - at > still_needed)
+    return (
+        previous is not None
+        and previous[2] == 1
+        and input_type(previous[1]) in ("INT", "COMBO")
+        and at < len(values)
+        and values[at] in CONTROL_VALUES
+        and len(values) - at > still_needed
+    )
 
 
 def _walk(values: list, layout: list[tuple[str, list, int]], where: str, notes: list[str]) -> dict[str, list]:
@@ -249,8 +261,9 @@ def _links(workflow: dict) -> dict[int, dict]:
     return table
 
 
-def to_api(workflow: dict, definitions: dict[str, dict] | None = None, strict: bool = False,
-           notes: list[str] | None = None) -> dict[str, dict]:
+def to_api(
+    workflow: dict, definitions: dict[str, dict] | None = None, strict: bool = False, notes: list[str] | None = None
+) -> dict[str, dict]:
     """API prompt {node id: {inputs, class_type, _meta}} of a UI-format workflow. `strict`: widget values
     must fit exactly (our shipped workflows); else read as the frontend reads them, `notes` on what did not fit."""
     definitions = all_definitions() if definitions is None else definitions
@@ -305,8 +318,11 @@ def to_api(workflow: dict, definitions: dict[str, dict] | None = None, strict: b
         unknown = set(linked) - {name for name, _, _ in ordered_inputs(definition)}
         if unknown:
             raise WorkflowError(f"node {node_id} ({kind}): links into unknown inputs {sorted(unknown)}")
-        prompt[str(node_id)] = {"inputs": inputs, "class_type": kind,
-                                "_meta": {"title": node.get("title") or definition.get("display_name") or kind}}
+        prompt[str(node_id)] = {
+            "inputs": inputs,
+            "class_type": kind,
+            "_meta": {"title": node.get("title") or definition.get("display_name") or kind},
+        }
     return prompt
 
 
@@ -342,7 +358,9 @@ def convert_all(check: bool = False) -> list[Path]:
 
 def core_types_used(folder: Path = WORKFLOWS) -> list[str]:
     ours = set(load_pack().nodes.nodes_by_id())
-    used = {node["type"] for path in ui_workflows(folder) for node in json.loads(path.read_text(encoding="utf-8"))["nodes"]}
+    used = {
+        node["type"] for path in ui_workflows(folder) for node in json.loads(path.read_text(encoding="utf-8"))["nodes"]
+    }
     return sorted(used - ours - FRONTEND_ONLY)
 
 
@@ -369,17 +387,25 @@ def write_core_snapshot(source: str) -> Path:
     if missing:
         raise WorkflowError(f"{source} has no definition for {missing}")
     CORE_SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
-    CORE_SNAPSHOT.write_text(json.dumps({name: info[name] for name in wanted}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    CORE_SNAPSHOT.write_text(
+        json.dumps({name: info[name] for name in wanted}, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return CORE_SNAPSHOT
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report API files that are out of date")
-    parser.add_argument("--snapshot", metavar="SRC", help="refresh the core-node snapshot from a ComfyUI URL or an /object_info JSON file")
+    parser.add_argument(
+        "--snapshot",
+        metavar="SRC",
+        help="refresh the core-node snapshot from a ComfyUI URL or an /object_info JSON file",
+    )
     parser.add_argument("--convert", metavar="WORKFLOW", help="print the API form of any UI workflow (notes on stderr)")
     parser.add_argument(
-        "--object-info", metavar="SRC", default="",
+        "--object-info",
+        metavar="SRC",
+        default="",
         help="with --convert: node definitions from a ComfyUI URL or an /object_info JSON file",
     )
     args = parser.parse_args(argv)

@@ -12,6 +12,7 @@ What is compiled is each block's `_forward`, not its `forward`: under gradient c
 test model saved 7.3x the bytes of eager checkpointing). With `_forward` compiled, the checkpoint stays
 eager and saves what it saves without compile. Block-swap hooks on the block stay eager too.
 """
+
 from __future__ import annotations
 
 import sys

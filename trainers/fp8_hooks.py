@@ -9,6 +9,7 @@
 sd-scripts calls `flux_utils.load_flow_model` / `flux_utils.load_t5xxl` through the module, so replacing
 those attributes is enough; nothing in the checkout is modified.
 """
+
 from __future__ import annotations
 
 import sys

@@ -16,6 +16,7 @@ the FP8 weight, so activations cost no memory here. The LoRA branch that sd-scri
 The class is called `Linear` on purpose: sd-scripts' networks/lora_flux.py picks the layers it wraps
 by class name ("Linear"), and it must keep wrapping these.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,8 +35,10 @@ def fp8_unavailable_reason(device: torch.device | str | None = None) -> str | No
     major, minor = torch.cuda.get_device_capability(index)
     if (major, minor) < MIN_CAPABILITY:
         name = torch.cuda.get_device_name(index)
-        return (f"{name} has compute capability {major}.{minor}; FP8 tensor cores need 8.9 or newer "
-                "(Ada, Hopper, Blackwell)")
+        return (
+            f"{name} has compute capability {major}.{minor}; FP8 tensor cores need 8.9 or newer "
+            "(Ada, Hopper, Blackwell)"
+        )
     return None
 
 
@@ -139,8 +142,11 @@ def is_token_linear(parent: torch.nn.Module, module: torch.nn.Module) -> bool:
     return type(module) is torch.nn.Linear and type(parent).__name__ != "Modulation"
 
 
-def swap_linears(model: torch.nn.Module, blocks: tuple[str, ...] = ("double_blocks", "single_blocks"),
-                 work_device: torch.device | str | None = None) -> int:
+def swap_linears(
+    model: torch.nn.Module,
+    blocks: tuple[str, ...] = ("double_blocks", "single_blocks"),
+    work_device: torch.device | str | None = None,
+) -> int:
     """Replace the token linears inside `model`'s transformer blocks by FP8 `Linear`s; returns how many."""
     count = 0
     for block_list in blocks:

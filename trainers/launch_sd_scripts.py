@@ -15,6 +15,7 @@ ranks in sessions of their own, out of reach of a process-group kill, so each ra
 rank) before the script runs. Every run reports each optimizer step's own loss as a line
 `MVIC_LOSS <step> <loss>` (sd-scripts' progress bar shows only the running average).
 """
+
 import argparse
 import os
 import runpy
@@ -42,8 +43,9 @@ def watch(pid: int, report_to: str) -> None:
     if os.name == "nt":
         os._exit(1)
     killed = kill_rest_of_group()
-    report(f"[mvic] parent process {pid} is gone: killed {killed} other process(es) of the training; stopping",
-           report_to)
+    report(
+        f"[mvic] parent process {pid} is gone: killed {killed} other process(es) of the training; stopping", report_to
+    )
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
@@ -152,8 +154,10 @@ def report_step_losses() -> None:
 
 def main() -> None:
     if "--" not in sys.argv:
-        sys.exit("usage: launch_sd_scripts.py --watch-parent PID [--report-to LOG] [--accelerate --num-processes N] "
-                 "[--fp8-matmul] [--fp8-t5] [--compile-blocks] -- SCRIPT ARGS...")
+        sys.exit(
+            "usage: launch_sd_scripts.py --watch-parent PID [--report-to LOG] [--accelerate --num-processes N] "
+            "[--fp8-matmul] [--fp8-t5] [--compile-blocks] -- SCRIPT ARGS..."
+        )
     split = sys.argv.index("--")
     parser = argparse.ArgumentParser()
     parser.add_argument("--watch-parent", type=int, required=True)
@@ -171,11 +175,26 @@ def main() -> None:
     os.chdir(checkout)
     sys.path.insert(0, checkout)
     if ours.accelerate:
-        hooks = [flag for flag, on in (("--fp8-matmul", ours.fp8_matmul), ("--fp8-t5", ours.fp8_t5),
-                                       ("--compile-blocks", ours.compile_blocks)) if on]
+        hooks = [
+            flag
+            for flag, on in (
+                ("--fp8-matmul", ours.fp8_matmul),
+                ("--fp8-t5", ours.fp8_t5),
+                ("--compile-blocks", ours.compile_blocks),
+            )
+            if on
+        ]
         report = ["--report-to", ours.report_to] if ours.report_to else []
-        rank = [os.path.abspath(__file__), "--watch-parent", str(os.getpid()), *report, *hooks, "--", script,
-                *script_args]
+        rank = [
+            os.path.abspath(__file__),
+            "--watch-parent",
+            str(os.getpid()),
+            *report,
+            *hooks,
+            "--",
+            script,
+            *script_args,
+        ]
         sys.argv = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(ours.num_processes), *rank]
         from accelerate.commands.accelerate_cli import main as accelerate_main
 

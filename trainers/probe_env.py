@@ -2,6 +2,7 @@
 pins, whether the checkout's FLUX trainer parser loads, and the GPUs torch sees.
 
 Usage: python probe_env.py SD_SCRIPTS_DIR [--no-parser]"""
+
 import importlib
 import json
 import os
@@ -33,8 +34,14 @@ try:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
-            report["gpus"].append({"index": i, "name": props.name, "total_gib": round(props.total_memory / 2**30, 2),
-                                   "capability": f"{props.major}.{props.minor}"})
+            report["gpus"].append(
+                {
+                    "index": i,
+                    "name": props.name,
+                    "total_gib": round(props.total_memory / 2**30, 2),
+                    "capability": f"{props.major}.{props.minor}",
+                }
+            )
 except Exception:  # noqa: BLE001
     pass
 print("MVIC_PROBE " + json.dumps(report))

@@ -2,6 +2,7 @@
 
 Usage: python validate_args.py SD_SCRIPTS_DIR ARGS_JSON_FILE
 Prints MVIC_ARGS ok, or the parser's error and exits 2."""
+
 import json
 import os
 import sys

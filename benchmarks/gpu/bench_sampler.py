@@ -12,6 +12,7 @@ execution_success timestamps (ms) from /history. s/step = (t(20 steps) − t(10 
     python benchmarks/gpu/bench_sampler.py --comfyui DIR --flux F --clip-l C --t5xxl T --ae A \\
         [--lora L] [--size 1024] [--steps 20] [--repeats 6] [--cpu] --out results.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,10 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMPT = ("[FOUR-VIEWS] This set of four images shows a light blue canvas bag from four sides; [TOP-LEFT] the front; "
-          "[TOP-RIGHT] the left side; [BOTTOM-LEFT] the back; [BOTTOM-RIGHT] the right side")
+PROMPT = (
+    "[FOUR-VIEWS] This set of four images shows a light blue canvas bag from four sides; [TOP-LEFT] the front; "
+    "[TOP-RIGHT] the left side; [BOTTOM-LEFT] the back; [BOTTOM-RIGHT] the right side"
+)
 
 
 class Server:
@@ -49,12 +52,31 @@ class Server:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        command = [python, "main.py", "--listen", "127.0.0.1", "--port", str(self.port), "--base-directory", str(base),
-                   "--front-end-root", str(base / "fe"), "--database-url", "sqlite:///:memory:", "--disable-auto-launch",
-                   "--disable-api-nodes", *(["--cpu"] if cpu else [])]
+        command = [
+            python,
+            "main.py",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--base-directory",
+            str(base),
+            "--front-end-root",
+            str(base / "fe"),
+            "--database-url",
+            "sqlite:///:memory:",
+            "--disable-auto-launch",
+            "--disable-api-nodes",
+            *(["--cpu"] if cpu else []),
+        ]
         self.log_path = base / "comfyui.log"
-        self.process = subprocess.Popen(command, cwd=comfy_dir, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.process = subprocess.Popen(
+            command,
+            cwd=comfy_dir,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         deadline = time.monotonic() + 180
         while True:
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -71,7 +93,9 @@ class Server:
 
     def run(self, prompt: dict) -> dict:
         body = json.dumps({"prompt": prompt, "client_id": uuid.uuid4().hex}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/prompt", data=body, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/prompt", data=body, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 prompt_id = json.loads(response.read())["prompt_id"]
@@ -83,7 +107,9 @@ class Server:
                 entry = history[prompt_id]
                 stamps = {event: data.get("timestamp") for event, data in entry["status"]["messages"]}
                 if "execution_success" not in stamps:
-                    sys.exit(f"prompt failed: {json.dumps(entry['status'])[:3000]}\n{self.log_path.read_text()[-5000:]}")
+                    sys.exit(
+                        f"prompt failed: {json.dumps(entry['status'])[:3000]}\n{self.log_path.read_text()[-5000:]}"
+                    )
                 entry["seconds"] = (stamps["execution_success"] - stamps["execution_start"]) / 1000
                 return entry
             if self.process.poll() is not None:
@@ -97,18 +123,45 @@ class Server:
 
 def loaders(names: dict[str, str]) -> dict:
     return {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": names["diffusion_models"], "weight_dtype": "default"}},
-        "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": names["clip_l"], "clip_name2": names["t5xxl"], "type": "flux", "device": "default"}},
+        "1": {
+            "class_type": "UNETLoader",
+            "inputs": {"unet_name": names["diffusion_models"], "weight_dtype": "default"},
+        },
+        "2": {
+            "class_type": "DualCLIPLoader",
+            "inputs": {
+                "clip_name1": names["clip_l"],
+                "clip_name2": names["t5xxl"],
+                "type": "flux",
+                "device": "default",
+            },
+        },
         "3": {"class_type": "VAELoader", "inputs": {"vae_name": names["vae"]}},
     }
 
 
 def ours(names, size, steps, seed, lora_path, show_prompt=False) -> dict:
     graph = loaders(names)
-    graph["10"] = {"class_type": "MVIC_ICLoRASampler", "inputs": {
-        "model": ["1", 0], "clip": ["2", 0], "vae": ["3", 0], "prompt": PROMPT, "seed": seed, "steps": steps, "guidance": 3.5,
-        "sampler_name": "euler", "scheduler": "simple", "lora_path": lora_path, "lora_strength": 1.0,
-        "rows": 2, "cols": 2, "panel_width": size // 2, "panel_height": size // 2}}
+    graph["10"] = {
+        "class_type": "MVIC_ICLoRASampler",
+        "inputs": {
+            "model": ["1", 0],
+            "clip": ["2", 0],
+            "vae": ["3", 0],
+            "prompt": PROMPT,
+            "seed": seed,
+            "steps": steps,
+            "guidance": 3.5,
+            "sampler_name": "euler",
+            "scheduler": "simple",
+            "lora_path": lora_path,
+            "lora_strength": 1.0,
+            "rows": 2,
+            "cols": 2,
+            "panel_width": size // 2,
+            "panel_height": size // 2,
+        },
+    }
     graph["11"] = {"class_type": "PreviewImage", "inputs": {"images": ["10", 0]}}
     if show_prompt:
         graph["12"] = {"class_type": "PreviewAny", "inputs": {"source": ["10", 2]}}
@@ -119,22 +172,41 @@ def core(names, size, steps, seed, lora_name, text) -> dict:
     graph = loaders(names)
     model = ["1", 0]
     if lora_name:
-        graph["20"] = {"class_type": "LoraLoaderModelOnly", "inputs": {"model": model, "lora_name": lora_name, "strength_model": 1.0}}
+        graph["20"] = {
+            "class_type": "LoraLoaderModelOnly",
+            "inputs": {"model": model, "lora_name": lora_name, "strength_model": 1.0},
+        }
         model = ["20", 0]
-    graph.update({
-        "21": {"class_type": "ModelSamplingFlux", "inputs": {"model": model, "max_shift": 1.15, "base_shift": 0.5, "width": size, "height": size}},
-        "22": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": text}},
-        "23": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["22", 0], "guidance": 3.5}},
-        "24": {"class_type": "BasicGuider", "inputs": {"model": ["21", 0], "conditioning": ["23", 0]}},
-        "25": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-        "26": {"class_type": "BasicScheduler", "inputs": {"model": ["21", 0], "scheduler": "simple", "steps": steps, "denoise": 1.0}},
-        "27": {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}},
-        "28": {"class_type": "EmptySD3LatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
-        "29": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["27", 0], "guider": ["24", 0], "sampler": ["25", 0],
-                                                                  "sigmas": ["26", 0], "latent_image": ["28", 0]}},
-        "30": {"class_type": "VAEDecode", "inputs": {"samples": ["29", 0], "vae": ["3", 0]}},
-        "31": {"class_type": "PreviewImage", "inputs": {"images": ["30", 0]}},
-    })
+    graph.update(
+        {
+            "21": {
+                "class_type": "ModelSamplingFlux",
+                "inputs": {"model": model, "max_shift": 1.15, "base_shift": 0.5, "width": size, "height": size},
+            },
+            "22": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": text}},
+            "23": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["22", 0], "guidance": 3.5}},
+            "24": {"class_type": "BasicGuider", "inputs": {"model": ["21", 0], "conditioning": ["23", 0]}},
+            "25": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+            "26": {
+                "class_type": "BasicScheduler",
+                "inputs": {"model": ["21", 0], "scheduler": "simple", "steps": steps, "denoise": 1.0},
+            },
+            "27": {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}},
+            "28": {"class_type": "EmptySD3LatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
+            "29": {
+                "class_type": "SamplerCustomAdvanced",
+                "inputs": {
+                    "noise": ["27", 0],
+                    "guider": ["24", 0],
+                    "sampler": ["25", 0],
+                    "sigmas": ["26", 0],
+                    "latent_image": ["28", 0],
+                },
+            },
+            "30": {"class_type": "VAEDecode", "inputs": {"samples": ["29", 0], "vae": ["3", 0]}},
+            "31": {"class_type": "PreviewImage", "inputs": {"images": ["30", 0]}},
+        }
+    )
     return graph
 
 
@@ -149,10 +221,16 @@ def make_random_lora(flux: Path, path: Path, rank: int = 16) -> Path:
     with safe_open(str(flux), "pt") as f:
         for key in f.keys():
             shape = f.get_slice(key).get_shape()
-            if not key.startswith(("double_blocks.", "single_blocks.")) or not key.endswith(".weight") or len(shape) != 2:
+            if (
+                not key.startswith(("double_blocks.", "single_blocks."))
+                or not key.endswith(".weight")
+                or len(shape) != 2
+            ):
                 continue
             module = "lora_unet_" + key[: -len(".weight")].replace(".", "_")
-            tensors[f"{module}.lora_down.weight"] = (torch.randn(rank, shape[1], generator=generator) / shape[1] ** 0.5).bfloat16()
+            tensors[f"{module}.lora_down.weight"] = (
+                torch.randn(rank, shape[1], generator=generator) / shape[1] ** 0.5
+            ).bfloat16()
             tensors[f"{module}.lora_up.weight"] = (torch.randn(shape[0], rank, generator=generator) * 1e-3).bfloat16()
             tensors[f"{module}.alpha"] = torch.tensor(float(rank))
     save_file(tensors, str(path))
@@ -179,7 +257,12 @@ def main():
     if args.random_lora:
         args.lora = args.random_lora if args.random_lora.exists() else make_random_lora(args.flux, args.random_lora)
     models = {"diffusion_models": args.flux, "text_encoders": args.clip_l, "vae": args.ae}
-    names = {"diffusion_models": args.flux.name, "clip_l": args.clip_l.name, "t5xxl": args.t5xxl.name, "vae": args.ae.name}
+    names = {
+        "diffusion_models": args.flux.name,
+        "clip_l": args.clip_l.name,
+        "t5xxl": args.t5xxl.name,
+        "vae": args.ae.name,
+    }
     t0 = time.monotonic()
     server = Server(args.comfyui, args.work, models, args.cpu, args.python)
     (args.work / "models" / "text_encoders" / args.t5xxl.name).unlink(missing_ok=True)
@@ -191,8 +274,13 @@ def main():
         link.unlink(missing_ok=True)
         link.symlink_to(args.lora)
         lora_path, lora_name = str(args.lora), args.lora.name
-    result = {"started_s": round(time.monotonic() - t0, 1), "size": args.size, "steps": args.steps, "lora": lora_name,
-              "system": server.get("/system_stats")}
+    result = {
+        "started_s": round(time.monotonic() - t0, 1),
+        "size": args.size,
+        "steps": args.steps,
+        "lora": lora_name,
+        "system": server.get("/system_stats"),
+    }
     print(f"ComfyUI up in {result['started_s']} s: {json.dumps(result['system'].get('devices'))}", flush=True)
     try:
         # Warm-up: loads the models once, and tells us the exact text our node sampled with.
@@ -223,12 +311,21 @@ def main():
                 for _ in range(max(1, args.repeats // 2)):
                     seed += 1
                     times[f"{kind}_half"].append(server.run(graph(kind, half, seed))["seconds"])
-                print(f"  {kind}: {args.steps} steps {times[kind][-args.repeats:]}, {half} steps {times[kind + '_half'][-1]}", flush=True)
+                print(
+                    f"  {kind}: {args.steps} steps {times[kind][-args.repeats :]}, {half} steps "
+                    f"{times[kind + '_half'][-1]}",
+                    flush=True,
+                )
         result["times_s"] = times
         for kind in ("ours", "core"):
             full, part = statistics.median(times[kind]), statistics.median(times[f"{kind}_half"])
-            result[kind] = {"median_s": full, "min_s": min(times[kind]), f"median_{half}_steps_s": part,
-                            "s_per_step": (full - part) / (args.steps - half), "fixed_s": full - args.steps * (full - part) / (args.steps - half)}
+            result[kind] = {
+                "median_s": full,
+                "min_s": min(times[kind]),
+                f"median_{half}_steps_s": part,
+                "s_per_step": (full - part) / (args.steps - half),
+                "fixed_s": full - args.steps * (full - part) / (args.steps - half),
+            }
         result["ratio_median"] = result["ours"]["median_s"] / result["core"]["median_s"]
         result["ratio_min"] = result["ours"]["min_s"] / result["core"]["min_s"]
     finally:

@@ -8,6 +8,7 @@ are (a second copy on the path could shadow a newer one that other packages need
 was missing and exits 1 if something in COMFY_NEEDS still does not import afterwards (put TARGET
 on PYTHONPATH, plus benchmarks/gpu/stubs when PyAV is reported missing).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,8 +19,26 @@ from pathlib import Path
 # wheel distribution name -> import name, where they differ
 IMPORT_NAME = {"python_dotenv": "dotenv", "pyyaml": "yaml", "attrs": "attr"}
 # imported by ComfyUI at start-up or when sampling FLUX (av: see benchmarks/gpu/stubs/av)
-COMFY_NEEDS = ["torch", "torchvision", "numpy", "PIL", "safetensors", "transformers", "tokenizers", "sentencepiece", "einops",
-               "torchsde", "aiohttp", "yarl", "yaml", "scipy", "tqdm", "psutil", "pydantic", "requests"]
+COMFY_NEEDS = [
+    "torch",
+    "torchvision",
+    "numpy",
+    "PIL",
+    "safetensors",
+    "transformers",
+    "tokenizers",
+    "sentencepiece",
+    "einops",
+    "torchsde",
+    "aiohttp",
+    "yarl",
+    "yaml",
+    "scipy",
+    "tqdm",
+    "psutil",
+    "pydantic",
+    "requests",
+]
 
 
 def missing(name: str) -> bool:
@@ -38,7 +57,20 @@ def main() -> int:
         if missing(module):
             to_install.append(wheel)
     print("preflight: installing", [w.name.split("-")[0] for w in to_install] or "nothing", flush=True)
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(target)]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-index",
+        "--no-deps",
+        "--no-compile",
+        "--no-cache-dir",
+        "--upgrade",
+        "--target",
+        str(target),
+    ]
     if to_install and subprocess.run(pip + [str(w) for w in to_install]).returncode != 0:
         for wheel in to_install:  # one by one: a wheel for another Python must not block the rest
             if subprocess.run(pip + [str(wheel)]).returncode != 0:
@@ -47,7 +79,10 @@ def main() -> int:
     importlib.invalidate_caches()
     still = [name for name in COMFY_NEEDS if missing(name)]
     print("preflight: av", "present" if not missing("av") else "MISSING (use benchmarks/gpu/stubs)")
-    print("preflight: comfy_kitchen", "present" if not missing("comfy_kitchen") else "missing (ComfyUI falls back to its own rope/fp8 code)")
+    print(
+        "preflight: comfy_kitchen",
+        "present" if not missing("comfy_kitchen") else "missing (ComfyUI falls back to its own rope/fp8 code)",
+    )
     if still:
         print("preflight: still missing:", still)
         return 1

@@ -1,12 +1,14 @@
 """Quality guard: the same data, seed and steps trained in bf16 and with FP8 matmuls.
 
-    python benchmarks/gpu/compare_runs.py --losses A.txt B.txt --loras A.safetensors B.safetensors [--last 100] [--json OUT]
+    python benchmarks/gpu/compare_runs.py --losses A.txt B.txt --loras A.safetensors B.safetensors [--last 100]
+    [--json OUT]
 
 Losses (one per step, benchmarks/gpu/losslog): mean over the last N steps of each run and their
 relative difference (goal: within 2 %), plus the per-step correlation. LoRAs (sd-scripts' lora_flux
 files): per module, the cosine similarity of the weight change it makes, dW = up @ down (scaled by
 alpha / rank, equal in both), and of its up and down matrices; the mean over modules (goal >= 0.95).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,11 +23,17 @@ def read_losses(path: str) -> list[float]:
 
 def compare_losses(a: list[float], b: list[float], last: int) -> dict:
     n = min(len(a), len(b))
-    mean_a, mean_b = statistics.fmean(a[n - last:n]), statistics.fmean(b[n - last:n])
+    mean_a, mean_b = statistics.fmean(a[n - last : n]), statistics.fmean(b[n - last : n])
     corr = statistics.correlation(a[:n], b[:n]) if n > 2 else float("nan")
-    return {"steps": n, "last": last, "mean_a": round(mean_a, 5), "mean_b": round(mean_b, 5),
-            "rel_diff": round(abs(mean_b - mean_a) / abs(mean_a), 5), "per_step_correlation": round(corr, 4),
-            "max_abs_step_diff": round(max(abs(x - y) for x, y in zip(a[:n], b[:n])), 5)}
+    return {
+        "steps": n,
+        "last": last,
+        "mean_a": round(mean_a, 5),
+        "mean_b": round(mean_b, 5),
+        "rel_diff": round(abs(mean_b - mean_a) / abs(mean_a), 5),
+        "per_step_correlation": round(corr, 4),
+        "max_abs_step_diff": round(max(abs(x - y) for x, y in zip(a[:n], b[:n])), 5),
+    }
 
 
 def compare_loras(path_a: str, path_b: str) -> dict:
@@ -48,9 +56,14 @@ def compare_loras(path_a: str, path_b: str) -> dict:
         ups.append(cos(up_a, up_b))
         downs.append(cos(down_a, down_b))
     worst = sorted(delta.items(), key=lambda kv: kv[1])[:5]
-    return {"modules": len(modules), "mean_cos_delta_w": round(statistics.fmean(delta.values()), 5),
-            "min_cos_delta_w": round(min(delta.values()), 5), "mean_cos_up": round(statistics.fmean(ups), 5),
-            "mean_cos_down": round(statistics.fmean(downs), 5), "worst": [(k, round(v, 4)) for k, v in worst]}
+    return {
+        "modules": len(modules),
+        "mean_cos_delta_w": round(statistics.fmean(delta.values()), 5),
+        "min_cos_delta_w": round(min(delta.values()), 5),
+        "mean_cos_up": round(statistics.fmean(ups), 5),
+        "mean_cos_down": round(statistics.fmean(downs), 5),
+        "worst": [(k, round(v, 4)) for k, v in worst],
+    }
 
 
 def main() -> int:

@@ -9,6 +9,7 @@
    (bf16 under autocast) against the FP8 linear, eager and compiled (the quantisation fused). CUDA
    events, median of repeats. The issue's microbenchmark: bf16 0.161 s, FP8 0.088 s per step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,16 @@ import fp8_linear  # noqa: E402
 
 # (tokens, in, out, layers per step): FLUX.1-dev token linears (double blocks: img 4096 + txt 512 tokens)
 SHAPES = [
-    (4096, 3072, 9216, 19), (4096, 3072, 3072, 19), (4096, 3072, 12288, 19), (4096, 12288, 3072, 19),
-    (512, 3072, 9216, 19), (512, 3072, 3072, 19), (512, 3072, 12288, 19), (512, 12288, 3072, 19),
-    (4608, 3072, 21504, 38), (4608, 15360, 3072, 38),
+    (4096, 3072, 9216, 19),
+    (4096, 3072, 3072, 19),
+    (4096, 3072, 12288, 19),
+    (4096, 12288, 3072, 19),
+    (512, 3072, 9216, 19),
+    (512, 3072, 3072, 19),
+    (512, 3072, 12288, 19),
+    (512, 12288, 3072, 19),
+    (4608, 3072, 21504, 38),
+    (4608, 15360, 3072, 38),
 ]
 
 
@@ -40,7 +48,9 @@ def correctness() -> dict:
         linear = torch.nn.Linear(n_in, n_out, device="cuda", dtype=torch.bfloat16)
         torch.nn.init.normal_(linear.weight, std=0.5 / n_in**0.5)
         fast = fp8_linear.Linear.from_linear(linear)
-        x = (torch.randn(tokens, n_in, device="cuda") * (1 + 10 * torch.rand(tokens, 1, device="cuda"))).requires_grad_(True)
+        x = (torch.randn(tokens, n_in, device="cuda") * (1 + 10 * torch.rand(tokens, 1, device="cuda"))).requires_grad_(
+            True
+        )
         out = fast(x)
         grad = torch.randn(tokens, n_out, device="cuda")
         out.backward(grad.to(out.dtype))
@@ -48,7 +58,11 @@ def correctness() -> dict:
         fwd = rel(out, torch.nn.functional.linear(x.double(), w, linear.bias.double()))
         bwd = rel(x.grad, grad.double() @ w)
         ok = torch.isfinite(out).all().item() and torch.isfinite(x.grad).all().item() and fwd < 0.06 and bwd < 0.06
-        results[f"{tokens}x{n_in}->{n_out}"] = {"forward_rel_err": round(fwd, 4), "input_grad_rel_err": round(bwd, 4), "ok": ok}
+        results[f"{tokens}x{n_in}->{n_out}"] = {
+            "forward_rel_err": round(fwd, 4),
+            "input_grad_rel_err": round(bwd, 4),
+            "ok": ok,
+        }
     return results
 
 
@@ -88,7 +102,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", default="")
     args = parser.parse_args()
-    print(f"{torch.cuda.get_device_name()} cc {torch.cuda.get_device_capability()} torch {torch.__version__}", flush=True)
+    print(
+        f"{torch.cuda.get_device_name()} cc {torch.cuda.get_device_capability()} torch {torch.__version__}", flush=True
+    )
     print("fp8 unavailable:", fp8_linear.fp8_unavailable_reason())
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "correctness": correctness()}
     print(json.dumps(report["correctness"]), flush=True)

@@ -14,6 +14,7 @@ writes into DIR (skipping files that already exist with the right size):
 
 Prints one JSON line per file (path, size, seconds). Needs torch; CUDA if present (else CPU, slowly).
 """
+
 from __future__ import annotations
 
 import json
@@ -71,7 +72,11 @@ def _write_flux(path: Path) -> None:
                     fan_in *= d
                 std = 0.02 if init == "emb" else tiny_models._INIT_GAIN / fan_in**0.5
                 g = torch.Generator(device=device).manual_seed(tiny_models._seed("random-flux1-dev-full", name))
-                t = torch.empty(numel, dtype=torch.float32, device=device).normal_(0.0, std, generator=g).to(torch.bfloat16)
+                t = (
+                    torch.empty(numel, dtype=torch.float32, device=device)
+                    .normal_(0.0, std, generator=g)
+                    .to(torch.bfloat16)
+                )
             chunks.put(t.view(torch.uint8).cpu())
     finally:
         chunks.put(None)
@@ -81,7 +86,11 @@ def _write_flux(path: Path) -> None:
 
 def flux_full(directory: Path) -> Path:
     specs = tiny_models.flux_specs(depth=FLUX_DEPTH, depth_single=FLUX_DEPTH_SINGLE)
-    head, data_size = tiny_models._layout(specs, "bfloat16", {"format": "pt", "generator": "mvic benchmarks/gpu/make_models.py", "model": "random-flux1-dev-full"})
+    head, data_size = tiny_models._layout(
+        specs,
+        "bfloat16",
+        {"format": "pt", "generator": "mvic benchmarks/gpu/make_models.py", "model": "random-flux1-dev-full"},
+    )
     path = directory / FLUX_NAME
     if not (path.is_file() and path.stat().st_size == len(head) + data_size):
         _write_flux(path)
@@ -91,12 +100,27 @@ def flux_full(directory: Path) -> Path:
 def main(argv: list[str]) -> int:
     directory = Path(argv[0] if argv else "models").resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    for key, make in (("flux", flux_full), ("clip_l", tiny_models.tiny_clip_l), ("ae", tiny_models.tiny_ae), ("t5xxl", tiny_models.zero_t5xxl)):
+    for key, make in (
+        ("flux", flux_full),
+        ("clip_l", tiny_models.tiny_clip_l),
+        ("ae", tiny_models.tiny_ae),
+        ("t5xxl", tiny_models.zero_t5xxl),
+    ):
         start = time.time()
         path = Path(make(directory))
         st = path.stat()
-        print(json.dumps({"model": key, "path": str(path), "bytes": st.st_size, "on_disk": st.st_blocks * 512,
-                          "seconds": round(time.time() - start, 1)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "model": key,
+                    "path": str(path),
+                    "bytes": st.st_size,
+                    "on_disk": st.st_blocks * 512,
+                    "seconds": round(time.time() - start, 1),
+                }
+            ),
+            flush=True,
+        )
     return 0
 
 

@@ -6,6 +6,7 @@ Builds the parser from mvic.training.cli.add_commands and calls mvic.training.cl
 same code path as `python -m mvic train`. Works around a NameError in mvic/training/cli.py at
 commit 96f462f: `_train` calls `find_environment`, which is imported only inside `run`.
 """
+
 import argparse
 import sys
 from pathlib import Path

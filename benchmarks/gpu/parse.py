@@ -20,6 +20,7 @@ Output: one JSON object:
   peak_gib          highest memory.used nvidia-smi saw (GiB = 2**30 bytes), also peak_gb (1e9)
   milestones        first time each start-up phase appears in sd-scripts' log
 """
+
 from __future__ import annotations
 
 import argparse
@@ -131,13 +132,19 @@ def parse_run(run_dir: Path, first: int = 10, last: int = 60) -> dict:
 
 def table(summary: Path) -> str:
     rows = [json.loads(line) for line in summary.read_text().splitlines() if line.strip()]
-    out = ["| run | preset | extra | s/step (wall) | s/step (tqdm) | peak GiB | start-up s | finish s | 1000-step TTL | rc |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| run | preset | extra | s/step (wall) | s/step (tqdm) | peak GiB | start-up s | finish s | 1000-step TTL "
+        "| rc |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         ttl = r.get("ttl_1000_s")
-        out.append(f"| {r.get('name')} | {r.get('preset')} | {r.get('extra', '')} | {r.get('s_per_step_wall', '-')} | "
-                   f"{r.get('s_per_step_tqdm', '-')} | {r.get('peak_gib', '-')} | {r.get('startup_s', '-')} | {r.get('finish_s', '-')} | "
-                   f"{'%.0f s (%.1f min)' % (ttl, ttl / 60) if ttl else '-'} | {r.get('rc')} |")
+        out.append(
+            f"| {r.get('name')} | {r.get('preset')} | {r.get('extra', '')} | {r.get('s_per_step_wall', '-')} | "
+            f"{r.get('s_per_step_tqdm', '-')} | {r.get('peak_gib', '-')} | {r.get('startup_s', '-')} | "
+            f"{r.get('finish_s', '-')} | "
+            f"{'%.0f s (%.1f min)' % (ttl, ttl / 60) if ttl else '-'} | {r.get('rc')} |"
+        )
     return "\n".join(out)
 
 

@@ -5,6 +5,7 @@
 
 T0: epoch seconds of the launch (`date +%s.%N`). Each output line: `<seconds since T0>\t<text>`.
 """
+
 import os
 import re
 import signal

@@ -7,6 +7,7 @@ the caption ourselves, so the markers always match the layout exactly.
 Pose words are never guessed: `indeterminate` fields are left out of the caption, and
 with `appearance_only` a low-confidence or indeterminate panel gets no pose words at all.
 """
+
 from __future__ import annotations
 
 import copy
@@ -65,7 +66,9 @@ class PanelAnnotation(BaseModel):
                 f"not '{self.horizontal_view}'; use side 'none'"
             )
         if self.horizontal_view in SIDED_VIEWS and self.side == "none":
-            raise ValueError(f"panel {self.panel}: a {self.horizontal_view} view needs side left, right or indeterminate")
+            raise ValueError(
+                f"panel {self.panel}: a {self.horizontal_view} view needs side left, right or indeterminate"
+            )
         return self
 
 
@@ -113,7 +116,9 @@ def parse_annotation(text: str, panel_count: int) -> ImageAnnotation:
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise AnnotationError(f"the answer is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise AnnotationError(
+            f"the answer is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
     try:
         return ImageAnnotation.model_validate(data, context={"panel_count": panel_count})
     except ValidationError as exc:
@@ -202,7 +207,9 @@ def panel_text(panel: PanelAnnotation, object_name: str, options: RenderOptions)
     return text
 
 
-def render_annotation(annotation: ImageAnnotation, markers: LayoutMarkers, options: RenderOptions = RenderOptions()) -> str:
+def render_annotation(
+    annotation: ImageAnnotation, markers: LayoutMarkers, options: RenderOptions = RenderOptions()
+) -> str:
     if len(annotation.panels) != len(markers.panels):
         raise ValueError(f"annotation has {len(annotation.panels)} panels, the layout has {len(markers.panels)}")
     summary = clean_text(annotation.summary)

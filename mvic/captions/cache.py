@@ -6,6 +6,7 @@ layout and markers, the prompt version, the backend and the model. What is store
 is the validated annotation, not the caption, so trigger and appearance-only can
 change without a request. One small JSON file per entry, written atomically.
 """
+
 from __future__ import annotations
 
 import hashlib

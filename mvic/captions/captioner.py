@@ -9,6 +9,7 @@ size cap, a 200 that is not JSON) gets the template caption and is named in the
 report; a fatal error (quota exhausted for the day, rejected key) stops the run with
 CaptionRunError after finished answers are cached.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,12 @@ from ..settings import Endpoint
 from .backends import make_backend
 from .backends.errors import FatalError
 from .backends.request import (
-    DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES, PROTOCOLS, BackendConfig, RequestLimits, TokenUsage,
+    DEFAULT_DEADLINE_S,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    PROTOCOLS,
+    BackendConfig,
+    RequestLimits,
+    TokenUsage,
 )
 from .backends.sdk import import_sdk
 from .backends.secret import endpoint_key, redact
@@ -42,16 +48,19 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 
 def check_trigger(trigger: str, what: str = "trigger") -> None:
     if len(trigger) > MAX_TRIGGER_CHARS:
-        raise ValueError(f"{what} is {len(trigger):,} characters long; a trigger word may have at most "
-                         f"{MAX_TRIGGER_CHARS}")
+        raise ValueError(
+            f"{what} is {len(trigger):,} characters long; a trigger word may have at most {MAX_TRIGGER_CHARS}"
+        )
     if plain_text(trigger) != " ".join(trigger.split()):
         raise ValueError(f"{what} {trigger[:40]!r} holds control characters; use plain words")
 
 
 def check_model_name(model: str, what: str = "model") -> None:
     if model.strip() and (not MODEL_NAME.match(model.strip()) or ".." in model):
-        raise ValueError(f"{what} {model[:60]!r}: a model name such as gemini-2.5-flash, gpt-4o-mini or llava:13b "
-                         "(letters, digits and . _ : / @ + -, at most 128)")
+        raise ValueError(
+            f"{what} {model[:60]!r}: a model name such as gemini-2.5-flash, gpt-4o-mini or llava:13b "
+            "(letters, digits and . _ : / @ + -, at most 128)"
+        )
 
 
 @dataclass(frozen=True)
@@ -82,17 +91,23 @@ class CaptionSettings:
 
     def check(self) -> None:
         if self.endpoint is not None and self.endpoint.backend not in PROTOCOLS:
-            raise ValueError(f"endpoint {self.endpoint.name!r}: protocol {self.endpoint.backend!r}; "
-                             f"use one of {', '.join(PROTOCOLS)}")
+            raise ValueError(
+                f"endpoint {self.endpoint.name!r}: protocol {self.endpoint.backend!r}; "
+                f"use one of {', '.join(PROTOCOLS)}"
+            )
         check_trigger(self.trigger)
         check_model_name(self.model)
         if self.deadline_s <= 0 or self.max_response_bytes < 1024:
-            raise ValueError(f"deadline {self.deadline_s} s, response cap {self.max_response_bytes} bytes: "
-                             "the deadline must be positive and the cap at least 1 KiB")
+            raise ValueError(
+                f"deadline {self.deadline_s} s, response cap {self.max_response_bytes} bytes: "
+                "the deadline must be positive and the cap at least 1 KiB"
+            )
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"caption input mode {self.input_mode!r}: choose one of {', '.join(INPUT_MODES)}")
         if self.concurrency < 1 or self.max_attempts < 1:
-            raise ValueError(f"concurrency = {self.concurrency}, max_attempts = {self.max_attempts}: both must be at least 1")
+            raise ValueError(
+                f"concurrency = {self.concurrency}, max_attempts = {self.max_attempts}: both must be at least 1"
+            )
         if self.rpm < 0:
             raise ValueError(f"rpm = {self.rpm}: use 0 (no cap) or a positive number of requests per minute")
 
@@ -129,7 +144,11 @@ class CaptionReport:
         where = f" at endpoint {self.endpoint!r}" if self.endpoint else ""
         key = f" (key from {self.key_source})" if self.key_source else " (no key)"
         who = f"{self.backend} {self.model}{where}{key}"
-        cost = "unknown for this model" if self.estimated_cost_usd is None else f"${self.estimated_cost_usd:.4f} (list prices)"
+        cost = (
+            "unknown for this model"
+            if self.estimated_cost_usd is None
+            else f"${self.estimated_cost_usd:.4f} (list prices)"
+        )
         rate = f", {self.total / self.elapsed_s:.1f} composites/s" if self.elapsed_s > 0 else ""
         lines = [
             f"captions: {who}",
@@ -155,8 +174,9 @@ def _caption(text: str, settings: CaptionSettings, model: str, prompt_version: s
     return Caption(text=text, backend=settings.backend, model=model, prompt_version=prompt_version)
 
 
-def caption_composites(composites: Composites, settings: CaptionSettings = CaptionSettings(), on_progress=None,
-                       check_cancel=None) -> tuple[Composites, CaptionReport]:
+def caption_composites(
+    composites: Composites, settings: CaptionSettings = CaptionSettings(), on_progress=None, check_cancel=None
+) -> tuple[Composites, CaptionReport]:
     """Caption every composite. `on_progress(done, total)` runs on the calling thread, and
     `check_cancel()` every fraction of a second while requests are in flight; either may raise
     to interrupt (ComfyUI's Cancel): requests in flight then end within a fraction of a second."""
@@ -170,8 +190,12 @@ def caption_composites(composites: Composites, settings: CaptionSettings = Capti
             items.append(composite if kept else composite.with_caption(template_caption(composite, settings.trigger)))
             if on_progress:
                 on_progress(done, len(composites.items))
-        report = CaptionReport("template", total=len(items), elapsed_s=time.monotonic() - started,
-                               kept=sum(c.caption.came_with_data for c in items))
+        report = CaptionReport(
+            "template",
+            total=len(items),
+            elapsed_s=time.monotonic() - started,
+            kept=sum(c.caption.came_with_data for c in items),
+        )
         return Composites(items=items, skipped=list(composites.skipped)), report
     return _caption_with_model(composites, settings, on_progress, check_cancel, started)
 
@@ -185,7 +209,9 @@ def _make_runner(settings: CaptionSettings, config: BackendConfig, key_source: s
     return JobRunner(
         make_backend=lambda: make_backend(config, key_source, stop),
         cache=CaptionCache(settings.cache_dir or default_cache_dir()) if settings.use_cache else None,
-        gate=RequestGate(settings.concurrency, settings.rpm, stop=stop, max_consecutive_failures=settings.max_consecutive_failures),
+        gate=RequestGate(
+            settings.concurrency, settings.rpm, stop=stop, max_consecutive_failures=settings.max_consecutive_failures
+        ),
         policy=RetryPolicy(settings.max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s),
         prompt_version=f"{PROMPT_VERSION}/{settings.input_mode}",
         backend_name=settings.backend,
@@ -204,8 +230,15 @@ def _caption_with_model(composites: Composites, settings: CaptionSettings, on_pr
     endpoint = settings.endpoint
     api_key, key_source = endpoint_key(endpoint)
     limits = RequestLimits(settings.deadline_s, settings.max_response_bytes)
-    config = BackendConfig(endpoint.backend, settings.model, endpoint.base_url, api_key, settings.timeout_s,
-                           limits=limits, endpoint=endpoint.name)
+    config = BackendConfig(
+        endpoint.backend,
+        settings.model,
+        endpoint.base_url,
+        api_key,
+        settings.timeout_s,
+        limits=limits,
+        endpoint=endpoint.name,
+    )
     model = config.model_name
     prompt_version = f"{PROMPT_VERSION}/{settings.input_mode}"
     report = CaptionReport(settings.backend, model, endpoint.name, key_source, total=len(composites.items))
@@ -251,8 +284,9 @@ def _caption_with_model(composites: Composites, settings: CaptionSettings, on_pr
     return Composites(items=items, skipped=list(composites.skipped)), report
 
 
-def _collect(pool, runner, composites: list[Composite], accept, report: CaptionReport, on_progress,
-             check_cancel=None) -> str:
+def _collect(
+    pool, runner, composites: list[Composite], accept, report: CaptionReport, on_progress, check_cancel=None
+) -> str:
     """Run every composite's job; results are accepted on this thread, in completion order.
     Returns the fatal error that stopped the run, or ''."""
     pending = {pool.submit(runner.run, index, composite) for index, composite in enumerate(composites)}

@@ -1,5 +1,6 @@
 """One composite's way through a model run: cache look-up, image encoding, request,
 cache write. Runs in a worker thread; identical composites in one run share one request."""
+
 from __future__ import annotations
 
 import io
@@ -27,7 +28,9 @@ def encode_jpeg(array: np.ndarray, max_side: int) -> bytes:
     image = Image.fromarray(array)
     if max_side and max(image.size) > max_side:
         scale = max_side / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
+        )
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()
@@ -59,8 +62,19 @@ class _Shared:
 class JobRunner:
     """What every worker shares: backend (made on the first miss), cache, gate, policy."""
 
-    def __init__(self, make_backend, cache: CaptionCache | None, gate: RequestGate, policy: RetryPolicy,
-                 prompt_version: str, backend_name: str, model: str, input_mode: str, max_side: int, max_output_tokens: int):
+    def __init__(
+        self,
+        make_backend,
+        cache: CaptionCache | None,
+        gate: RequestGate,
+        policy: RetryPolicy,
+        prompt_version: str,
+        backend_name: str,
+        model: str,
+        input_mode: str,
+        max_side: int,
+        max_output_tokens: int,
+    ):
         self._make_backend = make_backend
         self._backend: ModelBackend | None = None
         self._backend_lock = threading.Lock()

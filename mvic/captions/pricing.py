@@ -4,6 +4,7 @@ List prices in USD per million tokens (input, output), standard paid tier, text 
 image input alike. They change: the report calls the number an estimate, and an
 unknown model (e.g. a local Ollama one) gets no number rather than a wrong one.
 """
+
 from __future__ import annotations
 
 from .backends.request import TokenUsage

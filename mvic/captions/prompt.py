@@ -1,5 +1,6 @@
 """The instructions sent with each composite. Changing the wording changes what the
 model answers, so bump PROMPT_VERSION with it: the version is part of the cache key."""
+
 from __future__ import annotations
 
 from ..datatypes import Composite
@@ -32,7 +33,8 @@ def build_prompt(composite: Composite, input_mode: str = "composite") -> str:
         [
             "You annotate training images for a multi-view In-Context LoRA.",
             what,
-            f"The dataset files this object under the category '{category}'; name it more precisely if the photos show what it is.",
+            f"The dataset files this object under the category '{category}'; name it more precisely if the photos "
+            "show what it is.",
             "Return JSON only, matching the schema:",
             "- object_name: a short noun phrase for the object (e.g. 'red ceramic mug').",
             "- summary: one sentence about the object and that the photos show it from different angles.",
@@ -51,7 +53,4 @@ def build_prompt(composite: Composite, input_mode: str = "composite") -> str:
 
 
 def reask_prompt(problem: str) -> str:
-    return (
-        f"Your previous answer was rejected: {problem}\n"
-        "Answer again with JSON only that matches the schema exactly."
-    )
+    return f"Your previous answer was rejected: {problem}\nAnswer again with JSON only that matches the schema exactly."

@@ -9,6 +9,7 @@ The breaker stops the run when the server fails that many composites in a row
 (down, or refusing every request): outcomes are recorded while the request slot
 is still held, so no other worker slips a request in before the run stops.
 """
+
 from __future__ import annotations
 
 import threading
@@ -22,8 +23,14 @@ class Cancelled(Exception):
 
 
 class RequestGate:
-    def __init__(self, concurrency: int, per_minute: int = 0, period_s: float = 60.0, stop: threading.Event | None = None,
-                 max_consecutive_failures: int = 0):
+    def __init__(
+        self,
+        concurrency: int,
+        per_minute: int = 0,
+        period_s: float = 60.0,
+        stop: threading.Event | None = None,
+        max_consecutive_failures: int = 0,
+    ):
         if concurrency < 1:
             raise ValueError(f"concurrency = {concurrency}: use at least 1")
         if per_minute < 0:

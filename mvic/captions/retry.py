@@ -10,6 +10,7 @@ every send is counted and every wait is decided here:
 - an answer that broke a limit or the protocol (past the request's deadline, over the
   size cap, a 200 that is not JSON): a failure, no retry.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,8 +61,14 @@ class CompositeFailed(Exception):
         self.stats = stats
 
 
-def _widened(exc: TruncatedError, request: ModelRequest, policy: RetryPolicy, gate: RequestGate,
-             stats: RequestStats, widened: bool) -> ModelRequest:
+def _widened(
+    exc: TruncatedError,
+    request: ModelRequest,
+    policy: RetryPolicy,
+    gate: RequestGate,
+    stats: RequestStats,
+    widened: bool,
+) -> ModelRequest:
     """An answer cut at max_output_tokens is asked again once, with twice the tokens; a second cut fails."""
     gate.record_success()
     stats.usage += exc.usage
@@ -143,10 +150,20 @@ def _fail_systemic(gate: RequestGate, reason: str, stats: RequestStats) -> None:
     raise CompositeFailed(reason, stats)
 
 
-def _wait_after_transient(error: TransientError, failures: int, request: ModelRequest, policy: RetryPolicy, gate: RequestGate, rng, stats: RequestStats) -> None:
+def _wait_after_transient(
+    error: TransientError,
+    failures: int,
+    request: ModelRequest,
+    policy: RetryPolicy,
+    gate: RequestGate,
+    rng,
+    stats: RequestStats,
+) -> None:
     if error.retry_after_s is not None and error.retry_after_s > policy.max_server_delay_s:
         gate.stop.set()
-        fatal = FatalError(f"the server asks to wait {error.retry_after_s:.0f} s before retrying ({error}); re-run later")
+        fatal = FatalError(
+            f"the server asks to wait {error.retry_after_s:.0f} s before retrying ({error}); re-run later"
+        )
         fatal.stats = stats
         raise fatal
     if error.retry_after_s is not None:

@@ -1,5 +1,6 @@
 """The offline `template` backend: captions from the category and, when poses are
 known, each view's azimuth/elevation relative to the first view. No model, no key."""
+
 from __future__ import annotations
 
 from ..datatypes import Caption, Composite, ViewAngle
@@ -38,7 +39,9 @@ def view_phrase(angle: ViewAngle) -> str:
 def template_caption(composite: Composite, trigger: str = "") -> Caption:
     category = composite.category.strip() or "object"
     count = len(composite.panels)
-    summary = f"This set of {number_word(count).lower()} images shows {_article(category)} {category} from different angles"
+    summary = (
+        f"This set of {number_word(count).lower()} images shows {_article(category)} {category} from different angles"
+    )
     texts = []
     for position, panel in enumerate(composite.panels, start=1):
         if panel.angle is not None:

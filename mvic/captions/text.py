@@ -11,6 +11,7 @@ and no other marker appears. The text between markers is free: it may contain co
 semicolons and `<Name>` tags; the separator before each marker may be `;`, `,` or `.` and
 is kept, so `parsed.render()` writes the caption back exactly (whitespace normalised).
 """
+
 from __future__ import annotations
 
 import re
@@ -175,11 +176,17 @@ class ParsedCaption:
 
     def render(self) -> str:
         """The caption as it was written (whitespace normalised)."""
-        return join_caption(self.prefix, self.summary, self.markers, list(self.texts), self.separators, self.ending, self.trigger)
+        return join_caption(
+            self.prefix, self.summary, self.markers, list(self.texts), self.separators, self.ending, self.trigger
+        )
 
-    def canonical(self, markers: LayoutMarkers, trigger: str | None = None, separator: str = CANONICAL_SEPARATOR) -> str:
+    def canonical(
+        self, markers: LayoutMarkers, trigger: str | None = None, separator: str = CANONICAL_SEPARATOR
+    ) -> str:
         """The same content in this pack's canonical form for `markers`."""
-        return render_caption(markers, self.summary, list(self.texts), self.trigger if trigger is None else trigger, separator)
+        return render_caption(
+            markers, self.summary, list(self.texts), self.trigger if trigger is None else trigger, separator
+        )
 
 
 def panel_marker_choices(expected: LayoutMarkers) -> list[tuple[str, ...]]:
@@ -192,7 +199,7 @@ def _split_tail(segment: str) -> tuple[str, str]:
     """'front view, ' -> ('front view', ',') : the text and the punctuation after it."""
     body = clean_text(segment)
     stripped = " ".join(segment.split())
-    tail = stripped[len(body):] if stripped.startswith(body) else ""
+    tail = stripped[len(body) :] if stripped.startswith(body) else ""
     return body, "".join(tail.split())
 
 
@@ -293,5 +300,5 @@ def with_trigger(text: str, markers: LayoutMarkers, trigger: str) -> str:
     try:
         parsed = parse_caption(text, markers)
     except CaptionParseError:
-        return text if text.split()[:len(trigger.split())] == trigger.split() else f"{trigger} {text.lstrip()}"
+        return text if text.split()[: len(trigger.split())] == trigger.split() else f"{trigger} {text.lstrip()}"
     return replace(parsed, trigger=trigger).render()

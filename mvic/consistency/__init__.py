@@ -3,6 +3,7 @@ several angles? Geometric agreement per panel pair (SIFT + fundamental matrix), 
 panels, viewpoint spread, grid validity, and optional learned similarity from local weights.
 
 OpenCV (opencv-python-headless) is imported only when something is scored."""
+
 from .score import score_composite, score_views
 from .types import ConsistencyScore, ConsistencySettings, GridCheck, PairResult
 

@@ -1,5 +1,6 @@
 """Score many composites: a folder of images (grid given), a dataset folder (layout and poses from
 its manifest), or one image file; write the JSON list and the annotated contact sheet."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,10 @@ def parse_grid(text: str) -> tuple[int, int]:
 def _manifest_jobs(folder: Path, grid: tuple[int, int] | None) -> list[CompositeJob]:
     jobs = []
     for record in read_manifest(folder).values():
-        poses = [CameraPose(tuple(p["pose"]["qvec"]), tuple(p["pose"]["tvec"])) if p.get("pose") else None
-                 for p in record.panels]
+        poses = [
+            CameraPose(tuple(p["pose"]["qvec"]), tuple(p["pose"]["tvec"])) if p.get("pose") else None
+            for p in record.panels
+        ]
         rows, cols = grid or (record.layout["rows"], record.layout["cols"])
         divider = 0 if grid else record.layout.get("divider_width", 0)
         usable = any(poses) and len(poses) == rows * cols
@@ -64,8 +67,9 @@ def _manifest_jobs(folder: Path, grid: tuple[int, int] | None) -> list[Composite
     return jobs
 
 
-def find_jobs(path: str | Path, grid: tuple[int, int] | None = None, divider_width: int = 0,
-              exclude: tuple[Path, ...] = ()) -> list[CompositeJob]:
+def find_jobs(
+    path: str | Path, grid: tuple[int, int] | None = None, divider_width: int = 0, exclude: tuple[Path, ...] = ()
+) -> list[CompositeJob]:
     """What to score under `path`. A dataset folder's manifest lists its composites with their layout
     and camera poses (`grid` overrides the layout); plain folders and files need `grid`. Files in
     `exclude` (our own outputs) are never scored."""
@@ -77,8 +81,9 @@ def find_jobs(path: str | Path, grid: tuple[int, int] | None = None, divider_wid
         if jobs:
             return jobs
     if grid is None:
-        raise ValueError(f"{path} has no dataset manifest ({MANIFEST_NAME}) to take the layout from: "
-                         "give --grid ROWSxCOLS")
+        raise ValueError(
+            f"{path} has no dataset manifest ({MANIFEST_NAME}) to take the layout from: give --grid ROWSxCOLS"
+        )
     skip = {p.resolve() for p in exclude}
     found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     found = [p for p in found if p.is_file()]
@@ -89,8 +94,9 @@ def find_jobs(path: str | Path, grid: tuple[int, int] | None = None, divider_wid
     return [CompositeJob(f, f.relative_to(base).as_posix(), grid[0], grid[1], divider_width) for f in files]
 
 
-def score_job(job: CompositeJob, settings: ConsistencySettings = DEFAULT_SETTINGS, learned=None,
-              note: str = "") -> ScoredComposite:
+def score_job(
+    job: CompositeJob, settings: ConsistencySettings = DEFAULT_SETTINGS, learned=None, note: str = ""
+) -> ScoredComposite:
     """One composite; an unreadable or ill-fitting image becomes an entry with `error`, not a crash."""
     try:
         image = to_array(load_rgb(job.path))

@@ -1,4 +1,5 @@
 """`python -m mvic score PATH`: consistency scores of composites, as JSON and an annotated contact sheet."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,9 +13,11 @@ def add_commands(commands) -> None:
     score.add_argument("--divider", type=int, default=0, help="divider width in pixels painted between panels")
     score.add_argument("--json", default="consistency_scores.json", help="where to write the scores (a JSON list)")
     score.add_argument("--sheet", default="", help="annotated contact sheet PNG (default: the JSON path with .png)")
-    score.add_argument("--similarity-model", default="",
-                       help="local DINOv2 / CLIP model folder for the optional learned similarity "
-                            "(else MVIC_SIMILARITY_MODEL)")
+    score.add_argument(
+        "--similarity-model",
+        default="",
+        help="local DINOv2 / CLIP model folder for the optional learned similarity (else MVIC_SIMILARITY_MODEL)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

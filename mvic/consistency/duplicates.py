@@ -4,6 +4,7 @@ Both must agree. The DCT hash ignores brightness, noise and small shifts but is 
 computed on brightness/contrast-normalised thumbnails after aligning them by phase correlation, so
 a copy shifted by a few pixels still scores near 1 while another view of the same scene does not.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ image; for views around an upright object the dominant change is horizontal (ver
 away, the ground plane turns under a fixed tilt), so we simulate horizontal compressions only:
 a few extra small images, about 1.6x the cost of plain SIFT. Keypoints map back to the panel.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

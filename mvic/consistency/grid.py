@@ -7,6 +7,7 @@ of the line vary together. Segments without texture on both sides (a shared whit
 gradient) say nothing and are left out. The same seam test at the split lines of
 other grids (up to 6 x 6) tells which grid the picture really has.
 """
+
 from __future__ import annotations
 
 import numpy as np

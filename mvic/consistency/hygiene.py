@@ -1,5 +1,6 @@
 """Dataset hygiene: drop composites whose chosen views do not agree (bad registration, a moving
 object, frames of different things in one folder), and say so per set."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,13 @@ def score_dataset_composite(composite: Composite, settings: ConsistencySettings 
     return score_composite(composite.image, layout.rows, layout.cols, layout.divider_width, settings, known)
 
 
-def filter_composites(composites: Composites, min_consistency: float, settings: ConsistencySettings = DEFAULT_SETTINGS,
-                      workers: int = 2, on_progress=None) -> tuple[Composites, list[str]]:
+def filter_composites(
+    composites: Composites,
+    min_consistency: float,
+    settings: ConsistencySettings = DEFAULT_SETTINGS,
+    workers: int = 2,
+    on_progress=None,
+) -> tuple[Composites, list[str]]:
     """Composites scoring at least `min_consistency` (0 keeps all, unscored), and one report line per set.
     OpenCV releases the GIL while it works, so threads score several composites at once."""
     if not 0.0 <= min_consistency <= 1.0:

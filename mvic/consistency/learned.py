@@ -6,6 +6,7 @@ workflow widget. Without it, or without torch + transformers, scoring goes on wi
 and says why. It is reported beside the geometric score, not folded into it: nothing here has been
 measured with real weights (no weights can be downloaded where this was built).
 """
+
 from __future__ import annotations
 
 import logging

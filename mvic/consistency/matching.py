@@ -1,10 +1,11 @@
 """Two panels: putative matches, the fundamental matrix's inliers, and the relative rotation.
 
-    nearest neighbours (exact L2, RootSIFT) -> ratio test against the nearest descriptor from another
-    image location -> one match per 4 px cell on each side (no many-to-one "hub" that a
-    fundamental matrix explains with its epipole) -> USAC MAGSAC++ (RANSAC where older OpenCV lacks
-    it) -> on the inliers, the essential matrix under an assumed focal length -> rotation angle.
+nearest neighbours (exact L2, RootSIFT) -> ratio test against the nearest descriptor from another
+image location -> one match per 4 px cell on each side (no many-to-one "hub" that a
+fundamental matrix explains with its epipole) -> USAC MAGSAC++ (RANSAC where older OpenCV lacks
+it) -> on the inliers, the essential matrix under an assumed focal length -> rotation angle.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

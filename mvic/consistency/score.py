@@ -1,17 +1,18 @@
 """The set score: do these panels show one object from several angles?
 
-    1. every panel: greyscale at analysis size, a duplicate thumbnail, tilt-simulated RootSIFT
-    2. every pair: duplicate test; otherwise matches -> fundamental-matrix inliers -> agreement
-       1 - exp(-(inliers - chance) / scale) in 0-1, and the relative rotation (essential matrix
-       with an assumed focal length, or the known poses)
-    3. duplicates merge into one view; the distinct views are joined by their strongest
-       agreements (maximum spanning tree): agreement = mean edge of that tree, so each view must
-       agree with at least one other and the set must hang together, while views 180 degrees
-       apart need not match each other
-    4. consistency = agreement x (distinct views - 1) / (panels - 1) x min(1, smallest rotation /
-       too_close_deg): four copies of one view score 0 however well they match, and views a few
-       degrees apart score in proportion
+1. every panel: greyscale at analysis size, a duplicate thumbnail, tilt-simulated RootSIFT
+2. every pair: duplicate test; otherwise matches -> fundamental-matrix inliers -> agreement
+   1 - exp(-(inliers - chance) / scale) in 0-1, and the relative rotation (essential matrix
+   with an assumed focal length, or the known poses)
+3. duplicates merge into one view; the distinct views are joined by their strongest
+   agreements (maximum spanning tree): agreement = mean edge of that tree, so each view must
+   agree with at least one other and the set must hang together, while views 180 degrees
+   apart need not match each other
+4. consistency = agreement x (distinct views - 1) / (panels - 1) x min(1, smallest rotation /
+   too_close_deg): four copies of one view score 0 however well they match, and views a few
+   degrees apart score in proportion
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,13 @@ from .features import analysis_grey, panel_features
 from .grid import check_grid
 from .matching import pair_geometry
 from .types import (
-    FLAG_BLANK, FLAG_DISAGREE, FLAG_DUPLICATES, FLAG_PANEL_ALONE, FLAG_TOO_CLOSE, ConsistencyScore, ConsistencySettings,
+    FLAG_BLANK,
+    FLAG_DISAGREE,
+    FLAG_DUPLICATES,
+    FLAG_PANEL_ALONE,
+    FLAG_TOO_CLOSE,
+    ConsistencyScore,
+    ConsistencySettings,
     PairResult,
 )
 
@@ -44,8 +51,9 @@ def pose_rotation_deg(pose_a, pose_b) -> float:
 
 def check_views(views: list[np.ndarray]) -> None:
     if len(views) < 2:
-        raise ValueError(f"consistency needs at least 2 views, got {len(views)}: "
-                         "give a composite with its grid, or more views")
+        raise ValueError(
+            f"consistency needs at least 2 views, got {len(views)}: give a composite with its grid, or more views"
+        )
     for index, view in enumerate(views):
         if view.ndim != 3 or view.shape[2] < 3 or view.dtype != np.uint8:
             raise ValueError(f"view {index + 1}: expected an H x W x 3 uint8 image, got {view.shape} {view.dtype}")
@@ -130,8 +138,10 @@ def _flags(score: ConsistencyScore, settings: ConsistencySettings) -> list[str]:
 def _spread(pairs: list[PairResult], settings: ConsistencySettings) -> dict:
     """Rotations of distinct, agreeing pairs (any pair when the poses are known)."""
     angles = [
-        p.rotation_deg for p in pairs
-        if p.rotation_deg is not None and not p.duplicate
+        p.rotation_deg
+        for p in pairs
+        if p.rotation_deg is not None
+        and not p.duplicate
         and (p.rotation_source == "poses" or p.agreement >= settings.disagree_below)
     ]
     if not angles:
@@ -148,8 +158,9 @@ def _lonely(count: int, groups: list[int], pairs: list[PairResult], settings: Co
     return [i for i in range(count) if best[i] < settings.lonely_agreement] if max(groups) > 0 else []
 
 
-def score_views(views: list[np.ndarray], settings: ConsistencySettings = DEFAULT_SETTINGS, poses=None,
-                learned=None) -> ConsistencyScore:
+def score_views(
+    views: list[np.ndarray], settings: ConsistencySettings = DEFAULT_SETTINGS, poses=None, learned=None
+) -> ConsistencyScore:
     """Score views of (supposedly) one object. `poses`: a CameraPose or None per view, when known.
     `learned`: a learned.LearnedSimilarity, when the user configured one."""
     check_views(views)
@@ -162,9 +173,14 @@ def score_views(views: list[np.ndarray], settings: ConsistencySettings = DEFAULT
     spread = _spread(pairs, settings)
     closeness = min(1.0, spread["min"] / settings.too_close_deg) if spread else 1.0
     score = ConsistencyScore(
-        consistency=agreement * (distinct - 1) / (len(views) - 1) * closeness, agreement=agreement,
-        distinct_views=distinct, panels=len(views), pairs=pairs,
-        lonely_panels=_lonely(len(views), groups, pairs, settings), blank_panels=blank, spread_deg=spread,
+        consistency=agreement * (distinct - 1) / (len(views) - 1) * closeness,
+        agreement=agreement,
+        distinct_views=distinct,
+        panels=len(views),
+        pairs=pairs,
+        lonely_panels=_lonely(len(views), groups, pairs, settings),
+        blank_panels=blank,
+        spread_deg=spread,
     )
     if learned is not None:
         score.learned_similarity = learned.similarity(views)
@@ -174,8 +190,15 @@ def score_views(views: list[np.ndarray], settings: ConsistencySettings = DEFAULT
     return score
 
 
-def score_composite(composite: np.ndarray, rows: int, cols: int, divider_width: int = 0,
-                    settings: ConsistencySettings = DEFAULT_SETTINGS, poses=None, learned=None) -> ConsistencyScore:
+def score_composite(
+    composite: np.ndarray,
+    rows: int,
+    cols: int,
+    divider_width: int = 0,
+    settings: ConsistencySettings = DEFAULT_SETTINGS,
+    poses=None,
+    learned=None,
+) -> ConsistencyScore:
     """Grid check + split (dividers cropped off) + score_views; grid flags join the score's flags."""
     from ..layout import split_boxes
 

@@ -1,4 +1,5 @@
 """Pictures of a score: the composite with its numbers on it, and a contact sheet of many."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,8 +60,14 @@ def annotate(image: np.ndarray, score: ConsistencyScore, boxes: list[tuple[int, 
         box = (left + inset, top + shift + inset, right - 1 - inset, bottom + shift - 1 - inset)
         draw.rectangle(box, outline=_panel_colour(agreement), width=line)
         label = f"{index + 1}: {agreement:.2f}" + (f" ={tags[index]}" if index in tags else "")
-        draw.text((box[0] + 2 * line, box[1] + 2 * line), label, fill=(255, 255, 255), font=font, stroke_width=2,
-                  stroke_fill=(0, 0, 0))
+        draw.text(
+            (box[0] + 2 * line, box[1] + 2 * line),
+            label,
+            fill=(255, 255, 255),
+            font=font,
+            stroke_width=2,
+            stroke_fill=(0, 0, 0),
+        )
     return np.asarray(canvas)
 
 

@@ -1,4 +1,5 @@
 """What the consistency stage takes and gives: settings, per-pair results, the grid check, the set score."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

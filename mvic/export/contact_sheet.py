@@ -1,4 +1,5 @@
 """A contact sheet PNG: every composite of the dataset at a glance, labelled by file stem."""
+
 from __future__ import annotations
 
 import io

@@ -16,6 +16,7 @@ Re-runs rewrite only what changed: every file is checked against the manifest's 
 A caption that differs from what the last completed run wrote was edited by a person and is
 kept, unless `overwrite_edited_captions` is set (then it is kept in replaced/).
 """
+
 from __future__ import annotations
 
 import errno
@@ -36,7 +37,13 @@ from ..images import array_sha256, file_sha256
 from ..sources.common import display_path, is_utf8
 from .contact_sheet import contact_sheet_png
 from .folder import (
-    AI_TOOLKIT_YAML, CONTACT_SHEET, IMAGES_DIR, MANIFEST_NAME, REMOVED_DIR, REPLACED_DIR, SD_SCRIPTS_TOML,
+    AI_TOOLKIT_YAML,
+    CONTACT_SHEET,
+    IMAGES_DIR,
+    MANIFEST_NAME,
+    REMOVED_DIR,
+    REPLACED_DIR,
+    SD_SCRIPTS_TOML,
 )
 from .manifest import ManifestRecord, composite_stem, manifest_text, panel_records, read_manifest
 from .trainer_configs import DEFAULT_BASE_MODEL, ai_toolkit_yaml, sd_scripts_dataset_toml
@@ -138,8 +145,11 @@ def save_dataset(
         except BaseException as exc:
             export.transaction.abandon()
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OSError(exc.errno, f"no space left on the device while writing {display_path(folder)}: "
-                                         "nothing in the dataset was changed; free some space and run again") from exc
+                raise OSError(
+                    exc.errno,
+                    f"no space left on the device while writing {display_path(folder)}: "
+                    "nothing in the dataset was changed; free some space and run again",
+                ) from exc
             raise
         export.transaction.apply()  # 6. renames and moves; manifest and dataset.toml last
         return report
@@ -268,12 +278,23 @@ class _Export:
             caption_sha, provenance, text, caption_written = self.stage_caption(stem, composite)
             (self.report.written if (caption_written or current[stem] is None) else self.report.unchanged).append(stem)
             image_file, caption_file = _files(stem, image_format)
-            records.append(ManifestRecord(
-                stem=stem, image_file=image_file, caption_file=caption_file, composite_sha256=pixels[stem],
-                caption_sha256=caption_sha, caption=provenance, layout=composite.layout.describe(),
-                markers=composite.markers.as_dict(), fit=composite.fit, set_name=composite.set_name,
-                category=composite.category, panels=panel_records(composite, frame_hashes), image_sha256=image_sha,
-            ))
+            records.append(
+                ManifestRecord(
+                    stem=stem,
+                    image_file=image_file,
+                    caption_file=caption_file,
+                    composite_sha256=pixels[stem],
+                    caption_sha256=caption_sha,
+                    caption=provenance,
+                    layout=composite.layout.describe(),
+                    markers=composite.markers.as_dict(),
+                    fit=composite.fit,
+                    set_name=composite.set_name,
+                    category=composite.category,
+                    panels=panel_records(composite, frame_hashes),
+                    image_sha256=image_sha,
+                )
+            )
             captions.append(text)
         return records, captions
 
@@ -317,8 +338,12 @@ class _Export:
                 f"caption of {stem} shortened to {MAX_CAPTION_CHARS} characters (it had {len(caption.text)})"
             )
         generated = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        provenance = {"backend": caption.backend, "model": caption.model, "prompt_version": caption.prompt_version,
-                      "edited_by_person": False}
+        provenance = {
+            "backend": caption.backend,
+            "model": caption.model,
+            "prompt_version": caption.prompt_version,
+            "edited_by_person": False,
+        }
         path = self.folder / caption_file
         on_disk = own_file_sha256(path)
         if on_disk == generated:
@@ -372,10 +397,13 @@ class _Export:
         ours = {name for r in records for name in (r.image_file, r.caption_file)}
         ours |= {step[1] for step in self.transaction.plan if step[0] in ("move", "delete")}  # leaving images/ now
         strays = sorted(
-            f"{IMAGES_DIR}/{display_path(p.name)}" for p in (self.folder / IMAGES_DIR).iterdir()
+            f"{IMAGES_DIR}/{display_path(p.name)}"
+            for p in (self.folder / IMAGES_DIR).iterdir()
             if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".txt") and f"{IMAGES_DIR}/{p.name}" not in ours
         )
         if strays:
             listed = ", ".join(strays[:20]) + (" ..." if len(strays) > 20 else "")
-            self.report.notes.append(f"{IMAGES_DIR}/ also holds {len(strays)} file(s) this dataset does not list "
-                                     f"(trainers read them): {listed}")
+            self.report.notes.append(
+                f"{IMAGES_DIR}/ also holds {len(strays)} file(s) this dataset does not list "
+                f"(trainers read them): {listed}"
+            )

@@ -1,5 +1,6 @@
 """A dataset folder's own names, in one place: what SaveICLoRADataset writes and what the trainer,
 the consistency scorer and the build transaction look for."""
+
 from __future__ import annotations
 
 MANIFEST_NAME = "metadata.jsonl"  # one record per composite (manifest.py)

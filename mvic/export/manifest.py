@@ -8,6 +8,7 @@ folder's own images/ (`images/<stem>.png|jpg|txt`, no links leaving it). Other r
 are ignored with a warning, so neither the saver nor the trainer reads, moves or
 deletes anything outside the folder because a manifest said so.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,7 +64,9 @@ def panel_records(composite: Composite, frame_hashes: dict[str, str]) -> list[di
                 "frame_index": panel.frame_index,
                 "frame_sha256": frame_hashes.get(panel.frame_path, ""),
                 "pose": None if panel.pose is None else {"qvec": list(panel.pose.qvec), "tvec": list(panel.pose.tvec)},
-                "angle": None if panel.angle is None else {"azimuth_deg": panel.angle.azimuth_deg, "elevation_deg": panel.angle.elevation_deg},
+                "angle": None
+                if panel.angle is None
+                else {"azimuth_deg": panel.angle.azimuth_deg, "elevation_deg": panel.angle.elevation_deg},
             }
         )
     return out
@@ -74,8 +77,10 @@ def record_problem(folder: Path, record: ManifestRecord) -> str:
     stem = record.stem
     if not isinstance(stem, str) or not _STEM_RE.match(stem) or stem in (".", "..") or stem.startswith("."):
         return f"stem {str(stem)[:80]!r} is not a file name"
-    for name, expected in ((record.image_file, (f"{IMAGES_DIR}/{stem}.png", f"{IMAGES_DIR}/{stem}.jpg")),
-                           (record.caption_file, (f"{IMAGES_DIR}/{stem}.txt",))):
+    for name, expected in (
+        (record.image_file, (f"{IMAGES_DIR}/{stem}.png", f"{IMAGES_DIR}/{stem}.jpg")),
+        (record.caption_file, (f"{IMAGES_DIR}/{stem}.txt",)),
+    ):
         if name not in expected:
             return f"it names {str(name)[:200]!r}; a record may only name {' or '.join(expected)}"
         if not is_inside(folder / name, folder):

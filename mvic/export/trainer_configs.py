@@ -1,5 +1,6 @@
 """Trainer configs written beside the dataset: sd-scripts' dataset TOML and an
 ai-toolkit YAML derived from the public pipeline's `config_4views.yaml`."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,9 @@ def sd_scripts_dataset_toml(image_dir: Path, width: int, height: int, num_repeat
     )
 
 
-def ai_toolkit_yaml(image_dir: Path, name: str, base_model: str = DEFAULT_BASE_MODEL, sample_prompts: list[str] | None = None) -> str:
+def ai_toolkit_yaml(
+    image_dir: Path, name: str, base_model: str = DEFAULT_BASE_MODEL, sample_prompts: list[str] | None = None
+) -> str:
     """The reference config with its training choices kept; only the run name, the
     dataset folder, the base model and the sample prompts are ours."""
     import yaml

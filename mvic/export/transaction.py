@@ -13,6 +13,7 @@ leaves the previous dataset as it was); after it, the operations are replayed on
 run if this one died half-way (each is idempotent). Every path in a plan stays inside
 the dataset folder: a shared folder's `.mvic-build/` cannot make us touch anything else.
 """
+
 from __future__ import annotations
 
 import json
@@ -123,8 +124,11 @@ class BuildLock:
     def _claim(self, fd: int) -> None:
         self.previous_owner = _read_owner(fd)
         if self.previous_owner:
-            logger.info("%s: taking over the lock of a build that ended without releasing it: %s",
-                        self.folder, describe_owner(self.previous_owner))
+            logger.info(
+                "%s: taking over the lock of a build that ended without releasing it: %s",
+                self.folder,
+                describe_owner(self.previous_owner),
+            )
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "tool": self.tool}
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
@@ -171,8 +175,10 @@ def describe_owner(owner: dict) -> str:
     """'python -m mvic build (pid 12 on host h, started 2025-01-01T10:00:00)'."""
     if not owner:
         return "another build"
-    return (f"{owner.get('tool', 'a build')} (pid {owner.get('pid', '?')} on host {owner.get('host', '?')}, "
-            f"started {owner.get('started', '?')})")
+    return (
+        f"{owner.get('tool', 'a build')} (pid {owner.get('pid', '?')} on host {owner.get('host', '?')}, "
+        f"started {owner.get('started', '?')})"
+    )
 
 
 def _busy_message(folder: Path, owner: dict) -> str:

@@ -1,4 +1,5 @@
 """`python -m mvic sample`: the sampler without ComfyUI, through diffusers."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,9 @@ from pathlib import Path
 
 
 def add_commands(commands) -> None:
-    sample = commands.add_parser("sample", help="sample a multi-view composite with diffusers (FluxPipeline + the LoRA through peft)")
+    sample = commands.add_parser(
+        "sample", help="sample a multi-view composite with diffusers (FluxPipeline + the LoRA through peft)"
+    )
     for name in ("flux", "clip-l", "t5xxl", "ae"):
         sample.add_argument(f"--{name}", required=True, help="single-file BFL release")
     sample.add_argument("--prompt", required=True, help="a full marker caption, or a summary with --panel-prompts")
@@ -35,9 +38,20 @@ def run(args: argparse.Namespace) -> int:
     width, _, height = args.panel.lower().partition("x") if args.panel else ("0", "", "0")
     references = [np.asarray(load_rgb(path)) for path in args.reference] or None
     result = sample(
-        FluxModelFiles(Path(args.flux), Path(args.clip_l), Path(args.t5xxl), Path(args.ae)), args.prompt, args.panel_prompts.replace("\\n", "\n"),
-        Path(args.lora) if args.lora else None, args.lora_strength, int(rows), int(cols), int(width), int(height or width),
-        args.seed, args.steps, args.guidance, references, args.reference_panels,
+        FluxModelFiles(Path(args.flux), Path(args.clip_l), Path(args.t5xxl), Path(args.ae)),
+        args.prompt,
+        args.panel_prompts.replace("\\n", "\n"),
+        Path(args.lora) if args.lora else None,
+        args.lora_strength,
+        int(rows),
+        int(cols),
+        int(width),
+        int(height or width),
+        args.seed,
+        args.steps,
+        args.guidance,
+        references,
+        args.reference_panels,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

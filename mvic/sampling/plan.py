@@ -1,5 +1,6 @@
 """Sampling plan: the composite layout (from the LoRA's metadata when it has ours), the
 marker prompt, and where reference images go."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,8 +41,9 @@ class LoraDefaults:
         return cls.from_info(read_iclora_info(path)) if path else cls()
 
 
-def resolve_layout(rows: int, cols: int, panel_width: int, panel_height: int,
-                   defaults: LoraDefaults) -> CompositeLayout:
+def resolve_layout(
+    rows: int, cols: int, panel_width: int, panel_height: int, defaults: LoraDefaults
+) -> CompositeLayout:
     """0 means 'as the LoRA was trained' (else 2x2 of 512). The result is bounded like LoRA metadata
     (<= 64 panels, sides <= 4096, <= 16 MP) before anything is allocated for it."""
     base = defaults.layout or DEFAULT_LAYOUT
@@ -51,8 +53,15 @@ def resolve_layout(rows: int, cols: int, panel_width: int, panel_height: int,
     return CompositeLayout(rows, cols, panel_width, panel_height)
 
 
-def resolve_markers(layout: CompositeLayout, defaults: LoraDefaults, style: MarkerStyle = DEFAULT_STYLE) -> LayoutMarkers:
-    if style == DEFAULT_STYLE and defaults.markers and defaults.layout and (defaults.layout.rows, defaults.layout.cols) == (layout.rows, layout.cols):
+def resolve_markers(
+    layout: CompositeLayout, defaults: LoraDefaults, style: MarkerStyle = DEFAULT_STYLE
+) -> LayoutMarkers:
+    if (
+        style == DEFAULT_STYLE
+        and defaults.markers
+        and defaults.layout
+        and (defaults.layout.rows, defaults.layout.cols) == (layout.rows, layout.cols)
+    ):
         return defaults.markers  # the LoRA's own words, custom styles included
     return markers_for(layout.rows, layout.cols, style)
 
@@ -83,7 +92,9 @@ def parse_panel_list(text: str, count: int) -> list[int]:
         if not part:
             continue
         if not part.isdigit() or not 1 <= int(part) <= count:
-            raise ValueError(f"reference_panels {text!r}: list panel numbers 1..{count} separated by commas, e.g. 1 or 1,4")
+            raise ValueError(
+                f"reference_panels {text!r}: list panel numbers 1..{count} separated by commas, e.g. 1 or 1,4"
+            )
         panels.append(int(part) - 1)
     if len(set(panels)) != len(panels):
         raise ValueError(f"reference_panels {text!r} names a panel twice")
@@ -97,7 +108,9 @@ class ReferencePlan:
     panels: list[int]
 
 
-def plan_references(references: list[np.ndarray], panels: list[int], layout: CompositeLayout, fit: str = "crop", seam_blend: int = 0) -> ReferencePlan:
+def plan_references(
+    references: list[np.ndarray], panels: list[int], layout: CompositeLayout, fit: str = "crop", seam_blend: int = 0
+) -> ReferencePlan:
     """Fit reference images into their panels (as CompositeGrid does) and build the mask.
 
     Masks are aligned to 16 px (FLUX latent patches) by construction since panels are.
@@ -106,7 +119,10 @@ def plan_references(references: list[np.ndarray], panels: list[int], layout: Com
     from PIL import Image
 
     if len(references) != len(panels):
-        raise ValueError(f"{len(references)} reference image(s) for {len(panels)} reference panel(s): give one image per listed panel")
+        raise ValueError(
+            f"{len(references)} reference image(s) for {len(panels)} reference panel(s): give one image per listed "
+            "panel"
+        )
     if len(panels) >= layout.count:
         raise ValueError("every panel is a reference: leave at least one panel to generate")
     grey = np.full((layout.panel_height, layout.panel_width, 3), 127, np.uint8)

@@ -1,4 +1,5 @@
 """Where multi-view sets come from. One small module per source kind."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,9 @@ from .common import require_dir
 SOURCE_KINDS = ("auto", "folder", "mvimgnet", "video", "sample", "composites")
 
 
-def discover_sets(kind: str, path: str | Path, cache_dir: Path | None = None) -> tuple[list[MultiViewSet], list[SkippedInput], str]:
+def discover_sets(
+    kind: str, path: str | Path, cache_dir: Path | None = None
+) -> tuple[list[MultiViewSet], list[SkippedInput], str]:
     """(sets with all their frames, skipped inputs, the kind actually used)."""
     from .composites import load_composite_sets, looks_like_composites
     from .folder import load_folder_sets

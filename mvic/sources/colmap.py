@@ -4,6 +4,7 @@ Only what view selection needs: per image its name and pose; cameras are read to
 validate the file. Any inconsistency raises `ColmapError` so callers can fall back
 to frame order instead of trusting half a file.
 """
+
 from __future__ import annotations
 
 import struct

@@ -1,4 +1,5 @@
 """Helpers every source shares: natural sort, image listing, UTF-8 names."""
+
 from __future__ import annotations
 
 import os

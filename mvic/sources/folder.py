@@ -2,6 +2,7 @@
 
 A root that holds images itself (and no set folders) is one set.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,6 +5,7 @@ lines, CRLF allowed, ids not contiguous).
 Frames COLMAP did not register keep `pose=None`; a malformed model is reported and
 the set falls back to frame order.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -64,7 +65,11 @@ def load_mvimgnet_sets(root: str | Path) -> tuple[list[MultiViewSet], list[Skipp
                 except (ColmapError, OSError) as exc:
                     warnings.append(f"COLMAP model unreadable, views chosen in frame order instead: {exc}")
             frames = [Frame(path=p, pose=poses.get(p.name) or poses.get(f"images/{p.name}")) for p in paths]
-            category = names.get(class_dir.name, f"object class {class_dir.name}" if class_dir.name.isdigit() else class_dir.name)
-            sets.append(MultiViewSet(name=set_name, category=category, frames=frames, source="mvimgnet", warnings=warnings))
+            category = names.get(
+                class_dir.name, f"object class {class_dir.name}" if class_dir.name.isdigit() else class_dir.name
+            )
+            sets.append(
+                MultiViewSet(name=set_name, category=category, frames=frames, source="mvimgnet", warnings=warnings)
+            )
     skipped += [SkippedInput("(folder)", problem) for problem in bad_folders]
     return sets, skipped

@@ -5,6 +5,7 @@ downloaded. Deterministic: the same bytes on every machine with the same Pillow.
 The captures imitate a phone orbit: uneven angular speed (the operator lingers),
 a height change half-way, and one frame COLMAP did not register.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -51,7 +52,9 @@ def look_at_pose(center: np.ndarray, target=np.zeros(3), up=np.array([0.0, 0.0, 
     right /= np.linalg.norm(right)
     down = np.cross(forward, right)
     rotation = np.stack([right, down, forward])  # world -> camera rows
-    return CameraPose(qvec=tuple(float(v) for v in rotation_to_qvec(rotation)), tvec=tuple(float(v) for v in -rotation @ center))
+    return CameraPose(
+        qvec=tuple(float(v) for v in rotation_to_qvec(rotation)), tvec=tuple(float(v) for v in -rotation @ center)
+    )
 
 
 def rotation_to_qvec(r: np.ndarray) -> np.ndarray:
@@ -160,7 +163,9 @@ def _intersect(obj: SampleObject, origin: np.ndarray, dirs: np.ndarray):
 def render(obj: SampleObject, pose: CameraPose) -> np.ndarray:
     """H x W x 3 uint8 view of `obj` (on a checker floor) from `pose`."""
     ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float64)
-    cam_dirs = np.stack([(xs + 0.5 - WIDTH / 2) / FOCAL, (ys + 0.5 - HEIGHT / 2) / FOCAL, np.ones_like(xs)], axis=-1).reshape(-1, 3)
+    cam_dirs = np.stack(
+        [(xs + 0.5 - WIDTH / 2) / FOCAL, (ys + 0.5 - HEIGHT / 2) / FOCAL, np.ones_like(xs)], axis=-1
+    ).reshape(-1, 3)
     dirs = cam_dirs @ pose.rotation  # camera -> world (R^T applied to row vectors)
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     origin = pose.center

@@ -4,6 +4,7 @@ ComfyUI already requires `av`, so no OpenCV. Frames are decoded once, evenly
 thinned to at most `max_frames`, and kept as JPEGs in a cache folder keyed by the
 video's size and mtime, so view selection and provenance work on real files.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,7 +41,9 @@ def extract_frames(video: Path, cache_dir: Path, max_frames: int = 64) -> list[P
         if not container.streams.video:
             raise ValueError(f"{video}: has no video stream")
         stream = container.streams.video[0]
-        estimate = stream.frames or int((float(stream.duration * stream.time_base) if stream.duration else 0) * float(stream.average_rate or 0))
+        estimate = stream.frames or int(
+            (float(stream.duration * stream.time_base) if stream.duration else 0) * float(stream.average_rate or 0)
+        )
         step = max(1, -(-estimate // max_frames)) if estimate else 1
         kept = []
         for index, frame in enumerate(container.decode(stream)):
@@ -52,7 +55,11 @@ def extract_frames(video: Path, cache_dir: Path, max_frames: int = 64) -> list[P
     if not kept:
         raise ValueError(f"{video}: no frames could be decoded")
     if len(kept) > max_frames:  # the frame-count estimate was low
-        keep = {kept[round(i * (len(kept) - 1) / (max_frames - 1))] for i in range(max_frames)} if max_frames > 1 else {kept[0]}
+        keep = (
+            {kept[round(i * (len(kept) - 1) / (max_frames - 1))] for i in range(max_frames)}
+            if max_frames > 1
+            else {kept[0]}
+        )
         for path in kept:
             if path not in keep:
                 path.unlink()
@@ -60,7 +67,9 @@ def extract_frames(video: Path, cache_dir: Path, max_frames: int = 64) -> list[P
     return list_images(out_dir)
 
 
-def load_video_sets(path: str | Path, cache_dir: Path | None = None, max_frames: int = 64) -> tuple[list[MultiViewSet], list[SkippedInput]]:
+def load_video_sets(
+    path: str | Path, cache_dir: Path | None = None, max_frames: int = 64
+) -> tuple[list[MultiViewSet], list[SkippedInput]]:
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"video {display_path(path)} does not exist: give a video file or a folder of videos")
@@ -79,5 +88,7 @@ def load_video_sets(path: str | Path, cache_dir: Path | None = None, max_frames:
             skipped.append(SkippedInput(video.name, f"could not decode the video: {exc}"))
             continue
         name = video.stem
-        sets.append(MultiViewSet(name=name, category=name.replace("_", " "), frames=[Frame(p) for p in frames], source="video"))
+        sets.append(
+            MultiViewSet(name=name, category=name.replace("_", " "), frames=[Frame(p) for p in frames], source="video")
+        )
     return sets, skipped

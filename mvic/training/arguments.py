@@ -101,7 +101,8 @@ def training_arguments(settings: TrainingSettings, preset: VramPreset, compile_a
     if settings.save_every_n_steps:
         args += ["--save_every_n_steps", str(settings.save_every_n_steps)]
     if settings.sample_prompts and settings.sample_every_n_steps:
-        args += ["--sample_prompts", str(settings.prompts_file), "--sample_every_n_steps", str(settings.sample_every_n_steps)]
+        args += ["--sample_prompts", str(settings.prompts_file)]
+        args += ["--sample_every_n_steps", str(settings.sample_every_n_steps)]
     if settings.tokenizer_cache_dir:
         args += ["--tokenizer_cache_dir", str(settings.tokenizer_cache_dir)]
     if settings.resume_from:
@@ -121,7 +122,8 @@ def parse_extra_args(text: str) -> list[str]:
 
 
 def launch_command(python: str, checkout: Path, launcher: Path, parent_pid: int, args: list[str],
-                   gpu_ids: tuple[int, ...] = (), report_to: Path | None = None, launcher_args: list[str] = ()) -> list[str]:
+                   gpu_ids: tuple[int, ...] = (), report_to: Path | None = None,
+                   launcher_args: list[str] = ()) -> list[str]:
     """Our launcher (trainers/launch_sd_scripts.py) runs the training script in-process, under accelerate
     when several GPUs are selected; `report_to`: the log its watchdog reports into; `launcher_args`: its own
     options (e.g. --fp8-matmul)."""

@@ -6,6 +6,7 @@ The code a launch runs from the checkout is the entry scripts plus the packages 
 changed since then (an update, or something that wrote into it) is refused until the user
 records it again. Nothing here runs the checkout's code.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,8 +61,9 @@ def verify(checkout: Path, recorded: str, name: str, python: str) -> None:
         )
 
 
-def with_trainer(settings: LocalSettings, name: str, checkout: str | Path, python: str,
-                 make_default: bool = False) -> LocalSettings:
+def with_trainer(
+    settings: LocalSettings, name: str, checkout: str | Path, python: str, make_default: bool = False
+) -> LocalSettings:
     """The settings with checkout `name` added (or replaced), its code fingerprinted now. The first
     trainer, or one added with make_default, becomes the default."""
     name = check_name(name, "trainer")

@@ -55,7 +55,8 @@ def add_commands(commands) -> None:
     train.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                        help="torch.compile; auto: only when the steps repay the compile time (80 preset)")
     train.add_argument("--fp8-matmul", choices=("auto", "on", "off"), default="auto",
-                       help="FP8 products for the frozen FLUX weights (compute capability 8.9+); auto: where measured faster")
+                       help="FP8 products for the frozen FLUX weights (compute capability 8.9+); "
+                            "auto: where measured faster")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,7 +127,8 @@ def _train(args: argparse.Namespace) -> int:
         dataset_dir=Path(args.dataset).resolve(),
         models=FluxModelFiles(Path(args.flux), Path(args.clip_l), Path(args.t5xxl), Path(args.ae)),
         run_dir=Path(args.run_dir or f"mvic_runs/{name}").resolve(), output_name=name, steps=args.steps, rank=args.rank,
-        alpha=float(args.rank), learning_rate=args.lr, save_every_n_steps=args.save_every, sample_every_n_steps=args.sample_every,
+        alpha=float(args.rank), learning_rate=args.lr, save_every_n_steps=args.save_every,
+        sample_every_n_steps=args.sample_every,
         extra_args=args.extra_args, gpu_ids=parse_gpu_ids(args.gpus), compile=args.compile, fp8_matmul=args.fp8_matmul,
     )
 

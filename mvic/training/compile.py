@@ -10,6 +10,7 @@ after ~50: "auto" compiles the 80 preset from 200 steps cold, 50 warm. Other pre
 measured compiled, so "auto" leaves them eager; "on" and "off" are the user's call. A user's own
 --torch_compile in extra_args gets sd-scripts' whole-model compile instead.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,9 @@ def inductor_cache_dir() -> Path:
     return Path(base) / "mvic" / "torchinductor"
 
 
-def plan_compile(choice: str, preset: VramPreset, steps_to_train: int, extra_args: list[str], cache_dir: Path | None = None) -> CompilePlan:
+def plan_compile(
+    choice: str, preset: VramPreset, steps_to_train: int, extra_args: list[str], cache_dir: Path | None = None
+) -> CompilePlan:
     if choice not in COMPILE_CHOICES:
         raise ValueError(f"compile {choice!r}: choose one of {', '.join(COMPILE_CHOICES)}")
     cache_dir = Path(cache_dir or inductor_cache_dir())

@@ -7,6 +7,7 @@ environment (set by whoever starts it; fingerprinted only when that folder is al
 sd-scripts is never imported here: every question is asked of its own interpreter
 through `trainers/probe_env.py`.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,7 +59,9 @@ class EnvironmentReport:
         env = self.environment
         lines = [f"sd-scripts: {env.checkout}", f"python:     {env.python}"]
         lines += [f"  {name} {version or 'MISSING'}" for name, version in self.packages.items()]
-        lines += [f"  GPU {g['index']}: {g['name']} ({g['total_gib']} GiB)" for g in self.gpus] or ["  no CUDA GPU visible"]
+        lines += [f"  GPU {g['index']}: {g['name']} ({g['total_gib']} GiB)" for g in self.gpus] or [
+            "  no CUDA GPU visible"
+        ]
         lines += [f"PROBLEM: {p}" for p in self.problems] or [self._verdict()]
         return "\n".join(lines)
 
@@ -67,8 +70,10 @@ class EnvironmentReport:
             return "ready to train"
         torch = self.packages.get("torch") or ""
         build = f" (torch {torch} is a CPU-only build)" if "+cpu" in torch else ""
-        return (f"ready to train, but ON THE CPU: {self.environment.python} sees no CUDA GPU{build}, so training "
-                "would run on the CPU: fine for tiny test models, far too slow for a real FLUX LoRA")
+        return (
+            f"ready to train, but ON THE CPU: {self.environment.python} sees no CUDA GPU{build}, so training "
+            "would run on the CPU: fine for tiny test models, far too slow for a real FLUX LoRA"
+        )
 
 
 def legacy_config_path() -> Path:
@@ -85,9 +90,11 @@ def _legacy_hint() -> str:
     if not isinstance(old, dict) or not old.get("sd_scripts_dir"):
         return ""
     python = old.get("sd_scripts_python") or "PYTHON"
-    return (f". The pack's old {path} names {old['sd_scripts_dir']}, but a file in the pack folder no longer decides "
-            f"which program runs; register that checkout in the local settings once: "
-            f"`python -m mvic config add-trainer sd-scripts --sd-scripts {old['sd_scripts_dir']} --python {python}`")
+    return (
+        f". The pack's old {path} names {old['sd_scripts_dir']}, but a file in the pack folder no longer decides "
+        f"which program runs; register that checkout in the local settings once: "
+        f"`python -m mvic config add-trainer sd-scripts --sd-scripts {old['sd_scripts_dir']} --python {python}`"
+    )
 
 
 def _venv_python(folder: Path) -> Path | None:
@@ -134,9 +141,11 @@ def resolve_trainer(choice: str, settings: LocalSettings) -> TrainerEnvironment:
             )
     entry = settings.trainer(name)
     if entry is None:
-        raise TrainerEnvironmentError(f"default_trainer {name!r} is not among the trainers in {settings.path}: run "
-                                      f"`python -m mvic config set default_trainer NAME` with one of "
-                                      f"{', '.join(settings.trainers)}")
+        raise TrainerEnvironmentError(
+            f"default_trainer {name!r} is not among the trainers in {settings.path}: run "
+            f"`python -m mvic config set default_trainer NAME` with one of "
+            f"{', '.join(settings.trainers)}"
+        )
     environment = TrainerEnvironment(entry.sd_scripts_dir, entry.python, name, entry.fingerprint)
     _check_paths(environment)
     verify_checkout(environment)
@@ -186,16 +195,18 @@ def find_environment(checkout: str, python: str = "") -> TrainerEnvironment:
 def _check_paths(environment: TrainerEnvironment) -> None:
     folder = environment.checkout
     if not (folder / "flux_train_network.py").is_file():
-        raise TrainerEnvironmentError(f"{folder} is not an sd-scripts checkout (no flux_train_network.py); "
-                                      "give a kohya-ss/sd-scripts checkout")
+        raise TrainerEnvironmentError(
+            f"{folder} is not an sd-scripts checkout (no flux_train_network.py); give a kohya-ss/sd-scripts checkout"
+        )
     if not environment.python or not Path(environment.python).exists():
         raise TrainerEnvironmentError(f"sd-scripts Python {environment.python or '(none)'} does not exist")
 
 
 # Environment variables a training child never needs and must not see (API keys of the captioners,
 # cloud and hub tokens): any name with one of these words, plus the key variables of local endpoints.
-SECRET_WORDS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS",
-                          "AUTH"})
+SECRET_WORDS = frozenset(
+    {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS", "AUTH"}
+)
 
 
 def _secret_names(settings: LocalSettings | None) -> set[str]:
@@ -218,9 +229,16 @@ def child_env(extra: dict[str, str] | None = None, settings: LocalSettings | Non
     if overlay:
         env["PYTHONPATH"] = overlay
     # COLUMNS: rich wraps log lines at 80 columns when not on a terminal.
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-                "PYTHONIOENCODING": "utf-8",
-                "NCCL_NVLS_ENABLE": "0", "COLUMNS": "200"})
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONIOENCODING": "utf-8",
+            "NCCL_NVLS_ENABLE": "0",
+            "COLUMNS": "200",
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -236,23 +254,35 @@ def required_pins(checkout: Path) -> dict[str, str]:
     return pins
 
 
-def check_environment(environment: TrainerEnvironment, timeout: float = 180, load_parser: bool = True) -> EnvironmentReport:
+def check_environment(
+    environment: TrainerEnvironment, timeout: float = 180, load_parser: bool = True
+) -> EnvironmentReport:
     """`load_parser=False` skips importing sd-scripts' trainer module (seconds on a GPU machine):
     the pre-launch check needs versions and GPUs; `check-trainer` asks for everything."""
     report = EnvironmentReport(environment)
     try:
         out = subprocess.run(
-            [environment.python, str(TRAINERS_DIR / "probe_env.py"), str(environment.checkout), *([] if load_parser else ["--no-parser"])],
-            capture_output=True, text=True, timeout=timeout, env=child_env(),
+            [
+                environment.python,
+                str(TRAINERS_DIR / "probe_env.py"),
+                str(environment.checkout),
+                *([] if load_parser else ["--no-parser"]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=child_env(),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         report.problems.append(f"could not run {environment.python}: {exc}")
         return report
     line = next((l for l in out.stdout.splitlines() if l.startswith("MVIC_PROBE ")), None)
     if line is None:
-        report.problems.append(f"{environment.python} failed to run the probe: {(out.stderr or out.stdout).strip()[-800:]}")
+        report.problems.append(
+            f"{environment.python} failed to run the probe: {(out.stderr or out.stdout).strip()[-800:]}"
+        )
         return report
-    probe = json.loads(line[len("MVIC_PROBE "):])
+    probe = json.loads(line[len("MVIC_PROBE ") :])
     report.packages, report.gpus = probe["packages"], probe["gpus"]
     for name in ("torch", "transformers", "diffusers", "accelerate", "safetensors"):
         if not probe["packages"].get(name):
@@ -262,10 +292,15 @@ def check_environment(environment: TrainerEnvironment, timeout: float = 180, loa
     for name, wanted in pins.items():
         have = probe["packages"].get(name.replace("-", "_")) or probe["packages"].get(name)
         if have and have.split("+")[0] != wanted:
-            report.problems.append(f"{name} {have} installed, sd-scripts pins {wanted}: `pip install {name}=={wanted}` in that environment")
+            report.problems.append(
+                f"{name} {have} installed, sd-scripts pins {wanted}: `pip install {name}=={wanted}` in that environment"
+            )
     transformers = probe["packages"].get("transformers") or ""
     if transformers.startswith("5."):
-        report.problems.append(f"transformers {transformers}: sd-scripts breaks under transformers 5 (CLIP-L loads empty); install transformers==4.54.1 there")
+        report.problems.append(
+            f"transformers {transformers}: sd-scripts breaks under transformers 5 (CLIP-L loads empty); install "
+            "transformers==4.54.1 there"
+        )
     for rel, present in probe["files"].items():
         if not present:
             report.problems.append(f"{rel} is missing from {environment.checkout}: update the checkout (git pull)")
@@ -285,12 +320,15 @@ def torch_choice(torch_spec: str, gpu_visible: bool) -> tuple[str, str]:
     if torch_spec.strip():
         return torch_spec, f"torch: {torch_spec} (as given with --torch)"
     if gpu_visible:
-        return DEFAULT_TORCH, (f"NVIDIA GPU visible: installing CUDA torch ({DEFAULT_TORCH} from PyPI); "
-                               "--torch chooses another")
-    return (f"{DEFAULT_TORCH} --index-url {CPU_TORCH_INDEX}",
-            "no NVIDIA GPU visible (no nvidia-smi, no /proc/driver/nvidia): installing CPU torch from "
-            f"{CPU_TORCH_INDEX} (no CUDA download; training would run on the CPU). For a GPU build, give --torch, e.g. "
-            "--torch 'torch torchvision --index-url https://download.pytorch.org/whl/cu128'")
+        return DEFAULT_TORCH, (
+            f"NVIDIA GPU visible: installing CUDA torch ({DEFAULT_TORCH} from PyPI); --torch chooses another"
+        )
+    return (
+        f"{DEFAULT_TORCH} --index-url {CPU_TORCH_INDEX}",
+        "no NVIDIA GPU visible (no nvidia-smi, no /proc/driver/nvidia): installing CPU torch from "
+        f"{CPU_TORCH_INDEX} (no CUDA download; training would run on the CPU). For a GPU build, give --torch, e.g. "
+        "--torch 'torch torchvision --index-url https://download.pytorch.org/whl/cu128'",
+    )
 
 
 def setup_commands(checkout: Path, torch_spec: str = DEFAULT_TORCH) -> list[list[str]]:

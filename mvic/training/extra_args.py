@@ -8,51 +8,139 @@ scheduler, noise, timestep sampling, loss, precision and memory switches, and th
 must be plain words, numbers or `key=value` pairs. `python -m mvic train --unsafe-extra-args`
 lets a local user pass anything (the CLI's arguments are typed by that user, not shared).
 """
+
 from __future__ import annotations
 
 import re
 
 from .arguments import parse_extra_args
 
-FLAGS = frozenset({
-    "--gradient_checkpointing", "--cpu_offload_checkpointing", "--fp8_base", "--fp8_base_unet", "--full_bf16",
-    "--full_fp16", "--highvram", "--lowram", "--mem_eff_attn", "--sdpa", "--xformers", "--torch_compile",
-    "--apply_t5_attn_mask", "--noise_offset_random_strength", "--ip_noise_gamma_random_strength", "--zero_terminal_snr",
-    "--debiased_estimation_loss", "--scale_v_pred_loss_like_noise_pred", "--fused_backward_pass", "--masked_loss",
-    "--persistent_data_loader_workers", "--disable_mmap_load_safetensors", "--no_half_vae", "--split_mode",
-    "--flip_aug", "--color_aug", "--skip_cache_check",
-})
-NUMBERS = frozenset({
-    "--learning_rate", "--unet_lr", "--max_grad_norm", "--lr_warmup_steps", "--lr_decay_steps",
-    "--lr_scheduler_num_cycles", "--lr_scheduler_power", "--lr_scheduler_timescale", "--lr_scheduler_min_lr_ratio",
-    "--noise_offset", "--multires_noise_iterations", "--multires_noise_discount", "--adaptive_noise_scale",
-    "--ip_noise_gamma", "--min_timestep", "--max_timestep", "--huber_c", "--huber_scale", "--min_snr_gamma",
-    "--scale_weight_norms", "--network_dropout", "--gradient_accumulation_steps", "--sigmoid_scale",
-    "--discrete_flow_shift", "--guidance_scale", "--logit_mean", "--logit_std", "--mode_scale",
-    "--t5xxl_max_token_length", "--blocks_to_swap", "--caption_dropout_rate", "--max_data_loader_n_workers",
-    "--vae_batch_size", "--text_encoder_batch_size", "--train_batch_size", "--v_pred_like_loss",
-})
-WORDS = frozenset({  # a bare name: no '.', so sd-scripts never imports a module named by a workflow
-    "--optimizer_type", "--lr_scheduler", "--timestep_sampling", "--weighting_scheme", "--model_prediction_type",
-    "--mixed_precision", "--save_precision", "--loss_type", "--huber_schedule", "--dynamo_backend",
-})
+FLAGS = frozenset(
+    {
+        "--gradient_checkpointing",
+        "--cpu_offload_checkpointing",
+        "--fp8_base",
+        "--fp8_base_unet",
+        "--full_bf16",
+        "--full_fp16",
+        "--highvram",
+        "--lowram",
+        "--mem_eff_attn",
+        "--sdpa",
+        "--xformers",
+        "--torch_compile",
+        "--apply_t5_attn_mask",
+        "--noise_offset_random_strength",
+        "--ip_noise_gamma_random_strength",
+        "--zero_terminal_snr",
+        "--debiased_estimation_loss",
+        "--scale_v_pred_loss_like_noise_pred",
+        "--fused_backward_pass",
+        "--masked_loss",
+        "--persistent_data_loader_workers",
+        "--disable_mmap_load_safetensors",
+        "--no_half_vae",
+        "--split_mode",
+        "--flip_aug",
+        "--color_aug",
+        "--skip_cache_check",
+    }
+)
+NUMBERS = frozenset(
+    {
+        "--learning_rate",
+        "--unet_lr",
+        "--max_grad_norm",
+        "--lr_warmup_steps",
+        "--lr_decay_steps",
+        "--lr_scheduler_num_cycles",
+        "--lr_scheduler_power",
+        "--lr_scheduler_timescale",
+        "--lr_scheduler_min_lr_ratio",
+        "--noise_offset",
+        "--multires_noise_iterations",
+        "--multires_noise_discount",
+        "--adaptive_noise_scale",
+        "--ip_noise_gamma",
+        "--min_timestep",
+        "--max_timestep",
+        "--huber_c",
+        "--huber_scale",
+        "--min_snr_gamma",
+        "--scale_weight_norms",
+        "--network_dropout",
+        "--gradient_accumulation_steps",
+        "--sigmoid_scale",
+        "--discrete_flow_shift",
+        "--guidance_scale",
+        "--logit_mean",
+        "--logit_std",
+        "--mode_scale",
+        "--t5xxl_max_token_length",
+        "--blocks_to_swap",
+        "--caption_dropout_rate",
+        "--max_data_loader_n_workers",
+        "--vae_batch_size",
+        "--text_encoder_batch_size",
+        "--train_batch_size",
+        "--v_pred_like_loss",
+    }
+)
+WORDS = frozenset(
+    {  # a bare name: no '.', so sd-scripts never imports a module named by a workflow
+        "--optimizer_type",
+        "--lr_scheduler",
+        "--timestep_sampling",
+        "--weighting_scheme",
+        "--model_prediction_type",
+        "--mixed_precision",
+        "--save_precision",
+        "--loss_type",
+        "--huber_schedule",
+        "--dynamo_backend",
+    }
+)
 KEY_VALUES = frozenset({"--optimizer_args", "--lr_scheduler_args", "--network_args"})  # nargs="*": key=value each
 ALLOWED = FLAGS | NUMBERS | WORDS | KEY_VALUES
 
 # Why an option is refused, for the error message (first match wins; anything else: "not on the list").
 _REASONS = (
-    (("output", "save_model_as", "save_every", "save_last", "save_n_epoch", "save_state"),
-     "it decides what is written where"),
-    (("huggingface", "async_upload", "wandb", "log_with", "log_tracker", "log_prefix", "log_config", "logging"),
-     "it uploads or logs to a service"),
-    (("config", "dataset", "data_dir", "in_json", "resume", "weights", "vae", "model", "clip_l", "t5xxl", "ae",
-      "tokenizer", "console_log_file", "sample_prompts", "nvme", "network_module", "lr_scheduler_type", "deepspeed"),
-     "it names a file, a folder or a Python module to load"),
+    (
+        ("output", "save_model_as", "save_every", "save_last", "save_n_epoch", "save_state"),
+        "it decides what is written where",
+    ),
+    (
+        ("huggingface", "async_upload", "wandb", "log_with", "log_tracker", "log_prefix", "log_config", "logging"),
+        "it uploads or logs to a service",
+    ),
+    (
+        (
+            "config",
+            "dataset",
+            "data_dir",
+            "in_json",
+            "resume",
+            "weights",
+            "vae",
+            "model",
+            "clip_l",
+            "t5xxl",
+            "ae",
+            "tokenizer",
+            "console_log_file",
+            "sample_prompts",
+            "nvme",
+            "network_module",
+            "lr_scheduler_type",
+            "deepspeed",
+        ),
+        "it names a file, a folder or a Python module to load",
+    ),
 )
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?%?$")
 _WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _KEY_VALUE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}=[A-Za-z0-9_.,+\-\[\]() ]{0,200}$")
-UNSAFE_HINT = "a local user can pass any option with `python -m mvic train --unsafe-extra-args \"...\"`"
+UNSAFE_HINT = 'a local user can pass any option with `python -m mvic train --unsafe-extra-args "..."`'
 
 
 class ExtraArgsRefused(ValueError):

@@ -15,6 +15,7 @@ turns it on only where it was measured faster on the GPU machine (BENCHMARKS.md,
 The memory presets that cache T5-XXL outputs near their peak (12, 8) keep T5 in e4m3 meanwhile
 (`--fp8-t5`), whatever fp8_matmul says: that is storage, not FP8 arithmetic.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

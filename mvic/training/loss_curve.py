@@ -1,4 +1,5 @@
 """A loss-curve picture for the node's IMAGE output (PIL only: no matplotlib dependency)."""
+
 from __future__ import annotations
 
 import numpy as np

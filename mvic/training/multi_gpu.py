@@ -5,6 +5,7 @@ Each rank holds a whole model, so the preset is chosen for the smallest selected
 already shares the caching out (rank r caches every n-th latent and text-encoder output), so
 the caches are written once, not once per rank.
 """
+
 from __future__ import annotations
 
 from .presets import VramPreset
@@ -18,8 +19,9 @@ def parse_gpu_ids(text: str) -> tuple[int, ...]:
     """'0, 1' -> (0, 1); names the input and the fix on anything else."""
     parts = [p.strip() for p in (text or "").split(",") if p.strip()]
     if not all(p.isdigit() for p in parts):
-        raise MultiGpuRefused(f"gpu_ids {text!r}: give GPU numbers separated by commas, e.g. 0,1 "
-                              "(or leave it empty for one GPU)")
+        raise MultiGpuRefused(
+            f"gpu_ids {text!r}: give GPU numbers separated by commas, e.g. 0,1 (or leave it empty for one GPU)"
+        )
     ids = tuple(int(p) for p in parts)
     if len(set(ids)) != len(ids):
         raise MultiGpuRefused(f"gpu_ids {text!r}: each GPU may appear once")
@@ -50,10 +52,12 @@ def check_multi_gpu(gpu_ids: tuple[int, ...], preset: VramPreset, extra_args: li
     if swap:
         raise MultiGpuRefused(
             f"the '{preset.name}' preset swaps {swap} FLUX blocks between CPU and GPU, and sd-scripts' block swapping "
-            f"does not work with several GPUs (its author: \"block swapping doesn't work well with multi-GPU training\", "
+            "does not work with several GPUs (its author: \"block swapping doesn't work well with multi-GPU "
+            'training", '
             f"sd-scripts PR #1988): train on one GPU, or choose the '24' preset or larger if each of the "
             f"{len(gpu_ids)} cards has the memory"
         )
     if "--cpu_offload_checkpointing" in extra_args:
-        raise MultiGpuRefused("--cpu_offload_checkpointing does not work with several GPUs in sd-scripts: "
-                              "remove it or train on one GPU")
+        raise MultiGpuRefused(
+            "--cpu_offload_checkpointing does not work with several GPUs in sd-scripts: remove it or train on one GPU"
+        )

@@ -7,6 +7,7 @@ folder's `dataset.toml` is not used at all (the run writes its own, see run_data
 Caption problems (no caption, markers that don't match the layout) are listed by file: they
 stop the run unless the user chose to train anyway.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,17 +70,23 @@ class TrainingDataset:
 
     def state(self) -> dict[str, dict[str, str]]:
         """Per stem: hashes of the image file and caption as they are now (see run_state.py)."""
-        return {item.stem: {"image": _file_hash(item.image),
-                            "caption": hashlib.sha256(item.caption.encode()).hexdigest() if item.caption else ""}
-                for item in self.images}
+        return {
+            item.stem: {
+                "image": _file_hash(item.image),
+                "caption": hashlib.sha256(item.caption.encode()).hexdigest() if item.caption else "",
+            }
+            for item in self.images
+        }
 
 
 def read_dataset(folder: Path) -> TrainingDataset:
     """The dataset as the trainer will use it; TrainingError for what cannot be trained at all."""
     folder = Path(folder).resolve()
     if not (folder / MANIFEST_NAME).is_file():
-        raise TrainingError(f"{folder} has no {MANIFEST_NAME}: give a folder written by SaveICLoRADataset "
-                            "(connect its dataset_dir) or `python -m mvic build`")
+        raise TrainingError(
+            f"{folder} has no {MANIFEST_NAME}: give a folder written by SaveICLoRADataset "
+            "(connect its dataset_dir) or `python -m mvic build`"
+        )
     layout, markers = _layout_and_markers(folder)
     images = [_image(folder, path) for path in _image_files(folder)]
     if not images:
@@ -94,28 +101,37 @@ def _layout_and_markers(folder: Path) -> tuple[dict, dict]:
     problems: list[str] = []
     records = read_manifest(folder, problems)
     if problems:  # a record naming files outside the folder, or a damaged line: nothing to guess from
-        raise TrainingError("the trainer reads only what the dataset's own manifest names inside it; re-export the "
-                            "dataset with SaveICLoRADataset:\n" + "\n".join(problems))
+        raise TrainingError(
+            "the trainer reads only what the dataset's own manifest names inside it; re-export the "
+            "dataset with SaveICLoRADataset:\n" + "\n".join(problems)
+        )
     if not records:
-        raise TrainingError(f"{folder / MANIFEST_NAME} has no readable records: re-export the dataset "
-                            "with SaveICLoRADataset")
+        raise TrainingError(
+            f"{folder / MANIFEST_NAME} has no readable records: re-export the dataset with SaveICLoRADataset"
+        )
     for record in records.values():
         for name in ("image_file", "caption_file"):
             value = getattr(record, name)
             if not isinstance(value, str) or Path(value).is_absolute() or ".." in Path(value).parts:
-                raise TrainingError(f"{folder / MANIFEST_NAME}: record {record.stem!r} names {name} {value!r} "
-                                    "outside the dataset folder; the trainer reads only files inside it "
-                                    "(re-export the dataset)")
+                raise TrainingError(
+                    f"{folder / MANIFEST_NAME}: record {record.stem!r} names {name} {value!r} "
+                    "outside the dataset folder; the trainer reads only files inside it "
+                    "(re-export the dataset)"
+                )
     layouts = {tuple(sorted(_layout(r.layout, folder).items())) for r in records.values()}
     marker_sets = {(r.markers.get("prefix"), tuple(r.markers.get("panels", ()))) for r in records.values()}
     if len(layouts) > 1 or len(marker_sets) > 1:
-        raise TrainingError(f"{folder / MANIFEST_NAME}: the records disagree on the layout or the markers "
-                            f"({len(layouts)} layouts, {len(marker_sets)} marker sets); one dataset trains one layout")
+        raise TrainingError(
+            f"{folder / MANIFEST_NAME}: the records disagree on the layout or the markers "
+            f"({len(layouts)} layouts, {len(marker_sets)} marker sets); one dataset trains one layout"
+        )
     layout = dict(layouts.pop())
     prefix, panels = marker_sets.pop()
     if not isinstance(prefix, str) or len(panels) != layout["rows"] * layout["cols"]:
-        raise TrainingError(f"{folder / MANIFEST_NAME}: markers {prefix!r} {list(panels)} do not fit "
-                            f"{layout['rows']}x{layout['cols']} panels")
+        raise TrainingError(
+            f"{folder / MANIFEST_NAME}: markers {prefix!r} {list(panels)} do not fit "
+            f"{layout['rows']}x{layout['cols']} panels"
+        )
     return layout, {"prefix": prefix, "panels": list(panels)}
 
 
@@ -137,8 +153,10 @@ def _image_files(folder: Path) -> list[Path]:
 
 def _image(folder: Path, path: Path) -> TrainingImage:
     if not is_inside(path, folder) or not path.resolve().is_file():
-        raise TrainingError(f"{path} is a link that leaves the dataset folder {folder} (or to nothing): "
-                            "the trainer reads only files inside it; replace the link with the image")
+        raise TrainingError(
+            f"{path} is a link that leaves the dataset folder {folder} (or to nothing): "
+            "the trainer reads only files inside it; replace the link with the image"
+        )
     return TrainingImage(path.stem, path.resolve(), _caption(folder, path.with_suffix(".txt")))
 
 
@@ -146,12 +164,15 @@ def _caption(folder: Path, path: Path) -> str | None:
     if not path.exists() and not path.is_symlink():
         return None
     if not is_inside(path, folder) or not path.resolve().is_file():
-        raise TrainingError(f"{path} is a link that leaves the dataset folder {folder} (or to nothing): "
-                            "the trainer reads only files inside it; replace the link with the caption text")
+        raise TrainingError(
+            f"{path} is a link that leaves the dataset folder {folder} (or to nothing): "
+            "the trainer reads only files inside it; replace the link with the caption text"
+        )
     size = path.stat().st_size
     if size > MAX_CAPTION_BYTES:
-        raise TrainingError(f"{path} is {size} bytes: a caption is at most {MAX_CAPTION_BYTES // 1024} KiB; "
-                            "shorten or re-caption it")
+        raise TrainingError(
+            f"{path} is {size} bytes: a caption is at most {MAX_CAPTION_BYTES // 1024} KiB; shorten or re-caption it"
+        )
     try:
         text = path.read_text(encoding="utf-8").strip()
     except UnicodeDecodeError:
@@ -183,8 +204,10 @@ def _check_sizes(dataset: TrainingDataset) -> None:
         if size != dataset.size:
             wrong.append(f"{item.image.name}: {size[0]}x{size[1]}")
     if wrong:
-        raise TrainingError(f"{dataset.folder / IMAGES_DIR}: {len(wrong)} image(s) are not the layout's "
-                            f"{dataset.size[0]}x{dataset.size[1]} composite: {_listed(wrong)}. Re-export the dataset")
+        raise TrainingError(
+            f"{dataset.folder / IMAGES_DIR}: {len(wrong)} image(s) are not the layout's "
+            f"{dataset.size[0]}x{dataset.size[1]} composite: {_listed(wrong)}. Re-export the dataset"
+        )
 
 
 def marker_problems(caption: str, markers: dict) -> list[str]:
@@ -224,12 +247,17 @@ def check_captions(dataset: TrainingDataset, choice: str, log) -> None:
         raise ValueError(f"caption_problems {choice!r}: choose one of {', '.join(CAPTION_CHOICES)}")
     if not dataset.problems:
         return
-    head = (f"{len(dataset.problems)} of {len(dataset.images)} image(s) in {dataset.folder} have caption problems "
-            f"(layout {dataset.layout['rows']}x{dataset.layout['cols']}, markers {dataset.markers['prefix']} "
-            f"{' '.join(dataset.markers['panels'])})")
+    head = (
+        f"{len(dataset.problems)} of {len(dataset.images)} image(s) in {dataset.folder} have caption problems "
+        f"(layout {dataset.layout['rows']}x{dataset.layout['cols']}, markers {dataset.markers['prefix']} "
+        f"{' '.join(dataset.markers['panels'])})"
+    )
     if choice == "refuse":
-        raise TrainingError(f"{head}:\n  " + "\n  ".join(dataset.problems[: LISTED * 3]) +
-                            "\nFix the captions (or re-caption them), or set caption_problems to 'warn and train'")
+        raise TrainingError(
+            f"{head}:\n  "
+            + "\n  ".join(dataset.problems[: LISTED * 3])
+            + "\nFix the captions (or re-caption them), or set caption_problems to 'warn and train'"
+        )
     log(f"[mvic] WARNING {head}; training anyway:\n  " + "\n  ".join(dataset.problems))
 
 
@@ -246,6 +274,7 @@ def _file_hash(path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ disk space
+
 
 @dataclass(frozen=True)
 class DiskNeeds:
@@ -270,8 +299,16 @@ def lora_parameters(flux_header: dict, rank: int) -> int:
     return total
 
 
-def estimate_disk(images: int, cached: int, size: tuple[int, int], t5_tokens: int, parameters: int,
-                  steps: int, save_every: int, optimizer_8bit: bool) -> DiskNeeds:
+def estimate_disk(
+    images: int,
+    cached: int,
+    size: tuple[int, int],
+    t5_tokens: int,
+    parameters: int,
+    steps: int,
+    save_every: int,
+    optimizer_8bit: bool,
+) -> DiskNeeds:
     """Caches are float32 (sd-scripts' npz files): 16-channel latents at 1/8 size, T5 output
     tokens x 4096 plus CLIP-L's pooled 768. A state holds the fp32 LoRA weights and AdamW's two
     moments (1 byte each for 8-bit optimizers); the saved LoRA is bf16."""
@@ -279,20 +316,27 @@ def estimate_disk(images: int, cached: int, size: tuple[int, int], t5_tokens: in
     text = t5_tokens * 4096 * 4 + t5_tokens * 4 * 2 + 768 * 4
     state = parameters * (4 + (2 if optimizer_8bit else 8))
     saves = (steps // save_every if save_every else 0) + 1
-    return DiskNeeds(caches=max(0, images - cached) * (latents + text), per_save=state + parameters * 2, saves=saves,
-                     lora=parameters * 2)
+    return DiskNeeds(
+        caches=max(0, images - cached) * (latents + text),
+        per_save=state + parameters * 2,
+        saves=saves,
+        lora=parameters * 2,
+    )
 
 
 def check_free_space(needs: DiskNeeds, run_dir: Path, loras_dir: Path) -> None:
     """A TrainingError naming the folder, what is needed and what is free, when it clearly won't fit."""
-    for folder, need, what in ((run_dir, needs.run_total, f"caches and {needs.saves} saved state(s)"),
-                               (loras_dir, needs.lora, "the finished LoRA")):
+    for folder, need, what in (
+        (run_dir, needs.run_total, f"caches and {needs.saves} saved state(s)"),
+        (loras_dir, needs.lora, "the finished LoRA"),
+    ):
         free = shutil.disk_usage(_existing(folder)).free
         if free < need * 1.05 + (8 << 20):
             raise TrainingError(
                 f"not enough free disk space in {folder}: this run needs about {_size(need)} for {what} "
                 f"({_size(needs.per_save)} per save), {_size(free)} is free. Free some space, or save less often "
-                "(save_every_n_steps)")
+                "(save_every_n_steps)"
+            )
 
 
 def _existing(path: Path) -> Path:

@@ -4,6 +4,7 @@ Chosen from the card's total memory in GiB *as torch reports it*: an "80 GB" H10
 reports ~79.6 GiB and a "24 GB" card ~23.6 GiB, so thresholds sit below the
 marketing numbers. Peaks measured on the GPU machine are in BENCHMARKS.md.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,10 +46,14 @@ PRESETS: dict[str, VramPreset] = {
     "16": VramPreset("16", 14.0, fp8_base=True, gradient_checkpointing=True, blocks_to_swap=8),
     # 16 swapped blocks peaked at 11.52 GiB on an H200 (BENCHMARKS.md); 18 for the 11.5 GiB goal.
     # Both peaked while caching T5-XXL outputs with T5 in 16 bits (10.2 GiB): fp8_t5 halves that phase.
-    "12": VramPreset("12", 10.0, fp8_base=True, gradient_checkpointing=True, blocks_to_swap=18, optimizer="AdamW8bit", fp8_t5=True),
+    "12": VramPreset(
+        "12", 10.0, fp8_base=True, gradient_checkpointing=True, blocks_to_swap=18, optimizer="AdamW8bit", fp8_t5=True
+    ),
     # 35 = the most sd-scripts swaps (17 of 19 double, 36 of 38 single blocks): ~2 GiB of weights
     # fewer on the GPU than 28, which an 8 GiB card needs (BENCHMARKS.md, memory cap).
-    "8": VramPreset("8", 0.0, fp8_base=True, gradient_checkpointing=True, blocks_to_swap=35, optimizer="AdamW8bit", fp8_t5=True),
+    "8": VramPreset(
+        "8", 0.0, fp8_base=True, gradient_checkpointing=True, blocks_to_swap=35, optimizer="AdamW8bit", fp8_t5=True
+    ),
 }
 # No GPU (tests and tiny models only). bf16 still: in fp32 the T5-XXL alone needs 19 GB of RAM;
 # without mmap the whole CPU run peaks at ~11 GB instead of ~19 GB (measured here).

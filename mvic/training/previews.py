@@ -7,6 +7,7 @@ consistency metric, appends a line to `<run>/scores.jsonl` and hands the annotat
 preview. At the end: the per-checkpoint curve (`<run>/scores.png`) and the saved checkpoint whose step
 scored best. Nothing here changes what sd-scripts does; it only reads what it writes.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,9 +78,15 @@ def _base_step(attempt: Path) -> int:
 class PreviewWatcher:
     """Polled (from any one thread at a time) while sd-scripts runs; `finish()` once it has ended."""
 
-    def __init__(self, run_dir: Path, rows: int, cols: int,
-                 on_preview: Callable[[np.ndarray, PreviewScore], None] | None = None, min_interval: float = 0.5,
-                 active: bool = True):
+    def __init__(
+        self,
+        run_dir: Path,
+        rows: int,
+        cols: int,
+        on_preview: Callable[[np.ndarray, PreviewScore], None] | None = None,
+        min_interval: float = 0.5,
+        active: bool = True,
+    ):
         self.run_dir, self.rows, self.cols = Path(run_dir), rows, cols
         self.on_preview, self.min_interval, self.active = on_preview, min_interval, active
         self.seen = {score.file for score in read_scores(self.run_dir)} if active else set()
@@ -166,13 +173,17 @@ def _summary_text(summary: PreviewSummary, means: dict[int, float]) -> str:
     if not means:
         return "previews: none scored (set sample_every_n_steps; sd-scripts writes previews to <run>/output/*/sample)"
     top = max(means, key=lambda step: (means[step], step))
-    text = (f"previews: {len(summary.scores)} scored over {len(means)} step(s); "
-            f"best preview at step {top} ({means[top]:.2f})")
+    text = (
+        f"previews: {len(summary.scores)} scored over {len(means)} step(s); "
+        f"best preview at step {top} ({means[top]:.2f})"
+    )
     if summary.best_checkpoint is not None:
         best = summary.best_step
         return f"{text}; best saved checkpoint: step {best} ({means[best]:.2f}) {summary.best_checkpoint}"
-    return (f"{text}; no checkpoint was saved at a previewed step "
-            "(make save_every_n_steps a multiple of sample_every_n_steps)")
+    return (
+        f"{text}; no checkpoint was saved at a previewed step "
+        "(make save_every_n_steps a multiple of sample_every_n_steps)"
+    )
 
 
 def score_curve_image(means: dict[int, float], best: int | None, width: int = 512, height: int = 256) -> np.ndarray:
@@ -210,7 +221,6 @@ def score_curve_image(means: dict[int, float], best: int | None, width: int = 51
     return np.asarray(image)
 
 
-
 def watcher_for(settings, on_preview=None) -> PreviewWatcher:
     """The watcher of a run (`settings`: a TrainingSettings); inactive when the run does not preview.
     The previews have the dataset's grid: sd-scripts samples them at the composites' size."""
@@ -219,6 +229,7 @@ def watcher_for(settings, on_preview=None) -> PreviewWatcher:
     records = list(read_manifest(Path(settings.dataset_dir)).values()) if settings.sample_every_n_steps else []
     rows, cols = (records[0].layout["rows"], records[0].layout["cols"]) if records else (2, 2)
     return PreviewWatcher(settings.run_dir, rows, cols, on_preview, active=bool(settings.sample_every_n_steps))
+
 
 def preview_line(record: PreviewScore) -> str:
     """One line per scored preview, for logs and the command line (the picture stays in the run folder)."""

@@ -1,5 +1,6 @@
 """Run the training child: its own process group, output streamed to a log and parsed,
 stoppable on request (the whole tree, within seconds), never left orphaned."""
+
 from __future__ import annotations
 
 import codecs
@@ -13,8 +14,15 @@ from pathlib import Path
 from typing import Callable
 
 from .progress import (
-    STEP_LOSS_HOOK, PhaseProgress, PhaseReader, StepProgress, is_no_data, is_out_of_memory, parse_step,
-    parse_step_loss, split_console,
+    STEP_LOSS_HOOK,
+    PhaseProgress,
+    PhaseReader,
+    StepProgress,
+    is_no_data,
+    is_out_of_memory,
+    parse_step,
+    parse_step_loss,
+    split_console,
 )
 
 
@@ -100,12 +108,22 @@ def run_child(
     with open(log_path, "ab") as log:
         log.write(f"\n[mvic] {' '.join(command)}\n".encode())
         log.flush()  # visible at once, not with the child's first output
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **_popen_kwargs())
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            **_popen_kwargs(),
+        )
 
         def pump():
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             pending = ""
-            while chunk := process.stdout.read1(65536) if hasattr(process.stdout, "read1") else process.stdout.read(4096):
+            while (
+                chunk := process.stdout.read1(65536) if hasattr(process.stdout, "read1") else process.stdout.read(4096)
+            ):
                 log.write(chunk)
                 log.flush()
                 lines, pending = split_console(pending + decoder.decode(chunk))
@@ -146,8 +164,11 @@ def _inspect(line: str, result: ChildResult, on_progress, on_phase=None) -> None
         number, loss = step_loss
         result.step_losses[number] = loss
         bar = result.last_bar
-        _report(StepProgress(number, bar.total if bar else number, loss, bar.seconds_per_step if bar else None), result,
-                on_progress)
+        _report(
+            StepProgress(number, bar.total if bar else number, loss, bar.seconds_per_step if bar else None),
+            result,
+            on_progress,
+        )
     if step is not None or step_loss is not None:
         return
     if line.strip() == STEP_LOSS_HOOK:

@@ -1,5 +1,6 @@
 """Read sd-scripts' console output: tqdm step lines (`\r`-separated), the launcher's per-step loss
 lines, the phases before training (model loading, latent and text-encoder caching), known failures."""
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ writes into the dataset folder (it may be an allowed, read-only folder): each la
 the images of the folder it was given into `<run>/dataset/`, writes the checked captions
 there, and points a config of its own at that folder. Caches then live in the run.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,6 @@ from ..export.trainer_configs import sd_scripts_dataset_toml
 from ..files import atomic_write_text
 from .preflight import IMAGE_SUFFIXES, TrainingDataset
 from .run_state import invalidate_stale_caches
-
 
 
 def prepare_run_dataset(dataset: TrainingDataset, folder: Path, config: Path, state: dict) -> list[Path]:

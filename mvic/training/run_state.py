@@ -1,6 +1,7 @@
 """What survives between runs: sd-scripts' saved states (for resume) and its latent /
 text-encoder caches (in the run's own dataset folder, see run_dataset.py), which sd-scripts
 reuses even when the image or caption changed."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,12 +1,13 @@
 """Train an IC-LoRA end to end, in three steps:
 
-    1. pre-flight: the untrusted extra_args -> the dataset as it really is (images, captions,
-       markers, sizes) -> model files -> the sd-scripts environment and VRAM preset -> disk space
-    2. resume planning: the run's own dataset folder and config (stale caches dropped), an
-       identical finished run reused, else the newest saved state resumed in a new attempt
-    3. launch: own process group, progress / interrupt; success = exit 0 AND the final
-       .safetensors exists -> metadata -> atomic copy to loras/
+1. pre-flight: the untrusted extra_args -> the dataset as it really is (images, captions,
+   markers, sizes) -> model files -> the sd-scripts environment and VRAM preset -> disk space
+2. resume planning: the run's own dataset folder and config (stale caches dropped), an
+   identical finished run reused, else the newest saved state resumed in a new attempt
+3. launch: own process group, progress / interrupt; success = exit 0 AND the final
+   .safetensors exists -> metadata -> atomic copy to loras/
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +25,12 @@ from ..lora_file import LAYOUT_KEYS, IcLoraInfo, iclora_metadata, write_with_met
 from .arguments import TrainingSettings, launch_command, sample_prompts_text, training_arguments
 from .compile import plan_compile
 from .environment import (
-    EnvironmentReport, TrainerEnvironment, TrainerEnvironmentError, check_environment, child_env, verify_checkout,
+    EnvironmentReport,
+    TrainerEnvironment,
+    TrainerEnvironmentError,
+    check_environment,
+    child_env,
+    verify_checkout,
 )
 from .errors import TrainingError
 from .extra_args import check_extra_args
@@ -32,7 +38,13 @@ from .fp8 import check_fp8_choice, plan_fp8
 from .model_files import check_model_files
 from .multi_gpu import check_gpu_selection, check_multi_gpu
 from .preflight import (
-    CAPTION_CHOICES, TrainingDataset, check_captions, check_free_space, estimate_disk, lora_parameters, read_dataset,
+    CAPTION_CHOICES,
+    TrainingDataset,
+    check_captions,
+    check_free_space,
+    estimate_disk,
+    lora_parameters,
+    read_dataset,
 )
 from .presets import VramPreset, next_lower, resolve_preset
 from .process import ChildResult, run_child
@@ -102,8 +114,9 @@ def train_lora(
     only for a local user's own command line; a workflow's extra_args are always checked. `started_by`:
     what started the run (the workflow, the command line), kept in the run folder as started_by.json."""
     callbacks = callbacks or TrainingCallbacks()
-    checked = preflight(settings, environment, Path(loras_dir), preset_choice, callbacks, caption_problems,
-                        unsafe_extra_args)
+    checked = preflight(
+        settings, environment, Path(loras_dir), preset_choice, callbacks, caption_problems, unsafe_extra_args
+    )
     plan = plan_run(settings, checked, callbacks)
     if started_by is not None:
         keep_started_by(plan, started_by)
@@ -111,9 +124,15 @@ def train_lora(
     return finish(plan, checked, Path(loras_dir), lora_name, losses)
 
 
-def preflight(settings: TrainingSettings, environment: TrainerEnvironment, loras_dir: Path, preset_choice: str,
-              callbacks: TrainingCallbacks, caption_problems: str = "refuse",
-              unsafe_extra_args: bool = False) -> Preflight:
+def preflight(
+    settings: TrainingSettings,
+    environment: TrainerEnvironment,
+    loras_dir: Path,
+    preset_choice: str,
+    callbacks: TrainingCallbacks,
+    caption_problems: str = "refuse",
+    unsafe_extra_args: bool = False,
+) -> Preflight:
     """Everything that can be known before launching; nothing is written."""
     extra = check_extra_args(settings.extra_args, unsafe=unsafe_extra_args)  # untrusted input first
     if caption_problems not in CAPTION_CHOICES:
@@ -144,8 +163,16 @@ def _disk_needs(settings: TrainingSettings, dataset: TrainingDataset, preset: Vr
     tokens = int(_option(extra, "--t5xxl_max_token_length", "512"))
     optimizer = _option(extra, "--optimizer_type", preset.optimizer)
     parameters = lora_parameters(safetensors_header(Path(settings.models.flux)), settings.rank)
-    return estimate_disk(len(dataset.images), cached, dataset.size, tokens, parameters, settings.steps,
-                         settings.save_every_n_steps, "8bit" in optimizer.lower())
+    return estimate_disk(
+        len(dataset.images),
+        cached,
+        dataset.size,
+        tokens,
+        parameters,
+        settings.steps,
+        settings.save_every_n_steps,
+        "8bit" in optimizer.lower(),
+    )
 
 
 def _option(args: list[str], name: str, default: str) -> str:
@@ -190,8 +217,9 @@ def plan_run(settings: TrainingSettings, checked: Preflight, callbacks: Training
     return plan
 
 
-def launch(plan: RunPlan, checked: Preflight, environment: TrainerEnvironment,
-           callbacks: TrainingCallbacks) -> list[tuple[int, float]]:
+def launch(
+    plan: RunPlan, checked: Preflight, environment: TrainerEnvironment, callbacks: TrainingCallbacks
+) -> list[tuple[int, float]]:
     """Run sd-scripts for the planned attempt; the losses of the steps it trained."""
     settings, resumed = plan.settings, plan.resumed
     compiling = plan_compile(settings.compile, checked.preset, settings.steps - resumed, checked.extra)
@@ -203,9 +231,16 @@ def launch(plan: RunPlan, checked: Preflight, environment: TrainerEnvironment,
     if checked.extra:
         validate_extra_args(environment, args)
     log = settings.run_dir / "train.log"
-    command = launch_command(environment.python, environment.checkout, TRAINERS_DIR / "launch_sd_scripts.py",
-                             os.getpid(), args, settings.gpu_ids, log,
-                             compiling.launcher_args(checked.extra) + fp8.launcher_args())
+    command = launch_command(
+        environment.python,
+        environment.checkout,
+        TRAINERS_DIR / "launch_sd_scripts.py",
+        os.getpid(),
+        args,
+        settings.gpu_ids,
+        log,
+        compiling.launcher_args(checked.extra) + fp8.launcher_args(),
+    )
 
     keep_losses_until(settings.run_dir, resumed)  # this attempt trains the steps after `resumed` again
 
@@ -216,8 +251,7 @@ def launch(plan: RunPlan, checked: Preflight, environment: TrainerEnvironment,
             callbacks.on_progress(StepProgress(resumed + p.step, settings.steps, p.loss, p.seconds_per_step))
 
     env = child_env({**_gpu_env(settings.gpu_ids), **compiling.child_env()})
-    result = run_child(command, log, env, environment.checkout, on_progress, callbacks.should_stop,
-                       callbacks.on_phase)
+    result = run_child(command, log, env, environment.checkout, on_progress, callbacks.should_stop, callbacks.on_phase)
     _raise_for_failure(result, settings, checked.preset)
     if compiling.enabled:
         compiling.marker.parent.mkdir(parents=True, exist_ok=True)
@@ -227,28 +261,44 @@ def launch(plan: RunPlan, checked: Preflight, environment: TrainerEnvironment,
     return [(resumed + step, loss) for step, loss in sorted(result.step_losses.items())]
 
 
-def finish(plan: RunPlan, checked: Preflight, loras_dir: Path, lora_name: str,
-           losses: list[tuple[int, float]]) -> TrainingResult:
+def finish(
+    plan: RunPlan, checked: Preflight, loras_dir: Path, lora_name: str, losses: list[tuple[int, float]]
+) -> TrainingResult:
     settings = plan.settings
     metadata = dataset_metadata(checked.dataset)
-    metadata.update({"mvic_base_model": Path(settings.models.flux).name, "mvic_rank": str(settings.rank),
-                     "mvic_steps": str(settings.steps), "mvic_preset": checked.preset.name})
+    metadata.update(
+        {
+            "mvic_base_model": Path(settings.models.flux).name,
+            "mvic_rank": str(settings.rank),
+            "mvic_steps": str(settings.steps),
+            "mvic_preset": checked.preset.name,
+        }
+    )
     target = loras_dir / f"{safe_name(lora_name, 'iclora')}.safetensors"
     width, height = checked.dataset.size  # sd-scripts writes its --resolution default (1024x1024) here
-    write_with_metadata(plan.done or settings.final_lora, target, metadata,
-                        replaced={"modelspec.resolution": f"{width}x{height}"})
-    return TrainingResult(lora_path=target, run_dir=settings.run_dir, preset=checked.preset,
-                          losses=_read_losses(settings.run_dir), resumed_from_step=plan.resumed,
-                          deleted_caches=plan.deleted_caches, warnings=list(checked.dataset.problems))
+    write_with_metadata(
+        plan.done or settings.final_lora, target, metadata, replaced={"modelspec.resolution": f"{width}x{height}"}
+    )
+    return TrainingResult(
+        lora_path=target,
+        run_dir=settings.run_dir,
+        preset=checked.preset,
+        losses=_read_losses(settings.run_dir),
+        resumed_from_step=plan.resumed,
+        deleted_caches=plan.deleted_caches,
+        warnings=list(checked.dataset.problems),
+    )
 
 
 def dataset_metadata(dataset: TrainingDataset) -> dict[str, str]:
     """What the sampler needs to configure itself. The markers (and trigger) only when captions
     really use them: a LoRA trained without them must not claim them."""
     marked = bool(dataset.marked_captions())
-    info = IcLoraInfo(layout=tuple(dataset.layout[key] for key in LAYOUT_KEYS),
-                      markers=(dataset.markers["prefix"], tuple(dataset.markers["panels"])) if marked else None,
-                      trigger=dataset.trigger() if marked else "")
+    info = IcLoraInfo(
+        layout=tuple(dataset.layout[key] for key in LAYOUT_KEYS),
+        markers=(dataset.markers["prefix"], tuple(dataset.markers["panels"])) if marked else None,
+        trigger=dataset.trigger() if marked else "",
+    )
     return {**iclora_metadata(info), "mvic_dataset_size": str(len(dataset.images))}
 
 
@@ -261,7 +311,10 @@ def validate_extra_args(environment: TrainerEnvironment, args: list[str]) -> Non
     try:
         out = subprocess.run(
             [environment.python, str(TRAINERS_DIR / "validate_args.py"), str(environment.checkout), handle.name],
-            capture_output=True, text=True, timeout=300, env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=child_env(),
         )
     finally:
         Path(handle.name).unlink(missing_ok=True)
@@ -273,8 +326,19 @@ def validate_extra_args(environment: TrainerEnvironment, args: list[str]) -> Non
 def _config_key(settings: TrainingSettings, preset: VramPreset) -> str:
     """Everything a saved state depends on, except the step count."""
     m = settings.models
-    parts = [str(m.flux), str(m.clip_l), str(m.t5xxl), str(m.ae), settings.rank, settings.alpha, settings.learning_rate,
-             settings.seed, settings.timestep_sampling, settings.extra_args, preset.name]
+    parts = [
+        str(m.flux),
+        str(m.clip_l),
+        str(m.t5xxl),
+        str(m.ae),
+        settings.rank,
+        settings.alpha,
+        settings.learning_rate,
+        settings.seed,
+        settings.timestep_sampling,
+        settings.extra_args,
+        preset.name,
+    ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -298,18 +362,32 @@ def _gpu_env(gpu_ids: tuple[int, ...]) -> dict[str, str]:
 def _raise_for_failure(result: ChildResult, settings: TrainingSettings, preset: VramPreset) -> None:
     if result.out_of_memory:
         lower = next_lower(preset)
-        hint = f"choose the '{lower.name}' VRAM preset" if lower else "lower the resolution or close other programs using the GPU"
+        hint = (
+            f"choose the '{lower.name}' VRAM preset"
+            if lower
+            else "lower the resolution or close other programs using the GPU"
+        )
         where = ""
         if len(settings.gpu_ids) > 1:
             where = f" on GPUs {','.join(map(str, settings.gpu_ids))} (each holds the whole model)"
             hint += " on one GPU" if lower and lower.blocks_to_swap else ""
-        raise TrainingError(f"CUDA ran out of memory with the '{preset.name}' preset{where}: {hint}. Log: {result.log_path}")
+        raise TrainingError(
+            f"CUDA ran out of memory with the '{preset.name}' preset{where}: {hint}. Log: {result.log_path}"
+        )
     if result.no_data:
-        raise TrainingError(f"sd-scripts found no training images (\"No data found\") in {settings.dataset_dir}: check the dataset folder. Log: {result.log_path}")
+        raise TrainingError(
+            f'sd-scripts found no training images ("No data found") in {settings.dataset_dir}: check the dataset '
+            f"folder. Log: {result.log_path}"
+        )
     if result.returncode != 0:
-        raise TrainingError(f"sd-scripts exited with code {result.returncode}. Last lines of {result.log_path}:\n{result.log_tail()}")
+        raise TrainingError(
+            f"sd-scripts exited with code {result.returncode}. Last lines of {result.log_path}:\n{result.log_tail()}"
+        )
     if not settings.final_lora.is_file():
-        raise TrainingError(f"sd-scripts exited cleanly but wrote no {settings.final_lora.name}. Last lines of {result.log_path}:\n{result.log_tail()}")
+        raise TrainingError(
+            f"sd-scripts exited cleanly but wrote no {settings.final_lora.name}. Last lines of "
+            f"{result.log_path}:\n{result.log_tail()}"
+        )
 
 
 def _append_losses(run_dir: Path, losses: list[tuple[int, float]]) -> None:

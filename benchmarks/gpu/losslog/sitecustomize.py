@@ -4,6 +4,7 @@ Put this folder on the child's PYTHONPATH (bench.sh option losslog). sd-scripts 
 average (avr_loss, 3 digits); the quality guard (bf16 vs FP8, same seed) compares per-step losses.
 The loss is the only 0-dim tensor sd-scripts calls .backward() on; sd-scripts reads loss.item()
 every step itself, so this adds no synchronisation."""
+
 import os
 
 _path = os.environ.get("MVIC_BENCH_LOSSLOG")

@@ -3,6 +3,7 @@ out-of-memory error in sd-scripts for tests/fixtures/sdscripts_cuda_oom.log).
 
 Put this folder on the child's PYTHONPATH (SD_SCRIPTS_PYTHONPATH=overlay:this folder).
 PYTORCH_CUDA_ALLOC_CONF cannot cap memory; torch.cuda.set_per_process_memory_fraction can."""
+
 import os
 
 _cap = os.environ.get("MVIC_BENCH_CAP_GIB")

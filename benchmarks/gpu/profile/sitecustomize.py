@@ -5,6 +5,7 @@ optimizer-step hook counts steps; after step START it starts torch.profiler, aft
 it stops and writes DIR/profile.txt: wall time per step (CUDA-synchronised, profiler on), GPU
 kernel time per step split into matrix products, attention, and the rest, and the top kernels
 and operators. Nothing in sd-scripts is changed; steps outside the window run unprofiled."""
+
 import os
 import time
 
@@ -38,8 +39,12 @@ def _report(prof, wall: float, steps: int, path: str) -> None:
         kernels.append((t, row.count, row.key))
         kinds[_kind(row.key)] = kinds.get(_kind(row.key), 0) + t
     total = sum(t for t, _, _ in kernels)
-    lines = [f"profiled steps: {steps}; wall per step (profiler on, synchronised): {wall / steps:.4f} s",
-             f"GPU kernel time per step: {total / 1e6 / steps:.4f} s ({100 * total / 1e6 / wall:.1f} % of wall)", "", "by kind (per step):"]
+    lines = [
+        f"profiled steps: {steps}; wall per step (profiler on, synchronised): {wall / steps:.4f} s",
+        f"GPU kernel time per step: {total / 1e6 / steps:.4f} s ({100 * total / 1e6 / wall:.1f} % of wall)",
+        "",
+        "by kind (per step):",
+    ]
     for kind, t in sorted(kinds.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {kind:18s} {t / 1e6 / steps:8.4f} s  {100 * t / max(total, 1):5.1f} %")
     lines += ["", "top kernels (per step, ms, calls per step):"]

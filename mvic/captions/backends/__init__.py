@@ -3,6 +3,7 @@ openai-compatible (openai). The offline `template` backend is `captions.template
 
 secret.py (API keys), request.py (config, request and reply types), errors.py (error taxonomy),
 sdk.py (early SDK import), transport.py (the guarded HTTP client); `make_backend` picks one."""
+
 from __future__ import annotations
 
 from .request import BackendConfig, ModelBackend

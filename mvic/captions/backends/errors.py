@@ -1,5 +1,6 @@
 """The error taxonomy: backends translate their SDK's exceptions into these classes, so the retry
 loop decides from the class alone (retry, stop the run, fall back to the template caption)."""
+
 from __future__ import annotations
 
 from .request import TokenUsage
@@ -67,5 +68,7 @@ def is_timeout(exc: BaseException) -> bool:
 
 def is_connection_error(exc: BaseException) -> bool:
     names = exception_chain_names(exc)
-    return any(n in ("ConnectError", "RemoteProtocolError", "ReadError", "WriteError", "APIConnectionError",
-                     "ConnectionError") for n in names)
+    return any(
+        n in ("ConnectError", "RemoteProtocolError", "ReadError", "WriteError", "APIConnectionError", "ConnectionError")
+        for n in names
+    )

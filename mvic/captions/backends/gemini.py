@@ -4,6 +4,7 @@ google-genai retries nothing unless asked; we pass `attempts=1` anyway so a futu
 SDK default cannot add hidden retries under ours. Errors are classified from the
 wire error body: `{"error": {"code", "message", "status", "details": [...]}}`.
 """
+
 from __future__ import annotations
 
 import re
@@ -11,14 +12,28 @@ import re
 from ..annotation import annotation_json_schema
 from ..prompt import reask_prompt
 from .errors import (
-    BlockedError, FatalError, RejectedError, ServerFault, TransientError, TruncatedError, is_connection_error,
+    BlockedError,
+    FatalError,
+    RejectedError,
+    ServerFault,
+    TransientError,
+    TruncatedError,
+    is_connection_error,
     is_timeout,
 )
 from .request import BackendConfig, ModelReply, ModelRequest, TokenUsage
 from .secret import redact
 
 DEFAULT_API_VERSION = "v1beta"
-_BLOCK_FINISH_REASONS = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"}
+_BLOCK_FINISH_REASONS = {
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+}
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)s\s*$")
 
@@ -71,17 +86,22 @@ def classify_api_error(code: int, body, model: str, key_source: str) -> Exceptio
         if quota:
             return FatalError(
                 f"Gemini quota exhausted for model {model} ({quota}): it will not reset within minutes. "
-                "Wait for the daily reset, choose another model, or enable billing; captions made so far are cached, re-run to continue."
+                "Wait for the daily reset, choose another model, or enable billing; captions made so far are "
+                "cached, re-run to continue."
             )
     if code in _RETRYABLE_STATUS:
         return TransientError(short, retry_delay_s(details), code)
     reasons = {str(d.get("reason", "")) for d in _of_type(details, "ErrorInfo")}
     if code in (401, 403) or "API_KEY_INVALID" in reasons or "API key not valid" in message:
-        return FatalError(f"Gemini rejected the API key from {key_source or 'the configuration'} ({short}); "
-                          "check the key set for this endpoint")
+        return FatalError(
+            f"Gemini rejected the API key from {key_source or 'the configuration'} ({short}); "
+            "check the key set for this endpoint"
+        )
     if code == 404:
-        return FatalError(f"Gemini has no model {model!r} at this endpoint ({short}); "
-                          "check the model name and the endpoint's base URL")
+        return FatalError(
+            f"Gemini has no model {model!r} at this endpoint ({short}); "
+            "check the model name and the endpoint's base URL"
+        )
     return RejectedError(short)
 
 
@@ -126,7 +146,9 @@ class GeminiBackend:
         parts = [types.Part.from_bytes(data=image.data, mime_type=image.mime_type) for image in request.images]
         contents = [types.Content(role="user", parts=[*parts, types.Part.from_text(text=request.prompt)])]
         if request.reask:
-            contents.append(types.Content(role="model", parts=[types.Part.from_text(text=request.previous_answer or "(empty)")]))
+            contents.append(
+                types.Content(role="model", parts=[types.Part.from_text(text=request.previous_answer or "(empty)")])
+            )
             contents.append(types.Content(role="user", parts=[types.Part.from_text(text=reask_prompt(request.reask))]))
         return contents
 

@@ -5,6 +5,7 @@ OpenAI itself speak it; an endpoint's base_url is the server's `/v1`.
 `max_retries=0`: the openai SDK retries twice by default, which would multiply
 requests under our own retry loop.
 """
+
 from __future__ import annotations
 
 import base64
@@ -114,21 +115,29 @@ class OpenAICompatibleBackend:
         message = redact(str(body.get("message") or exc.message), self._config.api_key)
         short = f"{code}: {message}"
         if code == 429 and (exc.code == "insufficient_quota" or "quota" in str(body.get("type", ""))):
-            return FatalError(f"the server says the quota for {self.model} is used up ({short}); add credit or wait, then re-run (finished captions are cached)")
+            return FatalError(
+                f"the server says the quota for {self.model} is used up ({short}); add credit or wait, then re-run "
+                "(finished captions are cached)"
+            )
         if code in (408, 409, 429) or code >= 500:
             return TransientError(short, retry_after_s(exc.response.headers), code)
         if code in (401, 403):
             source = self._key_source or "the configuration"
-            return FatalError(f"the server rejected the API key from {source} ({short}); "
-                              f"check the key configured for endpoint {self._config.endpoint!r}")
+            return FatalError(
+                f"the server rejected the API key from {source} ({short}); "
+                f"check the key configured for endpoint {self._config.endpoint!r}"
+            )
         if code == 404:
-            return FatalError(f"no model {self.model!r} or no /chat/completions at {self._client.base_url} ({short}); "
-                              "check the model name and the endpoint's base URL")
+            return FatalError(
+                f"no model {self.model!r} or no /chat/completions at {self._client.base_url} ({short}); "
+                "check the model name and the endpoint's base URL"
+            )
         return RejectedError(short)
 
     def _reply(self, response) -> ModelReply:
         usage = TokenUsage(
-            int(getattr(response.usage, "prompt_tokens", 0) or 0), int(getattr(response.usage, "completion_tokens", 0) or 0)
+            int(getattr(response.usage, "prompt_tokens", 0) or 0),
+            int(getattr(response.usage, "completion_tokens", 0) or 0),
         )
         if not response.choices:
             raise BlockedError("the server returned no choices", usage)

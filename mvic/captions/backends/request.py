@@ -3,6 +3,7 @@
 Backends translate their SDK's replies into these types, so the retry loop, the cache and the
 report never see an SDK object. SDK retries are always off: `retry.py` owns every retry decision.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace

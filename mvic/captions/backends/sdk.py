@@ -1,4 +1,5 @@
 """Importing a backend's SDK ahead of time, off the critical path."""
+
 from __future__ import annotations
 
 SDK_MODULES = {

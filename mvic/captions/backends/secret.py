@@ -1,4 +1,5 @@
 """API keys: read only from the sources an endpoint's local settings name, never shown in a repr or log."""
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ Cancel). The SDKs' calls are synchronous, so the request's guard is thread-local
 The client also refuses any origin but the endpoint's own (no redirects, no env proxies
 chosen per URL by httpx): the key that belongs to an endpoint is only ever sent there.
 """
+
 from __future__ import annotations
 
 import threading
@@ -50,8 +51,9 @@ class RequestGuard:
             self.tripped = Cancelled()
             raise httpcore2.ReadError("the captioning run was stopped")
         if self.remaining() <= 0:
-            self.tripped = ServerFault(f"no complete answer within {self.limits.deadline_s:g} s "
-                                       "(the request's deadline)")
+            self.tripped = ServerFault(
+                f"no complete answer within {self.limits.deadline_s:g} s (the request's deadline)"
+            )
             raise httpcore2.ReadTimeout(str(self.tripped))
 
     def wait_slice(self, op_end: float | None) -> float:
@@ -186,8 +188,15 @@ class _DecodedStream(httpx2.SyncByteStream):
                     raise httpx2.DecodingError(str(fault)) from None
                 produced += len(out)
                 if produced > cap:
-                    raise httpx2.ReadError(str(_trip(ServerFault(
-                        f"the decompressed answer is larger than {_size(cap)} (the size cap); dropped"))))
+                    raise httpx2.ReadError(
+                        str(
+                            _trip(
+                                ServerFault(
+                                    f"the decompressed answer is larger than {_size(cap)} (the size cap); dropped"
+                                )
+                            )
+                        )
+                    )
                 if out:
                     yield out
                 data = decoder.unconsumed_tail
@@ -216,10 +225,14 @@ class EndpointTransport(httpx2.HTTPTransport):
             pool = httpcore2.ConnectionPool(ssl_context=ssl_context, network_backend=backend, **limits)
         else:
             pool = httpcore2.HTTPProxy(
-                proxy_url=httpcore2.URL(scheme=proxy.url.raw_scheme, host=proxy.url.raw_host, port=proxy.url.port,
-                                        target=proxy.url.raw_path),
-                proxy_auth=proxy.raw_auth, proxy_headers=proxy.headers.raw, ssl_context=ssl_context,
-                network_backend=backend, **limits,
+                proxy_url=httpcore2.URL(
+                    scheme=proxy.url.raw_scheme, host=proxy.url.raw_host, port=proxy.url.port, target=proxy.url.raw_path
+                ),
+                proxy_auth=proxy.raw_auth,
+                proxy_headers=proxy.headers.raw,
+                ssl_context=ssl_context,
+                network_backend=backend,
+                **limits,
             )
         self._pool.close()
         self._pool = pool  # HTTPTransport.handle_request sends through self._pool and maps its errors
@@ -227,9 +240,16 @@ class EndpointTransport(httpx2.HTTPTransport):
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         url = str(request.url)
         if origin_of(url) != self.origin:
-            raise httpx2.UnsupportedProtocol(str(_trip(FatalError(
-                f"refused to send a request to {url.split('?')[0]}: this endpoint is "
-                f"{self.origin[0]}://{self.origin[1]}:{self.origin[2]} and its key goes nowhere else"))))
+            raise httpx2.UnsupportedProtocol(
+                str(
+                    _trip(
+                        FatalError(
+                            f"refused to send a request to {url.split('?')[0]}: this endpoint is "
+                            f"{self.origin[0]}://{self.origin[1]}:{self.origin[2]} and its key goes nowhere else"
+                        )
+                    )
+                )
+            )
         request.headers["Accept-Encoding"] = "identity"
         response = super().handle_request(request)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
@@ -240,8 +260,12 @@ class EndpointTransport(httpx2.HTTPTransport):
             fault = _trip(ServerFault(f"the answer came with Content-Encoding {encoding!r}, which is not accepted"))
             raise httpx2.DecodingError(str(fault))
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-encoding", b"content-length")]
-        return httpx2.Response(response.status_code, headers=headers, stream=_DecodedStream(response.stream),
-                               extensions=response.extensions)
+        return httpx2.Response(
+            response.status_code,
+            headers=headers,
+            stream=_DecodedStream(response.stream),
+            extensions=response.extensions,
+        )
 
 
 def _environment_proxy(url: str) -> httpx2.Proxy | None:
