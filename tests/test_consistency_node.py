@@ -51,6 +51,8 @@ def test_node_scores_views_as_one_set(composites):
 
 
 def test_pack_import_leaves_opencv_unloaded():
+    if not os.environ.get("COMFYUI_DIR"):
+        pytest.skip("needs ComfyUI's comfy_api: set COMFYUI_DIR to a ComfyUI checkout")
     code = textwrap.dedent(f"""
         import importlib.util, sys
         sys.path.append({os.environ["COMFYUI_DIR"]!r})  # the nodes' comfy_api
