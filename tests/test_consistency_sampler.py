@@ -100,6 +100,9 @@ def test_one_candidate_is_the_plain_sampler(sampling_server):
 
 def test_ranking_reorders_composites_and_latents_together():
     """The same step the node takes after sampling, on composites whose scores differ (validation scenes)."""
+    from packload import nodes_by_id
+
+    nodes_by_id()  # the nodes need ComfyUI's comfy_api: skips without COMFYUI_DIR
     comfy_sampling = import_module(f"{PACK_NAME}.nodes.comfy_sampling")
     layout = mvic_module("layout")
     grid = layout.CompositeLayout(2, 2, 384, 384)
