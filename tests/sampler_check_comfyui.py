@@ -10,6 +10,7 @@ sys.path.insert(0, comfy_dir)
 import comfy.options  # noqa: E402
 
 comfy.options.enable_args_parsing()
+import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 
 import comfy.sd  # noqa: E402
@@ -29,7 +30,7 @@ spec = importlib.util.spec_from_file_location(
 pack = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = pack
 spec.loader.exec_module(pack)
-Sampler = pack.nodes.nodes_by_id()["MVIC_ICLoRASampler"]
+Sampler = importlib.import_module(spec.name + ".nodes").nodes_by_id()["MVIC_ICLoRASampler"]  # as comfy_entrypoint does
 
 model = comfy.sd.load_diffusion_model(flux_path)
 clip = comfy.sd.load_clip(
