@@ -176,8 +176,9 @@ class LoRATrainer(io.ComfyNode):
         environment = resolve_trainer(sd_scripts_dir, settings)
         free_comfy_memory()
         loras = loras_folder() / safe_name(loras_subfolder, "mvic")
-        started_by = {"started_by": "ComfyUI", "prompt": cls.hidden.prompt,
-                      "workflow": (cls.hidden.extra_pnginfo or {}).get("workflow")}  # kept in the run folder
+        hidden = cls.hidden  # set by ComfyUI's executor; None when the node is called directly
+        started_by = {"started_by": "ComfyUI", "prompt": hidden.prompt if hidden else None,
+                      "workflow": ((hidden.extra_pnginfo if hidden else None) or {}).get("workflow")}
         return _train(training, environment, loras, name, vram_preset, caption_problems, started_by)
 
 
