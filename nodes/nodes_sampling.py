@@ -1,6 +1,7 @@
 """ICLoRASampler (text -> composite -> views; image -> other views) and a FLUX loader that
 waits for the trainer. Decisions live in mvic.sampling.plan; this file only drives
 ComfyUI's own model, CLIP, VAE and KSampler machinery."""
+
 from __future__ import annotations
 
 from comfy_api.latest import io
@@ -20,6 +21,8 @@ def _sampler_lists():
     return list(comfy.samplers.KSampler.SAMPLERS), list(comfy.samplers.KSampler.SCHEDULERS)
 
 
+# A declarative table, kept compact: one argument a line would take it past 60 lines.
+# fmt: off
 def _sampler_inputs() -> list:
     samplers, schedulers = _sampler_lists()
     return [
@@ -67,19 +70,28 @@ def _sampler_inputs() -> list:
             "sample seeds seed .. seed+N-1 and return them best first by consistency score "
             "(candidates output: rank, seed, score)")),
     ]
+# fmt: on
 
 
 class ICLoRASampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="MVIC_ICLoRASampler", display_name="IC-LoRA Sampler", category=category("sample"),
-            description=("Samples a multi-view composite with an IC-LoRA and splits it into views; with reference "
-                         "images, generates only the other panels."),
+            node_id="MVIC_ICLoRASampler",
+            display_name="IC-LoRA Sampler",
+            category=category("sample"),
+            description=(
+                "Samples a multi-view composite with an IC-LoRA and splits it into views; with reference "
+                "images, generates only the other panels."
+            ),
             inputs=_sampler_inputs(),
-            outputs=[io.Image.Output(display_name="composite"), io.Image.Output(display_name="views"),
-                     io.String.Output(display_name="prompt"), io.Latent.Output(display_name="latent"),
-                     io.String.Output(display_name="candidates")],
+            outputs=[
+                io.Image.Output(display_name="composite"),
+                io.Image.Output(display_name="views"),
+                io.String.Output(display_name="prompt"),
+                io.Latent.Output(display_name="latent"),
+                io.String.Output(display_name="candidates"),
+            ],
         )
 
     @classmethod
@@ -100,10 +112,35 @@ class ICLoRASampler(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, model, clip, vae, prompt, seed, steps, guidance, sampler_name, scheduler, panel_prompts="",
-                lora_name=NO_LORA, lora_path="", lora_strength=1.0, rows=0, cols=0, panel_width=0, panel_height=0,
-                trigger="", reference_images=None, reference_panels="1", reference_fit="crop", seam_blend=0,
-                denoise=1.0, max_shift=1.15, base_shift=0.5, candidates=1) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        clip,
+        vae,
+        prompt,
+        seed,
+        steps,
+        guidance,
+        sampler_name,
+        scheduler,
+        panel_prompts="",
+        lora_name=NO_LORA,
+        lora_path="",
+        lora_strength=1.0,
+        rows=0,
+        cols=0,
+        panel_width=0,
+        panel_height=0,
+        trigger="",
+        reference_images=None,
+        reference_panels="1",
+        reference_fit="crop",
+        seam_blend=0,
+        denoise=1.0,
+        max_shift=1.15,
+        base_shift=0.5,
+        candidates=1,
+    ) -> io.NodeOutput:
         from ..mvic.sampling import plan
         from . import comfy_sampling
 
@@ -118,13 +155,16 @@ class ICLoRASampler(io.ComfyNode):
             from .comfy_io import tensor_to_images
 
             panels = plan.parse_panel_list(reference_panels, layout.count)
-            references = plan.plan_references(tensor_to_images(reference_images), panels, layout, reference_fit,
-                                              seam_blend)
-        settings = comfy_sampling.SamplerSettings(steps, guidance, sampler_name, scheduler, denoise, max_shift,
-                                                  base_shift)
+            references = plan.plan_references(
+                tensor_to_images(reference_images), panels, layout, reference_fit, seam_blend
+            )
+        settings = comfy_sampling.SamplerSettings(
+            steps, guidance, sampler_name, scheduler, denoise, max_shift, base_shift
+        )
         seeds = [(seed + i) % 2**64 for i in range(max(1, candidates))]
-        samples = [comfy_sampling.sample_composite(model, clip, vae, text, layout, s, settings, references)
-                   for s in seeds]
+        samples = [
+            comfy_sampling.sample_composite(model, clip, vae, text, layout, s, settings, references) for s in seeds
+        ]
         composite, latent, ranking = comfy_sampling.ranked(samples, seeds, layout)
         return io.NodeOutput(composite, split_views(composite, layout.rows, layout.cols), text, latent, ranking)
 
@@ -148,23 +188,38 @@ class FluxLoaderAfterTraining(io.ComfyNode):
     def define_schema(cls):
         text = model_choices("text_encoders")
         return io.Schema(
-            node_id="MVIC_FluxLoaderAfterTraining", display_name="FLUX Loader (after training)",
+            node_id="MVIC_FluxLoaderAfterTraining",
+            display_name="FLUX Loader (after training)",
             category=category("sample"),
-            description=("UNET + CLIP-L/T5 + VAE loader that runs after the LoRATrainer "
-                         "(connect its lora_path to 'after')."),
+            description=(
+                "UNET + CLIP-L/T5 + VAE loader that runs after the LoRATrainer (connect its lora_path to 'after')."
+            ),
             inputs=[
-                io.String.Input("after", force_input=True,
-                                tooltip="connect the trainer's lora_path: FLUX loads only once training is done"),
-                io.Combo.Input("unet_name", options=model_choices("diffusion_models"),
-                               tooltip="the FLUX model, from ComfyUI's diffusion_models folders"),
-                io.Combo.Input("weight_dtype", options=WEIGHT_DTYPES,
-                               tooltip="fp8 halves FLUX's memory (as Load Diffusion Model's weight_dtype)"),
+                io.String.Input(
+                    "after",
+                    force_input=True,
+                    tooltip="connect the trainer's lora_path: FLUX loads only once training is done",
+                ),
+                io.Combo.Input(
+                    "unet_name",
+                    options=model_choices("diffusion_models"),
+                    tooltip="the FLUX model, from ComfyUI's diffusion_models folders",
+                ),
+                io.Combo.Input(
+                    "weight_dtype",
+                    options=WEIGHT_DTYPES,
+                    tooltip="fp8 halves FLUX's memory (as Load Diffusion Model's weight_dtype)",
+                ),
                 io.Combo.Input("clip_name1", options=text, tooltip="CLIP-L, from ComfyUI's text_encoders folders"),
                 io.Combo.Input("clip_name2", options=text, tooltip="T5-XXL, from ComfyUI's text_encoders folders"),
                 io.Combo.Input("vae_name", options=model_choices("vae"), tooltip="the FLUX autoencoder (vae folders)"),
             ],
-            outputs=[io.Model.Output(display_name="model"), io.Clip.Output(display_name="clip"),
-                     io.Vae.Output(display_name="vae"), io.String.Output(display_name="lora_path")],
+            outputs=[
+                io.Model.Output(display_name="model"),
+                io.Clip.Output(display_name="clip"),
+                io.Vae.Output(display_name="vae"),
+                io.String.Output(display_name="lora_path"),
+            ],
         )
 
     @classmethod

@@ -5,6 +5,7 @@ sd_scripts_dir dropdown), extra_args pass an allow-list only, model files come f
 model folders and the dataset from output/ (or a folder allowed in the local settings). Those
 widgets are checked first, when the prompt is queued (validate_inputs) and again when it runs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,15 +16,29 @@ from comfy_api.latest import io
 from ..mvic.training.preflight import CAPTION_CHOICES
 from ..mvic.training.presets import PRESET_CHOICES
 from .comfy_io import (
-    Progress, category, confined_model_path, confined_output_path, free_comfy_memory, images_to_tensor,
-    interrupt_requested, local_settings, loras_folder, model_choices, model_path, output_directory,
+    Progress,
+    category,
+    confined_model_path,
+    confined_output_path,
+    free_comfy_memory,
+    images_to_tensor,
+    interrupt_requested,
+    local_settings,
+    loras_folder,
+    model_choices,
+    model_path,
+    output_directory,
 )
 
 NONE = "(use path input)"
 DEFAULT_TRAINER = "(default)"  # mvic.training.environment.DEFAULT_TRAINER, without importing it at start-up
 DEFAULT_DATASET = "iclora_dataset"
-MODEL_WIDGETS = (("flux_path", "diffusion_models"), ("clip_l_path", "text_encoders"), ("t5xxl_path", "text_encoders"),
-                 ("ae_path", "vae"))
+MODEL_WIDGETS = (
+    ("flux_path", "diffusion_models"),
+    ("clip_l_path", "text_encoders"),
+    ("t5xxl_path", "text_encoders"),
+    ("ae_path", "vae"),
+)
 
 
 def _files(folder: str) -> list[str]:
@@ -43,8 +58,9 @@ def dataset_folder(text: str | None, settings) -> Path:
     """dataset_dir: relative to ComfyUI's output folder; absolute only inside it or an allowed folder."""
     from ..mvic.paths import confined_input
 
-    return confined_input(text.strip() or DEFAULT_DATASET, output_directory(), "LoRATrainer.dataset_dir",
-                          settings.readable_folders())
+    return confined_input(
+        text.strip() or DEFAULT_DATASET, output_directory(), "LoRATrainer.dataset_dir", settings.readable_folders()
+    )
 
 
 def check_untrusted_widgets(settings, sd_scripts_dir, extra_args, dataset_dir, paths: dict[str, str | None]) -> None:
@@ -64,6 +80,8 @@ def check_untrusted_widgets(settings, sd_scripts_dir, extra_args, dataset_dir, p
             confined_model_path(paths[name], kind, f"LoRATrainer.{name}")
 
 
+# A declarative table, kept compact: one argument a line would take it past 60 lines.
+# fmt: off
 def _trainer_inputs() -> list:
     in_folder = "empty: the dropdown; else a file inside ComfyUI's {} folders"
     text = _files("text_encoders")
@@ -115,25 +133,42 @@ def _trainer_inputs() -> list:
             "images without captions, or captions whose markers don't match the layout: "
             "refuse to train (listing them), or warn and train")),
     ]
+# fmt: on
 
 
 class LoRATrainer(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="MVIC_LoRATrainer", display_name="IC-LoRA Trainer (sd-scripts)", category=category("train"),
-            description=("Trains a FLUX IC-LoRA on a SaveICLoRADataset folder with kohya sd-scripts "
-                         "(subprocess, its own Python)."),
+            node_id="MVIC_LoRATrainer",
+            display_name="IC-LoRA Trainer (sd-scripts)",
+            category=category("train"),
+            description=(
+                "Trains a FLUX IC-LoRA on a SaveICLoRADataset folder with kohya sd-scripts "
+                "(subprocess, its own Python)."
+            ),
             inputs=_trainer_inputs(),
-            outputs=[io.String.Output(display_name="lora_path"), io.Image.Output(display_name="loss_curve"),
-                     io.String.Output(display_name="run_dir"), io.Image.Output(display_name="consistency_curve"),
-                     io.String.Output(display_name="best_checkpoint")],
+            outputs=[
+                io.String.Output(display_name="lora_path"),
+                io.Image.Output(display_name="loss_curve"),
+                io.String.Output(display_name="run_dir"),
+                io.Image.Output(display_name="consistency_curve"),
+                io.String.Output(display_name="best_checkpoint"),
+            ],
             is_output_node=True,
         )
 
     @classmethod
-    def validate_inputs(cls, sd_scripts_dir=None, extra_args=None, dataset_dir=None, flux_path=None, clip_l_path=None,
-                        t5xxl_path=None, ae_path=None):
+    def validate_inputs(
+        cls,
+        sd_scripts_dir=None,
+        extra_args=None,
+        dataset_dir=None,
+        flux_path=None,
+        clip_l_path=None,
+        t5xxl_path=None,
+        ae_path=None,
+    ):
         """At queue time, before any node runs: the widgets a workflow may not decide. (ComfyUI then
         leaves sd_scripts_dir's list check to us: '' from workflows saved before it was a list means
         the default.)"""
@@ -154,6 +189,8 @@ class LoRATrainer(io.ComfyNode):
         except Exception:  # noqa: BLE001 - e.g. a dangling link or a refused path: run, and report there
             return float("nan")  # never equal to itself: the node runs
 
+    # A declarative table, kept compact: one argument a line would take it past 60 lines.
+    # fmt: off
     @classmethod
     def execute(cls, dataset_dir, flux_model, clip_l, t5xxl, ae, lora_name, steps, rank, learning_rate, vram_preset,
                 alpha=16.0, seed=42, save_every_n_steps=250, sample_every_n_steps=0, loras_subfolder="mvic",
@@ -180,6 +217,7 @@ class LoRATrainer(io.ComfyNode):
         started_by = {"started_by": "ComfyUI", "prompt": hidden.prompt if hidden else None,
                       "workflow": ((hidden.extra_pnginfo if hidden else None) or {}).get("workflow")}
         return _train(training, environment, loras, name, vram_preset, caption_problems, started_by)
+    # fmt: on
 
 
 def _training_settings(settings, dataset_dir, choices, paths, name, gpu_ids, **options):
@@ -188,12 +226,16 @@ def _training_settings(settings, dataset_dir, choices, paths, name, gpu_ids, **o
     from ..mvic.training.arguments import TrainingSettings
     from ..mvic.training.multi_gpu import parse_gpu_ids
 
-    models = FluxModelFiles(*(_model_file(choice, paths[widget], kind, widget) for choice, (widget, kind)
-                              in zip(choices, MODEL_WIDGETS)))
+    models = FluxModelFiles(
+        *(_model_file(choice, paths[widget], kind, widget) for choice, (widget, kind) in zip(choices, MODEL_WIDGETS))
+    )
     return TrainingSettings(
-        dataset_dir=dataset_folder(dataset_dir, settings), models=models, output_name=name,
+        dataset_dir=dataset_folder(dataset_dir, settings),
+        models=models,
+        output_name=name,
         run_dir=confined_output_path(f"mvic_runs/{name}", "LoRATrainer.lora_name"),
-        gpu_ids=parse_gpu_ids(gpu_ids), **options,
+        gpu_ids=parse_gpu_ids(gpu_ids),
+        **options,
     )
 
 
@@ -218,16 +260,30 @@ def _train(training, environment, loras, name, vram_preset, caption_problems, st
             progress(phase.done, phase.total)
 
     callbacks = TrainingCallbacks(on_progress=on_progress, should_stop=interrupt_requested, on_phase=on_phase)
-    result = train_lora(training, environment, loras, name, vram_preset, callbacks, caption_problems=caption_problems,
-                        started_by=started_by)
+    result = train_lora(
+        training,
+        environment,
+        loras,
+        name,
+        vram_preset,
+        callbacks,
+        caption_problems=caption_problems,
+        started_by=started_by,
+    )
     curve = images_to_tensor([loss_curve_image(result.losses)])
     previews = watcher.finish(name)
     resumed = f", resumed at step {result.resumed_from_step}" if result.resumed_from_step else ""
     text = f"LoRA: {result.lora_path} (preset {result.preset.name}{resumed})"
     if result.warnings:
         text += f"\ntrained anyway with {len(result.warnings)} caption problem(s):\n" + "\n".join(result.warnings)
-    return io.NodeOutput(str(result.lora_path), curve, str(result.run_dir), images_to_tensor([previews.curve]),
-                         str(previews.best_checkpoint or ""), ui={"text": [text, previews.text]})
+    return io.NodeOutput(
+        str(result.lora_path),
+        curve,
+        str(result.run_dir),
+        images_to_tensor([previews.curve]),
+        str(previews.best_checkpoint or ""),
+        ui={"text": [text, previews.text]},
+    )
 
 
 def _model_file(choice: str, path: str, kind: str, widget: str) -> Path:
@@ -236,8 +292,9 @@ def _model_file(choice: str, path: str, kind: str, widget: str) -> Path:
         return confined_model_path(path, kind, f"LoRATrainer.{widget}")
     if choice != NONE:
         return Path(model_path(kind, choice))
-    raise ValueError(f"LoRATrainer: choose the {what} file (dropdown) or give {widget} "
-                     f"(a file in ComfyUI's {kind} folders)")
+    raise ValueError(
+        f"LoRATrainer: choose the {what} file (dropdown) or give {widget} (a file in ComfyUI's {kind} folders)"
+    )
 
 
 def _signature(dataset_dir, settings: dict) -> str:

@@ -1,5 +1,6 @@
 """sd-scripts arguments for a FLUX IC-LoRA run: FLUX-correct defaults, a VRAM preset,
 and the user's extra arguments last (so they win)."""
+
 from __future__ import annotations
 
 import shlex
@@ -67,6 +68,8 @@ def sample_prompts_text(prompts: list[str], width: int, height: int, steps: int 
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+# A declarative table, kept compact: one argument a line would take it past 60 lines.
+# fmt: off
 def training_arguments(settings: TrainingSettings, preset: VramPreset, compile_args: list[str] = ()) -> list[str]:
     m = settings.models
     args = [
@@ -112,6 +115,7 @@ def training_arguments(settings: TrainingSettings, preset: VramPreset, compile_a
     args += list(compile_args)
     args += parse_extra_args(settings.extra_args)
     return args
+# fmt: on
 
 
 def parse_extra_args(text: str) -> list[str]:
@@ -121,9 +125,16 @@ def parse_extra_args(text: str) -> list[str]:
         raise ValueError(f"extra sd-scripts arguments {text!r}: {exc}; quote values that contain spaces") from None
 
 
-def launch_command(python: str, checkout: Path, launcher: Path, parent_pid: int, args: list[str],
-                   gpu_ids: tuple[int, ...] = (), report_to: Path | None = None,
-                   launcher_args: list[str] = ()) -> list[str]:
+def launch_command(
+    python: str,
+    checkout: Path,
+    launcher: Path,
+    parent_pid: int,
+    args: list[str],
+    gpu_ids: tuple[int, ...] = (),
+    report_to: Path | None = None,
+    launcher_args: list[str] = (),
+) -> list[str]:
     """Our launcher (trainers/launch_sd_scripts.py) runs the training script in-process, under accelerate
     when several GPUs are selected; `report_to`: the log its watchdog reports into; `launcher_args`: its own
     options (e.g. --fp8-matmul)."""

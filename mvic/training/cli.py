@@ -3,6 +3,7 @@
 The command line is typed by the person at this machine, so it may name checkouts and paths
 directly (`--sd-scripts`, `--python`) and, with `--unsafe-extra-args`, pass any sd-scripts
 option; a workflow's LoRATrainer node can do neither."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,8 @@ from .preflight import CAPTION_CHOICES
 from .presets import PRESET_CHOICES
 
 
+# A declarative table, kept compact: one argument a line would take it past 60 lines.
+# fmt: off
 def add_commands(commands) -> None:
     setup = commands.add_parser("setup-trainer", help="register your sd-scripts checkout in the local settings "
                                 "(and create a venv for it from its own requirements: needs internet)")
@@ -57,6 +60,7 @@ def add_commands(commands) -> None:
     train.add_argument("--fp8-matmul", choices=("auto", "on", "off"), default="auto",
                        help="FP8 products for the frozen FLUX weights (compute capability 8.9+); "
                             "auto: where measured faster")
+# fmt: on
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,10 +130,18 @@ def _train(args: argparse.Namespace) -> int:
     settings = TrainingSettings(
         dataset_dir=Path(args.dataset).resolve(),
         models=FluxModelFiles(Path(args.flux), Path(args.clip_l), Path(args.t5xxl), Path(args.ae)),
-        run_dir=Path(args.run_dir or f"mvic_runs/{name}").resolve(), output_name=name, steps=args.steps, rank=args.rank,
-        alpha=float(args.rank), learning_rate=args.lr, save_every_n_steps=args.save_every,
+        run_dir=Path(args.run_dir or f"mvic_runs/{name}").resolve(),
+        output_name=name,
+        steps=args.steps,
+        rank=args.rank,
+        alpha=float(args.rank),
+        learning_rate=args.lr,
+        save_every_n_steps=args.save_every,
         sample_every_n_steps=args.sample_every,
-        extra_args=args.extra_args, gpu_ids=parse_gpu_ids(args.gpus), compile=args.compile, fp8_matmul=args.fp8_matmul,
+        extra_args=args.extra_args,
+        gpu_ids=parse_gpu_ids(args.gpus),
+        compile=args.compile,
+        fp8_matmul=args.fp8_matmul,
     )
 
     from .previews import preview_line, watcher_for
@@ -145,9 +157,17 @@ def _train(args: argparse.Namespace) -> int:
         print(f"[mvic] {phase.text()}", flush=True)
 
     callbacks = TrainingCallbacks(on_progress=show, on_phase=show_phase, log=print)
-    result = train_lora(settings, _environment(args), Path(args.loras_dir), name, args.preset, callbacks,
-                        caption_problems=args.caption_problems, unsafe_extra_args=args.unsafe_extra_args,
-                        started_by=command_line())
+    result = train_lora(
+        settings,
+        _environment(args),
+        Path(args.loras_dir),
+        name,
+        args.preset,
+        callbacks,
+        caption_problems=args.caption_problems,
+        unsafe_extra_args=args.unsafe_extra_args,
+        started_by=command_line(),
+    )
     print(f"LoRA: {result.lora_path}")
     print(watcher.finish(name).text)
     return 0
