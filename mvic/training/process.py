@@ -18,6 +18,7 @@ from .progress import (
     PhaseProgress,
     PhaseReader,
     StepProgress,
+    args_rejection,
     is_no_data,
     is_out_of_memory,
     parse_step,
@@ -36,6 +37,7 @@ class ChildResult:
     log_path: Path
     out_of_memory: bool = False
     no_data: bool = False
+    args_rejected: str = ""  # sd-scripts' parser refused its arguments: its message
     progress: list[StepProgress] = field(default_factory=list)
     step_losses: dict[int, float] = field(default_factory=dict)  # step of this launch -> that step's loss
     loss_hook: bool = False  # the launcher reports each step's loss (else the steps come from tqdm, without loss)
@@ -177,6 +179,8 @@ def _inspect(line: str, result: ChildResult, on_progress, on_phase=None) -> None
         result.out_of_memory = True
     elif is_no_data(line):
         result.no_data = True
+    elif args_rejection(line) and not result.args_rejected:
+        result.args_rejected = args_rejection(line)
     else:
         phase = result.phases.read(line)
         if phase is not None and on_phase:

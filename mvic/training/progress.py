@@ -12,6 +12,8 @@ _RATE = re.compile(r"([\d.]+)\s*(s/it|it/s)")
 _LOSS = re.compile(r"avr_loss=([-+\d.eE]+|nan|inf)")
 _OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|HIP out of memory", re.IGNORECASE)
 _NO_DATA = re.compile(r"No data found", re.IGNORECASE)
+# argparse's refusal, from sd-scripts' own parser: "flux_train_network.py: error: argument --x: ..."
+_ARGS_REJECTED = re.compile(r"^\S+\.py: error: (.+)$")
 # trainers/launch_sd_scripts.py: `MVIC_LOSS <step> <loss>` once per optimizer step (the step's own loss).
 _STEP_LOSS = re.compile(r"MVIC_LOSS (\d+) ([-+\d.eE]+|nan|-?inf)\s*$")  # may follow a tqdm redraw (no newline)
 STEP_LOSS_HOOK = "MVIC_LOSS_HOOK on"
@@ -114,3 +116,9 @@ def is_out_of_memory(line: str) -> bool:
 
 def is_no_data(line: str) -> bool:
     return bool(_NO_DATA.search(line))
+
+
+def args_rejection(line: str) -> str | None:
+    """sd-scripts' parser's complaint about its arguments, or None."""
+    match = _ARGS_REJECTED.match(line.strip())
+    return match.group(1) if match else None

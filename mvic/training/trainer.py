@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -140,7 +139,7 @@ def preflight(
     dataset = read_dataset(Path(settings.dataset_dir))
     check_captions(dataset, caption_problems, callbacks.log)
     check_model_files(settings.models)
-    report = check_environment(environment, load_parser=False)
+    report = check_environment(environment, load_parser=False, reuse=True)
     if not report.ok:
         raise TrainerEnvironmentError("the sd-scripts environment is not ready:\n" + report.text())
     gpus = check_gpu_selection(settings.gpu_ids, report.gpus)
@@ -228,8 +227,6 @@ def launch(
     callbacks.log(f"[mvic] fp8 matmul {'on' if fp8.matmul else 'off'}: {fp8.reason}")
     args = training_arguments(settings, checked.preset)
     verify_checkout(environment)  # right before any of its code runs
-    if checked.extra:
-        validate_extra_args(environment, args)
     log = settings.run_dir / "train.log"
     command = launch_command(
         environment.python,
@@ -302,27 +299,6 @@ def dataset_metadata(dataset: TrainingDataset) -> dict[str, str]:
     return {**iclora_metadata(info), "mvic_dataset_size": str(len(dataset.images))}
 
 
-def validate_extra_args(environment: TrainerEnvironment, args: list[str]) -> None:
-    """Parse the complete argument list with sd-scripts' own parser before launching."""
-    import subprocess
-
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as handle:
-        json.dump(args, handle)
-    try:
-        out = subprocess.run(
-            [environment.python, str(TRAINERS_DIR / "validate_args.py"), str(environment.checkout), handle.name],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=child_env(),
-        )
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
-    if "MVIC_ARGS ok" not in out.stdout:
-        error = [line for line in out.stderr.splitlines() if "error:" in line] or out.stderr.strip().splitlines()[-3:]
-        raise TrainingError(f"sd-scripts rejects the extra arguments: {' '.join(error)}")
-
-
 def _config_key(settings: TrainingSettings, preset: VramPreset) -> str:
     """Everything a saved state depends on, except the step count."""
     m = settings.models
@@ -373,6 +349,10 @@ def _raise_for_failure(result: ChildResult, settings: TrainingSettings, preset: 
             hint += " on one GPU" if lower and lower.blocks_to_swap else ""
         raise TrainingError(
             f"CUDA ran out of memory with the '{preset.name}' preset{where}: {hint}. Log: {result.log_path}"
+        )
+    if result.args_rejected:  # its parser runs first, before anything is loaded or written
+        raise TrainingError(
+            f"sd-scripts rejects the arguments (check extra_args): {result.args_rejected}. Log: {result.log_path}"
         )
     if result.no_data:
         raise TrainingError(
