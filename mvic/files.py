@@ -26,6 +26,12 @@ def safe_name(name: str, fallback: str = "set") -> str:
     return text[:80] or fallback
 
 
+def user_cache_dir(*parts: str) -> Path:
+    """The pack's own cache folder (`$XDG_CACHE_HOME/mvic`, else ~/.cache/mvic), or a folder inside it."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base, "mvic", *parts)
+
+
 def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 

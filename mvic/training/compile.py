@@ -13,10 +13,10 @@ measured compiled, so "auto" leaves them eager; "on" and "off" are the user's ca
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import user_cache_dir
 from .presets import VramPreset
 
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -42,8 +42,7 @@ class CompilePlan:
 
 
 def inductor_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mvic" / "torchinductor"
+    return user_cache_dir("torchinductor")
 
 
 def plan_compile(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..files import PACK_ROOT, TRAINERS_DIR
 from ..settings import LocalSettings, load_settings
+from . import probe_cache
 from .checkout import CheckoutChanged, verify
 
 LEGACY_CONFIG_ENV = "MVIC_CONFIG"
@@ -30,6 +31,7 @@ DEFAULT_TRAINER = "(default)"
 PINNED = ("transformers", "diffusers", "huggingface-hub")
 DEFAULT_TORCH = "torch torchvision"  # PyPI's Linux wheels are CUDA builds (GBs of CUDA libraries)
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+TRAINER_FILES = ("flux_train_network.py", "networks/lora_flux.py", "library/flux_utils.py")  # probe_env.py checks them
 
 
 class TrainerEnvironmentError(RuntimeError):
@@ -255,11 +257,29 @@ def required_pins(checkout: Path) -> dict[str, str]:
 
 
 def check_environment(
-    environment: TrainerEnvironment, timeout: float = 180, load_parser: bool = True
+    environment: TrainerEnvironment, timeout: float = 180, load_parser: bool = True, reuse: bool = False
 ) -> EnvironmentReport:
     """`load_parser=False` skips importing sd-scripts' trainer module (seconds on a GPU machine):
-    the pre-launch check needs versions and GPUs; `check-trainer` asks for everything."""
+    the pre-launch check needs versions and GPUs; `check-trainer` asks for everything. `reuse`: take
+    the answer remembered for this environment while nothing it depends on changed (probe_cache.py)."""
     report = EnvironmentReport(environment)
+    mode = "parser" if load_parser else "no-parser"
+    key = probe_cache.probe_key(environment.python, environment.checkout, TRAINER_FILES, mode) if reuse else None
+    probe = probe_cache.load(key)
+    fresh = probe is None
+    if fresh:
+        probe = _run_probe(environment, load_parser, timeout, report)
+        if probe is None:
+            return report
+    _read_probe(report, probe)
+    if fresh and report.ok:
+        probe_cache.store(key, probe)
+    return report
+
+
+def _run_probe(
+    environment: TrainerEnvironment, load_parser: bool, timeout: float, report: EnvironmentReport
+) -> dict | None:
     try:
         out = subprocess.run(
             [
@@ -275,14 +295,18 @@ def check_environment(
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         report.problems.append(f"could not run {environment.python}: {exc}")
-        return report
+        return None
     line = next((l for l in out.stdout.splitlines() if l.startswith("MVIC_PROBE ")), None)
     if line is None:
         report.problems.append(
             f"{environment.python} failed to run the probe: {(out.stderr or out.stdout).strip()[-800:]}"
         )
-        return report
-    probe = json.loads(line[len("MVIC_PROBE ") :])
+        return None
+    return json.loads(line[len("MVIC_PROBE ") :])
+
+
+def _read_probe(report: EnvironmentReport, probe: dict) -> None:
+    environment = report.environment
     report.packages, report.gpus = probe["packages"], probe["gpus"]
     for name in ("torch", "transformers", "diffusers", "accelerate", "safetensors"):
         if not probe["packages"].get(name):
@@ -306,7 +330,6 @@ def check_environment(
             report.problems.append(f"{rel} is missing from {environment.checkout}: update the checkout (git pull)")
     if probe["parser"] not in (None, "ok"):
         report.problems.append(f"flux_train_network.py's parser does not load: {probe['parser']}")
-    return report
 
 
 def nvidia_gpu_visible() -> bool:
