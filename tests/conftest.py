@@ -32,6 +32,7 @@ TIERS = {
         (
             "tests/test_training_sdscripts.py::",
             "tests/test_export.py::test_sd_scripts_own_loader",
+            "tests/test_probe_cache.py::",
             "tests/test_workflows_comfyui.py::test_train_lora",
             "tests/test_workflows_comfyui.py::test_full_pipeline",
         ),
@@ -40,11 +41,44 @@ TIERS = {
 }
 
 
+# pytest-xdist (`pytest -n auto`, as the README runs it): the tests that load the 9.5 GB zero T5-XXL (real
+# sd-scripts training, FLUX sampling through T5) run in one worker, one at a time, so that two never hold it
+# at once on a 24 GiB machine; that group is the longest, so it starts first. Every other file runs whole in
+# one worker, so its module fixtures (ComfyUI servers) start once. Mark new T5-loading tests `t5xxl`.
+T5XXL = "t5xxl"
+T5XXL_PREFIXES = (
+    "tests/test_training_sdscripts.py::",
+    "tests/test_training_previews.py::",
+    "tests/test_fp8_sdscripts.py::",
+    "tests/test_workflows_comfyui.py::",
+    "tests/test_workflow_outputs_comfyui.py::",
+    "tests/test_diffusers_engine.py::",
+    "tests/test_training_ux.py::test_cli_train_shows_phases",
+    "tests/test_training_ux.py::test_trainer_node_shows_phases",
+    "tests/test_import_composites.py::test_the_imported_dataset_trains",
+)
+MAX_AUTO_WORKERS = 4  # beyond that the T5 group alone sets the pace; each worker may hold a ComfyUI server
+
+
 def require_real() -> bool:
     return os.environ.get(REQUIRE_REAL_ENV, "").strip() not in ("", "0")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """`-n N` without a --dist of its own distributes by the groups below, in collection order."""
+    if getattr(config.option, "numprocesses", None) and config.option.dist == "no":
+        config.option.dist = "loadgroup"
+        config.option.loadscopereorder = False
+
+
 def pytest_configure(config):
+    config.addinivalue_line("markers", f"{T5XXL}: loads the T5-XXL; runs in the one T5 worker under pytest-xdist")
     for marker, (label, _, _) in TIERS.items():
         config.addinivalue_line("markers", f"{marker}: a {label} test (counted in the real-tier summary)")
     config.stash[_TIER_RESULTS] = {marker: {} for marker in TIERS}
@@ -66,7 +100,7 @@ def pytest_report_header(config):
     return lines
 
 
-@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers, and before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         for marker, (_, fixtures, prefixes) in TIERS.items():
@@ -74,6 +108,11 @@ def pytest_collection_modifyitems(config, items):
                 any(name in item.fixturenames for name in fixtures) or item.nodeid.startswith(prefixes)
             ):
                 item.add_marker(marker)
+        if item.get_closest_marker(T5XXL) is None and item.nodeid.startswith(T5XXL_PREFIXES):
+            item.add_marker(T5XXL)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(T5XXL if item.get_closest_marker(T5XXL) else item.path.name))
+    items.sort(key=lambda item: item.get_closest_marker(T5XXL) is None)  # stable: the T5 group first
 
 
 def _skip_reason(report) -> str:
