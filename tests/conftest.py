@@ -44,7 +44,7 @@ TIERS = {
 # pytest-xdist (`pytest -n auto`, as the README runs it): the tests that load the 9.5 GB zero T5-XXL (real
 # sd-scripts training, FLUX sampling through T5) run in one worker, one at a time, so that two never hold it
 # at once on a 24 GiB machine; that group is the longest, so it starts first. Every other file runs whole in
-# one worker, so its module fixtures (ComfyUI servers) start once. Mark new T5-loading tests `t5xxl`.
+# one worker, so its module fixtures (ComfyUI servers) start once. Add new T5-loading tests here.
 T5XXL = "t5xxl"
 T5XXL_PREFIXES = (
     "tests/test_training_sdscripts.py::",
@@ -69,16 +69,23 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config):
-    """`-n N` without a --dist of its own distributes by the groups below, in collection order."""
-    if getattr(config.option, "numprocesses", None) and config.option.dist == "no":
-        config.option.dist = "loadgroup"
-        config.option.loadscopereorder = False
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under `-n N` (xdist's default `--dist load`): whole files per worker, and one group of all the T5
+    tests, first. (xdist's own `loadgroup` no longer groups under pytest 9, which keeps node ids elsewhere.)"""
+    if config.getvalue("dist") != "load":
+        return None  # another --dist, chosen on the command line
+    from xdist.scheduler import LoadScopeScheduling
+
+    class T5GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return T5XXL if nodeid.startswith(T5XXL_PREFIXES) else nodeid.split("::", 1)[0]
+
+    config.option.loadscopereorder = False  # keep the collection order: the T5 group first
+    return T5GroupScheduling(config, log)
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", f"{T5XXL}: loads the T5-XXL; runs in the one T5 worker under pytest-xdist")
     for marker, (label, _, _) in TIERS.items():
         config.addinivalue_line("markers", f"{marker}: a {label} test (counted in the real-tier summary)")
     config.stash[_TIER_RESULTS] = {marker: {} for marker in TIERS}
@@ -108,11 +115,7 @@ def pytest_collection_modifyitems(config, items):
                 any(name in item.fixturenames for name in fixtures) or item.nodeid.startswith(prefixes)
             ):
                 item.add_marker(marker)
-        if item.get_closest_marker(T5XXL) is None and item.nodeid.startswith(T5XXL_PREFIXES):
-            item.add_marker(T5XXL)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(T5XXL if item.get_closest_marker(T5XXL) else item.path.name))
-    items.sort(key=lambda item: item.get_closest_marker(T5XXL) is None)  # stable: the T5 group first
+    items.sort(key=lambda item: not item.nodeid.startswith(T5XXL_PREFIXES))  # stable: the T5 group first
 
 
 def _skip_reason(report) -> str:

@@ -45,9 +45,9 @@ def tiny_models():
     )
 
 
-def make_dataset(folder: Path, sets: int = 2) -> Path:
+def make_dataset(folder: Path, sets: int = 2, panel: int = 128) -> Path:
     """The foundation's export, 2x2 of 128 px panels (256 px composites)."""
-    layout = mvic_module("layout").CompositeLayout(2, 2, 128, 128)
+    layout = mvic_module("layout").CompositeLayout(2, 2, panel, panel)
     loaded = mvic_module("loading").load_multiview_sets("sample", "", 4, max_sets=sets * 2)
     loaded.sets = loaded.sets[::2][:sets]  # a ball and a box: different captions
     composites = mvic_module("composites").build_composites(loaded, layout)
@@ -198,6 +198,7 @@ def test_arguments_sd_scripts_parser_refuses_name_the_problem_and_nothing_is_tra
     assert "--noise_offset" in message and "'lots'" in message, message
     assert not (tmp_path / "loras" / "x.safetensors").exists()
     assert time.monotonic() - started < 120  # refused at parse time, not after loading the models
+
 
 def test_interrupt_ends_the_whole_process_tree_quickly(tmp_path, sd_env, tiny_models):
     dataset = make_dataset(tmp_path / "dataset", sets=1)

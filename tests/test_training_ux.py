@@ -195,40 +195,10 @@ def _modelspec_resolution(lora: Path) -> str:
 
 
 def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(sd_setup, tmp_path):
-    m = sd_setup["models"]
+    from trainer_data import cli_train_command
+
     run = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "mvic",
-        "train",
-        "--dataset",
-        str(sd_setup["dataset"]),
-        "--flux",
-        str(m["flux"]),
-        "--clip-l",
-        str(m["clip_l"]),
-        "--t5xxl",
-        str(m["t5xxl"]),
-        "--ae",
-        str(m["ae"]),
-        "--name",
-        "wide",
-        "--run-dir",
-        str(run),
-        "--loras-dir",
-        str(tmp_path / "loras"),
-        "--steps",
-        "4",
-        "--save-every",
-        "2",
-        "--preset",
-        "cpu",
-        "--sd-scripts",
-        str(sd_setup["checkout"]),
-        "--extra-args",
-        "--t5xxl_max_token_length 64",
-    ]
+    command = cli_train_command(sd_setup, "wide", run, tmp_path / "loras")
     env = {**os.environ, "SD_SCRIPTS_PYTHON": sd_setup["python"], "MVIC_TEST_MARKER": "not-recorded"}
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -56,6 +56,22 @@ def sd_scripts_and_tiny_models(dataset: Path) -> dict:
     return {"checkout": paths[0], "python": paths[1], "models": files, "dataset": dataset}
 
 
+def cli_train_command(setup: dict, name: str, run_dir: Path, loras_dir: Path, *more: str) -> list[str]:
+    """`python -m mvic train` for a 4-step CPU run of `setup` (sd_scripts_and_tiny_models), saving every 2 steps."""
+    m = setup["models"]
+    return [
+        sys.executable,
+        "-m",
+        "mvic",
+        "train",
+        *("--dataset", str(setup["dataset"]), "--flux", str(m["flux"]), "--clip-l", str(m["clip_l"])),
+        *("--t5xxl", str(m["t5xxl"]), "--ae", str(m["ae"]), "--name", name),
+        *("--run-dir", str(run_dir), "--loras-dir", str(loras_dir), "--steps", "4", "--save-every", "2"),
+        *("--preset", "cpu", "--sd-scripts", str(setup["checkout"]), "--extra-args", "--t5xxl_max_token_length 64"),
+        *more,
+    ]
+
+
 def tiny_trainer_inputs(setup: dict, lora_name: str, **overrides) -> dict:
     """LoRATrainer's inputs for a 4-step CPU run of `setup` in the ComfyUI of comfyui_with_sd_scripts: the
     dataset inside its output/, the model files by name inside its model folders."""
