@@ -186,16 +186,16 @@ def test_a_dataset_without_images_is_refused_before_launch(tmp_path, sd_env, tin
 
 
 def test_arguments_sd_scripts_parser_refuses_name_the_problem_and_nothing_is_trained(tmp_path, sd_env, tiny_models):
-    """The allow-list passes the option; sd-scripts' own parser (run first thing in the child, before any
-    model loads) refuses its value, and the error says which and where to fix it."""
+    """The allow-list passes the option (its value is not one of the parser's choices); sd-scripts' own
+    parser, run first thing in the child before any model loads, refuses it, and the error says which."""
     dataset = make_dataset(tmp_path / "dataset", sets=1)
-    settings = settings_for(tmp_path, tiny_models, dataset, extra=FAST + " --noise_offset lots", steps=2)
+    settings = settings_for(tmp_path, tiny_models, dataset, extra=FAST + " --timestep_sampling sideways", steps=2)
     started = time.monotonic()
     with pytest.raises(trainer.TrainingError) as err:
         trainer.train_lora(settings, sd_env, tmp_path / "loras", "x", "cpu")
     message = str(err.value)
     assert "sd-scripts rejects the arguments (check extra_args)" in message
-    assert "--noise_offset" in message and "'lots'" in message, message
+    assert "--timestep_sampling" in message and "'sideways'" in message, message
     assert not (tmp_path / "loras" / "x.safetensors").exists()
     assert time.monotonic() - started < 120  # refused at parse time, not after loading the models
 

@@ -100,7 +100,7 @@ class BuildLock:
             if _lock_file(fd) and self._still_linked(fd):
                 self._claim(fd)
                 return
-            owner = _read_owner(fd)
+            owner = _read_owner(fd) or _owner_soon(fd)
             os.close(fd)
             if time.monotonic() >= deadline:
                 raise DatasetBusy(_busy_message(self.folder, owner))
@@ -165,6 +165,16 @@ def _read_owner(fd: int) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _owner_soon(fd: int, grace_s: float = 1.0) -> dict:
+    """The holder writes who it is just after it takes the lock: a contender in between reads nothing yet."""
+    deadline = time.monotonic() + grace_s
+    owner = {}
+    while not owner and time.monotonic() < deadline:
+        time.sleep(0.05)
+        owner = _read_owner(fd)
+    return owner
 
 
 def _now() -> str:
