@@ -28,7 +28,7 @@ TIERS = {
     ),
     "real_sd_scripts": (
         "real-sd-scripts",
-        (),
+        ("cli_training",),
         (
             "tests/test_training_sdscripts.py::",
             "tests/test_export.py::test_sd_scripts_own_loader",
@@ -47,9 +47,14 @@ TIERS = {
 # one worker, so its module fixtures (ComfyUI servers) start once. Add new T5-loading tests here.
 T5XXL = "t5xxl"
 T5XXL_PREFIXES = (
-    "tests/test_training_sdscripts.py::",
-    "tests/test_training_previews.py::",
-    "tests/test_fp8_sdscripts.py::",
+    "tests/test_training_sdscripts.py::test_node_trains",  # and the rest of the `trained` fixture's users:
+    "tests/test_training_sdscripts.py::test_the_",
+    "tests/test_training_sdscripts.py::test_captions_really",
+    "tests/test_training_sdscripts.py::test_interrupt",
+    "tests/test_training_sdscripts.py::test_sigkill",
+    "tests/test_training_previews.py::test_cli_train",
+    "tests/test_training_previews.py::test_trainer_node",
+    "tests/test_fp8_sdscripts.py::test_launcher_trains",
     "tests/test_workflows_comfyui.py::",
     "tests/test_workflow_outputs_comfyui.py::",
     "tests/test_diffusers_engine.py::",
@@ -198,6 +203,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         if require_real() and _whole_suite(config) and exitstatus == 0 and count["passed"] == 0:
             line += f"  <- no {label} test ran: {REQUIRE_REAL_ENV}=1 fails the run"
         terminalreporter.line(line)
+
+
+@pytest.fixture(scope="session")
+def cli_training(tmp_path_factory):
+    """The CLI's real training run (trainer_data.run_cli_training), shared by the tests that read it."""
+    from sdscripts_env import SKIP_REASON, sd_scripts_paths
+    from trainer_data import run_cli_training
+
+    if sd_scripts_paths() is None:
+        pytest.skip(SKIP_REASON)
+    return run_cli_training(tmp_path_factory.mktemp("cli_training"))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ are the metric's (re-scoring the preview files gives the same)."""
 import io
 import json
 import os
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import consistency_scenes as scenes
 import numpy as np
 import pytest
-from packload import ROOT, mvic_module
+from packload import mvic_module
 from PIL import Image
 from sdscripts_env import SKIP_REASON, sd_scripts_paths
 
@@ -134,21 +133,17 @@ def _check_logged_scores_are_the_metrics(run: Path, rows: int = 2, cols: int = 2
     return lines
 
 
-def test_cli_train_scores_every_preview(sd_setup, tmp_path):
-    from trainer_data import cli_train_command
-
-    command = cli_train_command(sd_setup, "tiny", tmp_path / "run", tmp_path / "loras", "--sample-every", "2")
-    _wait_for_memory()
-    env = {**os.environ, "SD_SCRIPTS_PYTHON": sd_setup["python"]}
-    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+def test_cli_train_scores_every_preview(cli_training):
+    """The shared CLI run (wide 1x2 composites, previews every 2 steps)."""
+    out, run = cli_training["out"], cli_training["run"]
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    lines = _check_logged_scores_are_the_metrics(tmp_path / "run")
+    lines = _check_logged_scores_are_the_metrics(run, rows=1, cols=2)
     assert sorted((line["step"], line["prompt"]) for line in lines) == [(2, 0), (2, 1), (4, 0), (4, 1)]
     assert out.stdout.count("preview step ") == 4 and "preview step 2 prompt 1: consistency" in out.stdout
     summary = out.stdout.strip().splitlines()[-1]
     print(f"\n[{summary}]")
     assert summary.startswith("previews: 4 scored over 2 step(s)") and "best saved checkpoint: step " in summary
-    assert (tmp_path / "run" / "scores.png").is_file()
+    assert (run / "scores.png").is_file()
 
 
 def test_trainer_node_shows_live_previews_in_real_comfyui(sd_setup, tmp_path):

@@ -150,21 +150,11 @@ def test_losses_file_keeps_the_steps_before_a_resume(tmp_path):
 @pytest.fixture(scope="module")
 def sd_setup(tmp_path_factory):
     from sdscripts_env import SKIP_REASON, sd_scripts_paths
-    from trainer_data import sd_scripts_and_tiny_models
+    from trainer_data import sd_scripts_and_tiny_models, wide_dataset
 
     if sd_scripts_paths() is None:  # before making the dataset
         pytest.skip(SKIP_REASON)
-    return sd_scripts_and_tiny_models(_wide_dataset(tmp_path_factory.mktemp("ux_dataset") / "dataset"))
-
-
-def _wide_dataset(folder: Path) -> Path:
-    """Two 1x2 composites of 128 px panels: 256x128, not square, so a wrong resolution shows."""
-    layout = mvic_module("layout").CompositeLayout(1, 2, 128, 128)
-    loaded = mvic_module("loading").load_multiview_sets("sample", "", 2, max_sets=4)
-    loaded.sets = loaded.sets[::2][:2]
-    composites = mvic_module("composites").build_composites(loaded, layout)
-    mvic_module("export.dataset").save_dataset(composites, folder)
-    return folder
+    return sd_scripts_and_tiny_models(wide_dataset(tmp_path_factory.mktemp("ux_dataset") / "dataset"))
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
@@ -194,13 +184,8 @@ def _modelspec_resolution(lora: Path) -> str:
         return json.loads(handle.read(length))["__metadata__"]["modelspec.resolution"]
 
 
-def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(sd_setup, tmp_path):
-    from trainer_data import cli_train_command
-
-    run = tmp_path / "run"
-    command = cli_train_command(sd_setup, "wide", run, tmp_path / "loras")
-    env = {**os.environ, "SD_SCRIPTS_PYTHON": sd_setup["python"], "MVIC_TEST_MARKER": "not-recorded"}
-    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(cli_training):
+    out, run, command = cli_training["out"], cli_training["run"], cli_training["command"]
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     lines = out.stdout.splitlines()
     print("\n" + "\n".join(line for line in lines if line.startswith(("[mvic] loading", "[mvic] caching", "step "))))
@@ -225,7 +210,7 @@ def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(sd_setup, 
     assert [float(s.group(2)) for s in steps] == pytest.approx([loss for _, loss in losses], rel=1e-5)
     _check_running_average(run, losses)
     # The LoRA says the composites' real size; the run folder keeps the command (never the environment).
-    assert _modelspec_resolution(tmp_path / "loras" / "wide.safetensors") == "256x128"
+    assert _modelspec_resolution(cli_training["loras"] / "wide.safetensors") == "256x128"
     started = json.loads((run / "started_by.json").read_text())
     assert started["started_by"] == "command line" and started["command"][1:] == command[1:]
     assert started["cwd"] == str(ROOT) and "not-recorded" not in (run / "started_by.json").read_text()
@@ -320,7 +305,7 @@ def test_trainer_node_with_a_stand_in_trainer_shows_phases_losses_and_keeps_its_
     ComfyUI in seconds. The real-training versions: the tests above."""
     from comfy_harness import comfyui_paths
     from sdscripts_env import SKIP_REASON, sd_scripts_paths
-    from trainer_data import comfyui_with_sd_scripts, copy_checkout, tiny_trainer_inputs
+    from trainer_data import comfyui_with_sd_scripts, copy_checkout, tiny_trainer_inputs, wide_dataset
 
     paths = sd_scripts_paths()
     if paths is None or comfyui_paths() is None:
@@ -337,7 +322,7 @@ def test_trainer_node_with_a_stand_in_trainer_shows_phases_losses_and_keeps_its_
         "t5xxl": tiny_models.zero_t5xxl(),
         "ae": tiny_models.tiny_ae(),
     }
-    setup = {"models": files, "dataset": _wide_dataset(tmp_path / "dataset"), "python": paths[1]}
+    setup = {"models": files, "dataset": wide_dataset(tmp_path / "dataset"), "python": paths[1]}
     server = comfyui_with_sd_scripts(setup, tmp_path / "comfy", checkout)
     prompt = {"7": {"class_type": "MVIC_LoRATrainer", "inputs": tiny_trainer_inputs(setup, "wide", extra_args="")}}
     run, shown, events = _train_in_comfyui(server, prompt, WORKFLOW, timeout=300)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,16 @@ def small_dataset(
         panels = [datatypes.PanelSource(name, "mug", f"/nowhere/{name}{i}.jpg", i) for i in range(rows * cols)]
         items.append(datatypes.Composite(name, "mug", layout, markers.markers_for(rows, cols), image, panels))
     mvic_module("export.dataset").save_dataset(datatypes.Composites(items), folder, trigger=trigger)
+    return folder
+
+
+def wide_dataset(folder: Path) -> Path:
+    """Two 1x2 composites of 128 px panels from the sample data: 256x128, not square, so a wrong resolution shows."""
+    layout = mvic_module("layout").CompositeLayout(1, 2, 128, 128)
+    loaded = mvic_module("loading").load_multiview_sets("sample", "", 2, max_sets=4)
+    loaded.sets = loaded.sets[::2][:2]
+    composites = mvic_module("composites").build_composites(loaded, layout)
+    mvic_module("export.dataset").save_dataset(composites, folder)
     return folder
 
 
@@ -70,6 +81,17 @@ def cli_train_command(setup: dict, name: str, run_dir: Path, loras_dir: Path, *m
         *("--preset", "cpu", "--sd-scripts", str(setup["checkout"]), "--extra-args", "--t5xxl_max_token_length 64"),
         *more,
     ]
+
+
+def run_cli_training(base: Path) -> dict:
+    """One `python -m mvic train` of the wide dataset, 4 steps, previews every 2 steps: what the CLI shows and
+    writes, for every test that reads it (one sd-scripts run instead of one per test)."""
+    setup = sd_scripts_and_tiny_models(wide_dataset(base / "dataset"))
+    run, loras = base / "run", base / "loras"
+    command = cli_train_command(setup, "wide", run, loras, "--sample-every", "2")
+    env = {**os.environ, "SD_SCRIPTS_PYTHON": setup["python"], "MVIC_TEST_MARKER": "not-recorded"}
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    return {"setup": setup, "command": command, "run": run, "loras": loras, "out": out}
 
 
 def tiny_trainer_inputs(setup: dict, lora_name: str, **overrides) -> dict:
