@@ -20,7 +20,7 @@ _CONFIG: pytest.Config | None = None  # pytest_runtest_logreport gets no config
 TIERS = {
     "real_comfyui": (
         "real-ComfyUI",
-        ("comfyui", "servers", "frontend"),
+        ("comfyui", "servers", "frontend", "node_training"),
         (
             "tests/test_sampler.py::test_sampler_in_real_comfyui",
             "tests/test_training_sdscripts.py::test_the_lora_applies_in_real_comfyui",
@@ -28,7 +28,7 @@ TIERS = {
     ),
     "real_sd_scripts": (
         "real-sd-scripts",
-        ("cli_training",),
+        ("cli_training", "node_training"),
         (
             "tests/test_training_sdscripts.py::",
             "tests/test_export.py::test_sd_scripts_own_loader",
@@ -214,6 +214,19 @@ def cli_training(tmp_path_factory):
     if sd_scripts_paths() is None:
         pytest.skip(SKIP_REASON)
     return run_cli_training(tmp_path_factory.mktemp("cli_training"))
+
+
+@pytest.fixture(scope="session")
+def node_training(tmp_path_factory):
+    """The trainer node's real training run in a real ComfyUI (trainer_data.run_node_training), shared."""
+    from sdscripts_env import SKIP_REASON, sd_scripts_paths
+    from trainer_data import run_node_training
+
+    if sd_scripts_paths() is None:
+        pytest.skip(SKIP_REASON)
+    if comfyui_paths() is None:
+        pytest.skip("real-ComfyUI test: set COMFYUI_DIR (and COMFYUI_PYTHON)")
+    return run_node_training(tmp_path_factory.mktemp("node_training"))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import time
-import uuid
 from pathlib import Path
 
 import consistency_scenes as scenes
@@ -20,7 +19,6 @@ import numpy as np
 import pytest
 from packload import mvic_module
 from PIL import Image
-from sdscripts_env import SKIP_REASON, sd_scripts_paths
 
 previews = mvic_module("training.previews")
 consistency = mvic_module("consistency")
@@ -95,35 +93,6 @@ def test_no_previews_is_an_empty_curve_and_a_hint(tmp_path):
 # --- real sd-scripts -------------------------------------------------------------------------------------
 
 
-def _available_gib() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024 / GIB
-    return float("inf")
-
-
-def _wait_for_memory(gib: float = 13.0, timeout: float = 600.0) -> None:
-    """sd-scripts on CPU peaks at ~11 GB; on a shared box wait for another job's memory to come back."""
-    deadline = time.monotonic() + timeout
-    while _available_gib() < gib and time.monotonic() < deadline:
-        time.sleep(3)
-
-
-PANEL = 64
-
-
-@pytest.fixture(scope="module")
-def sd_setup(tmp_path_factory):
-    from test_training_sdscripts import make_dataset
-    from trainer_data import sd_scripts_and_tiny_models
-
-    if sd_scripts_paths() is None:  # before making the dataset
-        pytest.skip(SKIP_REASON)
-    # 64 px panels: sd-scripts samples each preview (20 steps) at the composites' size, 4x cheaper than 256 px.
-    dataset = make_dataset(tmp_path_factory.mktemp("preview_dataset") / "dataset", panel=PANEL)
-    return sd_scripts_and_tiny_models(dataset)
-
-
 def _check_logged_scores_are_the_metrics(run: Path, rows: int = 2, cols: int = 2) -> list[dict]:
     lines = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
     for line in lines:
@@ -146,38 +115,18 @@ def test_cli_train_scores_every_preview(cli_training):
     assert (run / "scores.png").is_file()
 
 
-def test_trainer_node_shows_live_previews_in_real_comfyui(sd_setup, tmp_path):
-    from comfy_harness import TEXT_FRAME, frame_type, receive_until_done
-    from trainer_data import comfyui_with_sd_scripts, tiny_trainer_inputs
-    from websockets.sync.client import connect
+def test_trainer_node_shows_live_previews_in_real_comfyui(node_training):
+    from comfy_harness import TEXT_FRAME, frame_type
 
-    server = comfyui_with_sd_scripts(sd_setup, tmp_path / "comfy")
-    trainer = tiny_trainer_inputs(sd_setup, "tiny", sample_every_n_steps=2)
-    prompt = {
-        "1": {"class_type": "MVIC_LoRATrainer", "inputs": trainer},
-        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 3]}},
-        "3": {"class_type": "PreviewAny", "inputs": {"source": ["1", 4]}},
-    }
-    client = uuid.uuid4().hex
-    try:
-        _wait_for_memory()
-        # No keepalive pings: a ComfyUI busy on a loaded 2-core box may answer them late.
-        url = f"ws://127.0.0.1:{server.port}/ws?clientId={client}"
-        with connect(url, max_size=2**26, ping_interval=None, open_timeout=60) as socket:
-            queued = server.post("/prompt", {"prompt": prompt, "client_id": client})
-            frames, _ = receive_until_done(socket, queued["prompt_id"], timeout=900)
-        entry = server.get(f"/history/{queued['prompt_id']}")[queued["prompt_id"]]
-    finally:
-        server.stop()
-    run = tmp_path / "comfy" / "output" / "mvic_runs" / "tiny"
-    lines = _check_logged_scores_are_the_metrics(run)
+    run, entry = node_training["run"], node_training["entry"]
+    lines = _check_logged_scores_are_the_metrics(run, rows=1, cols=2)
     assert len(lines) == 4
     # Live: one preview picture per scored preview reached the browser's socket while training ran.
-    pictures = [Image.open(io.BytesIO(frame[8:])) for frame in frames if frame_type(frame) != TEXT_FRAME]
-    assert len(pictures) == len(lines) and all(p.width == 2 * PANEL and p.height > 2 * PANEL for p in pictures)
-    text = entry["outputs"]["1"]["text"][1]
+    pictures = [Image.open(io.BytesIO(f[8:])) for f in node_training["frames"] if frame_type(f) != TEXT_FRAME]
+    assert len(pictures) == len(lines) and all(p.width == 256 and p.height > 128 for p in pictures)
+    text = entry["outputs"]["7"]["text"][1]
     assert text.startswith("previews: 4 scored over 2 step(s)")
     best = entry["outputs"]["3"]["text"][0]
     assert best.endswith(".safetensors") and Path(best).is_file() and str(run) in best
     (curve,) = entry["outputs"]["2"]["images"]
-    assert (tmp_path / "comfy" / curve["type"] / curve["subfolder"] / curve["filename"]).is_file()
+    assert (node_training["comfy"] / curve["type"] / curve["subfolder"] / curve["filename"]).is_file()

@@ -45,9 +45,9 @@ def tiny_models():
     )
 
 
-def make_dataset(folder: Path, sets: int = 2, panel: int = 128) -> Path:
+def make_dataset(folder: Path, sets: int = 2) -> Path:
     """The foundation's export, 2x2 of 128 px panels (256 px composites)."""
-    layout = mvic_module("layout").CompositeLayout(2, 2, panel, panel)
+    layout = mvic_module("layout").CompositeLayout(2, 2, 128, 128)
     loaded = mvic_module("loading").load_multiview_sets("sample", "", 4, max_sets=sets * 2)
     loaded.sets = loaded.sets[::2][:sets]  # a ball and a box: different captions
     composites = mvic_module("composites").build_composites(loaded, layout)

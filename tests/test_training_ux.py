@@ -14,7 +14,6 @@
 import json
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -147,16 +146,6 @@ def test_losses_file_keeps_the_steps_before_a_resume(tmp_path):
 # ---- real sd-scripts (run under the heavy lock) ----
 
 
-@pytest.fixture(scope="module")
-def sd_setup(tmp_path_factory):
-    from sdscripts_env import SKIP_REASON, sd_scripts_paths
-    from trainer_data import sd_scripts_and_tiny_models, wide_dataset
-
-    if sd_scripts_paths() is None:  # before making the dataset
-        pytest.skip(SKIP_REASON)
-    return sd_scripts_and_tiny_models(wide_dataset(tmp_path_factory.mktemp("ux_dataset") / "dataset"))
-
-
 def _losses(run: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in map(json.loads, (run / "losses.jsonl").read_text().splitlines())]
 
@@ -217,9 +206,6 @@ def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(cli_traini
     assert (run / "output" / "attempt1" / "started_by.json").read_text() == (run / "started_by.json").read_text()
 
 
-WORKFLOW = {"last_node_id": 7, "nodes": [{"id": 7, "type": "MVIC_LoRATrainer"}], "links": [], "version": 0.4}
-
-
 def _train_in_comfyui(server, prompt: dict, workflow: dict, timeout: float) -> tuple[Path, list[str], list[dict]]:
     """Queue the one-trainer prompt (node "7") with its workflow as the frontend sends it; the run folder, the
     node's progress texts (all phases must show) and the websocket's events."""
@@ -252,25 +238,29 @@ def _check_started_by_comfyui(run: Path, prompt: dict, workflow: dict) -> None:
     assert {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in started["prompt"].items()} == prompt
 
 
-def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(sd_setup, tmp_path):
-    from trainer_data import comfyui_with_sd_scripts, tiny_trainer_inputs
+def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(node_training):
+    from comfy_harness import progress_texts
+    from trainer_data import NODE_WORKFLOW
 
-    server = comfyui_with_sd_scripts(sd_setup, tmp_path / "comfy")
-    trainer = tiny_trainer_inputs(sd_setup, "wide")
-    prompt = {"7": {"class_type": "MVIC_LoRATrainer", "inputs": trainer}}
-    run, shown, events = _train_in_comfyui(server, prompt, WORKFLOW, timeout=900)
+    run, events = node_training["run"], node_training["events"]
+    shown = [text for node, text in progress_texts(node_training["frames"]) if node == "7"]
+    for expected in ("loading models 4/4", "caching latents 2/2", "caching text-encoder outputs 2/2"):
+        assert expected in shown, shown
     step_texts = [re.fullmatch(r"step (\d+)/4, loss (\S+)", t) for t in shown if t.startswith("step ")]
     losses = _losses(run)
     assert all(step_texts) and [int(s.group(1)) for s in step_texts] == [1, 2, 3, 4] == [s for s, _ in losses]
     assert [float(s.group(2)) for s in step_texts] == pytest.approx([loss for _, loss in losses], rel=1e-5)
-    # The bar follows model loading (4 models) and caching (2 images), then the steps.
+    # The bar follows model loading (4 models) and caching (2 images), then the steps; the previews' own
+    # sampling bars (of 20 steps) come between the steps.
     bars = [e["data"] for e in events if e["type"] == "progress" and e["data"].get("node") == "7"]
     ours = [(b["value"], b["max"]) for b in bars]
-    assert (4, 4) in ours[:-4] and (2, 2) in ours[:-4] and ours[-4:] == [(1, 4), (2, 4), (3, 4), (4, 4)], ours
-    _check_started_by_comfyui(run, prompt, WORKFLOW)
-    lora = tmp_path / "comfy" / "models" / "loras" / "mvic" / "wide.safetensors"
+    cached = max(i for i, bar in enumerate(ours) if bar == (2, 2))
+    steps = list(dict.fromkeys(bar for bar in ours[cached:] if bar[1] == 4))
+    assert (4, 4) in ours[:cached] and steps == [(1, 4), (2, 4), (3, 4), (4, 4)], ours
+    assert (20, 20) in ours[cached:], ours
+    _check_started_by_comfyui(run, node_training["prompt"], NODE_WORKFLOW)
+    lora = node_training["comfy"] / "models" / "loras" / "mvic" / "wide.safetensors"
     assert _modelspec_resolution(lora) == "256x128"
-    shutil.rmtree(run / "dataset", ignore_errors=True)  # the caches: 10s of MB per test otherwise
 
 
 # ---- the node in a real ComfyUI with a stand-in trainer (no heavy lock needed) ----
@@ -305,7 +295,7 @@ def test_trainer_node_with_a_stand_in_trainer_shows_phases_losses_and_keeps_its_
     ComfyUI in seconds. The real-training versions: the tests above."""
     from comfy_harness import comfyui_paths
     from sdscripts_env import SKIP_REASON, sd_scripts_paths
-    from trainer_data import comfyui_with_sd_scripts, copy_checkout, tiny_trainer_inputs, wide_dataset
+    from trainer_data import NODE_WORKFLOW, comfyui_with_sd_scripts, copy_checkout, tiny_trainer_inputs, wide_dataset
 
     paths = sd_scripts_paths()
     if paths is None or comfyui_paths() is None:
@@ -325,7 +315,7 @@ def test_trainer_node_with_a_stand_in_trainer_shows_phases_losses_and_keeps_its_
     setup = {"models": files, "dataset": wide_dataset(tmp_path / "dataset"), "python": paths[1]}
     server = comfyui_with_sd_scripts(setup, tmp_path / "comfy", checkout)
     prompt = {"7": {"class_type": "MVIC_LoRATrainer", "inputs": tiny_trainer_inputs(setup, "wide", extra_args="")}}
-    run, shown, events = _train_in_comfyui(server, prompt, WORKFLOW, timeout=300)
+    run, shown, events = _train_in_comfyui(server, prompt, NODE_WORKFLOW, timeout=300)
     assert [t for t in shown if t.startswith("step ")] == [
         f"step {i}/4, loss {loss:.6g}" for i, loss in enumerate(STAND_IN_LOSSES, 1)
     ]
@@ -336,5 +326,5 @@ def test_trainer_node_with_a_stand_in_trainer_shows_phases_losses_and_keeps_its_
         if e["type"] == "progress" and e["data"].get("node") == "7"
     ]
     assert (4, 4) in ours[:-4] and (2, 2) in ours[:-4] and ours[-4:] == [(1, 4), (2, 4), (3, 4), (4, 4)], ours
-    _check_started_by_comfyui(run, prompt, WORKFLOW)
+    _check_started_by_comfyui(run, prompt, NODE_WORKFLOW)
     assert _modelspec_resolution(tmp_path / "comfy" / "models" / "loras" / "mvic" / "wide.safetensors") == "256x128"

@@ -94,6 +94,42 @@ def run_cli_training(base: Path) -> dict:
     return {"setup": setup, "command": command, "run": run, "loras": loras, "out": out}
 
 
+# The workflow the frontend would send with the node run (kept in started_by.json).
+NODE_WORKFLOW = {"last_node_id": 7, "nodes": [{"id": 7, "type": "MVIC_LoRATrainer"}], "links": [], "version": 0.4}
+
+
+def run_node_training(base: Path) -> dict:
+    """LoRATrainer (node "7") in a real ComfyUI on the wide dataset, 4 steps, previews every 2 steps, its curve
+    and best checkpoint shown by PreviewImage / PreviewAny: the socket's frames and events and the history
+    entry, for every test that reads them (one training instead of one per test)."""
+    import uuid
+
+    from comfy_harness import receive_until_done
+    from websockets.sync.client import connect
+
+    setup = sd_scripts_and_tiny_models(wide_dataset(base / "dataset"))
+    server = comfyui_with_sd_scripts(setup, base / "comfy")
+    prompt = {
+        "7": {"class_type": "MVIC_LoRATrainer", "inputs": tiny_trainer_inputs(setup, "wide", sample_every_n_steps=2)},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["7", 3]}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["7", 4]}},
+    }
+    client = uuid.uuid4().hex
+    extra = {"extra_pnginfo": {"workflow": NODE_WORKFLOW}}
+    try:
+        # No keepalive pings: a ComfyUI busy on a loaded 2-core box may answer them late.
+        url = f"ws://127.0.0.1:{server.port}/ws?clientId={client}"
+        with connect(url, max_size=2**26, ping_interval=None, open_timeout=60) as socket:
+            queued = server.post("/prompt", {"prompt": prompt, "client_id": client, "extra_data": extra})
+            frames, events = receive_until_done(socket, queued["prompt_id"], timeout=900)
+        entry = server.get(f"/history/{queued['prompt_id']}")[queued["prompt_id"]]
+    finally:
+        server.stop()
+    comfy = base / "comfy"
+    run = comfy / "output" / "mvic_runs" / "wide"
+    return {"comfy": comfy, "run": run, "prompt": prompt, "frames": frames, "events": events, "entry": entry}
+
+
 def tiny_trainer_inputs(setup: dict, lora_name: str, **overrides) -> dict:
     """LoRATrainer's inputs for a 4-step CPU run of `setup` in the ComfyUI of comfyui_with_sd_scripts: the
     dataset inside its output/, the model files by name inside its model folders."""
