@@ -126,15 +126,15 @@ def test_requests_per_minute_cap_holds_in_every_window():
 
 
 def test_the_rate_cap_applies_to_a_real_run(tmp_path, monkeypatch):
-    # Same gate, a 0.4 s window instead of 60 s so the test is quick.
-    monkeypatch.setattr(captioner, "RequestGate", functools.partial(ratelimit.RequestGate, period_s=0.4))
+    # Same gate, a 1 s window instead of 60 s so the test is quick.
+    monkeypatch.setattr(captioner, "RequestGate", functools.partial(ratelimit.RequestGate, period_s=1.0))
     with CaptionServer(api_key=KEY) as server:
         captioner.caption_composites(make_test_composites(5), settings(server, tmp_path, rpm=2, use_cache=False))
     times = [r.at for r in server.requests]
-    # Server-side arrival times: allow a little jitter in when each send reaches the server.
-    assert len(times) == 5 and times[-1] - times[0] >= 0.8 - 0.05
+    # Server-side arrival times: allow for when each send reaches the server on a loaded machine (0.25 s).
+    assert len(times) == 5 and times[-1] - times[0] >= 2.0 - 0.25
     for t in times:
-        assert sum(t <= u < t + 0.4 - 0.05 for u in times) <= 2
+        assert sum(t <= u < t + 1.0 - 0.25 for u in times) <= 2
 
 
 def test_identical_composites_share_one_request(tmp_path):

@@ -13,6 +13,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import textwrap
@@ -175,9 +176,9 @@ def test_every_rank_runs_our_launcher_and_ends_when_its_group_is_killed(tmp_path
         if not line:
             break
         lines.append(line)
-        if line.startswith("RANK "):
-            words = line.split()
-            ranks[int(words[1].split("/")[0])] = {"pid": int(words[3]), "sid": int(words[5]), "via": words[7]}
+        # Two ranks write to one pipe: one's line can land inside the other's (before its newline).
+        for rank, pid, sid, via in re.findall(r"RANK (\d+)/2 pid (\d+) sid (\d+) via (\S+)", "".join(lines)):
+            ranks[int(rank)] = {"pid": int(pid), "sid": int(sid), "via": via}
     assert sorted(ranks) == [0, 1], "".join(lines)[-3000:]
     assert all(r["via"] == "launch_sd_scripts.py" for r in ranks.values())  # hooks and watchdog in every rank
     assert all(r["sid"] != launcher.pid for r in ranks.values())  # out of reach of the group kill
