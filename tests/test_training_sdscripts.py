@@ -1,7 +1,8 @@
 """LoRATrainer against the real sd-scripts (SD_SCRIPTS_DIR + its Python) on tiny random FLUX models.
 
-Each training run takes about a minute and ~19 GB of RAM on CPU (the all-zero T5-XXL is
-loaded in bf16 to cache the text-encoder outputs), so the runs are few and shared.
+Each training run takes about a minute on CPU; the all-zero T5-XXL (9.5 GB in bf16, memory-mapped:
+page cache, ~1.3 GB of the run's own memory) caches the text-encoder outputs, so the runs are few and
+shared.
 """
 
 import json

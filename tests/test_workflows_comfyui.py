@@ -4,7 +4,7 @@ The API files are run as shipped except for the overrides listed in tests/workfl
 (composite size, steps, training steps and what tiny CPU training needs); a /prompt validation
 error fails the test. The training workflows also need SD_SCRIPTS_DIR (+ SD_SCRIPTS_PYTHON).
 
-Memory (24 GB, 2 cores): sd-scripts peaks at ~11 GB (it loads the all-zero T5-XXL), ComfyUI with
+Memory (24 GB, 2 cores): sd-scripts maps the 9.5 GB all-zero T5-XXL (page cache), ComfyUI with
 the T5 in fp8 at ~10 GB. They never overlap: in full_pipeline FLUX is loaded only after training
 (FluxLoaderAfterTraining), and each group of workflows gets its own ComfyUI process, stopped before
 the next one starts, so no cached T5 sits in RAM while sd-scripts runs.

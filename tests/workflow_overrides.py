@@ -6,7 +6,7 @@ The shipped API files (workflows/api/*.json) are run as they are, except for the
   from the trained LoRA, as shipped);
 * sampling steps: 2;
 * training steps: 2, plus what the tiny run needs on this 2-core CPU box: vram_preset "cpu"
-  (bf16, no mmap: ~11 GB peak instead of ~19 GB) and 64 T5 tokens instead of 512 (~10x faster
+  (bf16, the T5-XXL memory-mapped from the page cache) and 64 T5 tokens instead of 512 (~10x faster
   text-encoder caching). sd_scripts_dir stays '(default)': the checkout `python -m mvic setup-trainer`
   registered in the local settings, as a user's setup would.
 
