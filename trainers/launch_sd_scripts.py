@@ -37,9 +37,21 @@ def parent_alive(pid: int) -> bool:
     return True
 
 
+_ENDING = threading.Lock()
+
+
 def watch(pid: int, report_to: str) -> None:
     while parent_alive(pid):
         time.sleep(0.5)
+    end_orphaned_run(pid, report_to)
+
+
+def end_orphaned_run(pid: int, report_to: str) -> None:
+    """Kill the rest of the group, say why, kill ourselves. Called by the watchdog, or first by a
+    write that found the parent's pipe dead; the other caller waits for the kill."""
+    if not _ENDING.acquire(blocking=False):
+        while True:
+            time.sleep(1)
     if os.name == "nt":
         os._exit(1)
     killed = kill_rest_of_group()
@@ -47,6 +59,32 @@ def watch(pid: int, report_to: str) -> None:
         f"[mvic] parent process {pid} is gone: killed {killed} other process(es) of the training; stopping", report_to
     )
     os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+class OrphanAwareStream:
+    """sys.stdout / sys.stderr. When the parent dies, sd-scripts' next write to the parent's pipe raises
+    BrokenPipeError and would end this process (leaving a data-loader worker, saying nothing) before the
+    watchdog's next look: such a write ends the run the watchdog's way instead."""
+
+    def __init__(self, stream, parent_pid: int, report_to: str):
+        self._stream, self._parent_pid, self._report_to = stream, parent_pid, report_to
+
+    def _guard(self, operation, *args):
+        try:
+            return operation(*args)
+        except BrokenPipeError:
+            if not parent_alive(self._parent_pid):
+                end_orphaned_run(self._parent_pid, self._report_to)
+            raise
+
+    def write(self, text):
+        return self._guard(self._stream.write, text)
+
+    def flush(self):
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def group_members(pgid: int) -> list[int] | None:
@@ -170,6 +208,8 @@ def main() -> None:
     ours = parser.parse_args(sys.argv[1:split])
     script, *script_args = sys.argv[split + 1 :]
     threading.Thread(target=watch, args=(ours.watch_parent, ours.report_to), daemon=True).start()
+    sys.stdout = OrphanAwareStream(sys.stdout, ours.watch_parent, ours.report_to)
+    sys.stderr = OrphanAwareStream(sys.stderr, ours.watch_parent, ours.report_to)
 
     checkout = os.path.dirname(os.path.abspath(script))
     os.chdir(checkout)
