@@ -34,15 +34,17 @@ WORKFLOWS = ROOT / "workflows"
 # Run order: the dataset first (train_lora trains on it), full_pipeline before the sampling workflows
 # (they sample with the LoRA it trained).
 ORDER = ["build_dataset", "train_lora", "full_pipeline", "text_to_views", "image_to_views"]
-# Which ComfyUI process (and base folder) runs each workflow; one process at a time.
+# Which ComfyUI process (and base folder) runs each workflow; one process at a time. The sampling
+# workflows run in full_pipeline's process: nothing trains after them, and its loaded FLUX, T5 and
+# VAE serve them as they would a user who samples after training.
 PHASE = {
     "build_dataset": "dataset",
     "train_lora": "dataset",
     "full_pipeline": "pipeline",
-    "text_to_views": "sampling",
-    "image_to_views": "sampling",
+    "text_to_views": "pipeline",
+    "image_to_views": "pipeline",
 }
-BASE = {"dataset": "dataset", "pipeline": "pipeline", "sampling": "pipeline"}
+BASE = {"dataset": "dataset", "pipeline": "pipeline"}
 LORA = "mvic/multiview_iclora.safetensors"  # what the shipped trainers write and the sampling workflows pick
 PANEL = workflow_overrides.COMPOSITE["panel_width"]
 COMPOSITE_SIDE = 2 * PANEL
