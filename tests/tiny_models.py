@@ -87,8 +87,8 @@ _SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 def default_cache_dir() -> Path:
     """``$MVIC_TEST_MODELS`` if set, else ``~/.cache/mvic-test-models``."""
     env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
+    if env:  # absolute: the tests link these files into model folders elsewhere
+        return Path(env).expanduser().absolute()
     return Path.home() / ".cache" / "mvic-test-models"
 
 
