@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 
 
 def parent_alive(pid: int) -> bool:
@@ -244,26 +243,19 @@ def main() -> None:
     if "--no_metadata" in script_args:
         skip_model_hashing()
     install_hooks(ours.fp8_matmul, ours.fp8_t5, ours.compile_blocks)
-    keep_dtypeless_cpu_autocast_in_fp32()
+    use_fp32_compute_on_a_cpu_without_bf16()
     report_step_losses()
     sys.argv = [script, *script_args]
     runpy.run_path(script, run_name="__main__")
 
 
-def keep_dtypeless_cpu_autocast_in_fp32() -> None:
-    """On a CPU-only run, torch.autocast("cpu") without a dtype computes in fp32 (autocast off), not bf16.
+def use_fp32_compute_on_a_cpu_without_bf16() -> None:
+    """CPU-only runs (the tests' tiny models) on AVX2-only CPUs: see cpu_precision.py."""
+    import cpu_precision
 
-    sd-scripts' LoRA grad-norm logging (networks/lora_flux.py, update_grad_norms) is the one such call: on a
-    CPU without native bf16 (AVX2 only) its 13 small bf16 matmuls took ~37 s a step. Training's own autocast
-    names its dtype (accelerate), so the trained numbers do not change.
-    """
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    torch.set_autocast_dtype("cpu", torch.float32)
-    # torch says once that it "disables autocast" for fp32: that is the point, not a problem to report.
-    warnings.filterwarnings("ignore", message="In CPU autocast, but the target dtype is not supported")
+    if cpu_precision.needs_fp32_compute():
+        cpu_precision.install()
+        print("[mvic] CPU without native bf16: linears compute in fp32", flush=True)
 
 
 def install_hooks(fp8_matmul: bool, fp8_t5: bool, compile_blocks: bool) -> None:
