@@ -147,3 +147,17 @@ def test_one_bad_set_in_a_hundred(tmp_path):
     assert "set042" in result.report() and "frame3.jpg" in result.report()
     report = dataset.save_dataset(result, tmp_path / "out")
     assert len(report.written) == 99 and "set042" in report.text()
+
+
+@pytest.mark.parametrize("tokens", ["0", "600", "many"])
+def test_headless_sampler_refuses_a_t5_length_it_cannot_use_before_loading_anything(tokens):
+    files = ("--flux", "f", "--clip-l", "c", "--t5xxl", "t", "--ae", "a")  # never opened: refused first
+    out = subprocess.run(
+        [sys.executable, "-m", "mvic", "sample", *files, "--prompt", "a mug", "--t5-tokens", tokens],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert f"--t5-tokens: '{tokens}': give a whole number of tokens from 1 to 512" in out.stderr

@@ -1,4 +1,4 @@
-"""trainers/cpu_precision.py: what a CPU-only training run without native bf16 computes in."""
+"""trainers/cpu_precision.py: what a CPU-only run (training, headless sampling) without native bf16 computes in."""
 
 import subprocess
 import sys
@@ -17,7 +17,7 @@ cpu_precision.install()
 class Dtypes(torch.overrides.TorchFunctionMode):  # the dtypes torch's own linear is called with
     seen = []
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") == "linear":
+        if getattr(func, "__name__", "") in ("linear", "conv2d"):
             self.seen.append((args[0].dtype, args[1].dtype))
         return func(*args, **(kwargs or {}))
 with Dtypes():
@@ -30,12 +30,40 @@ with torch.autocast("cpu", dtype=torch.bfloat16):  # training's own autocast kee
 with torch.autocast("cpu"):  # dtype-less, as in sd-scripts' grad-norm logging: fp32
     assert (x @ w.t()).dtype == torch.float32
 assert F.linear(x, w).dtype == torch.float32  # fp32 stays fp32
+image, kernel = torch.randn(1, 4, 8, 8).bfloat16(), torch.randn(4, 4, 3, 3).bfloat16()
+Dtypes.seen.clear()
+with Dtypes():
+    assert torch.nn.functional.conv2d(image, kernel, None, 1, 1).dtype == torch.bfloat16
+assert Dtypes.seen == [(torch.float32, torch.float32)], Dtypes.seen
+print("ok")
+"""
+
+# The sampler's way: for one block, then torch as it was.
+SCOPED = """
+import sys, torch, torch.nn.functional as F
+sys.path.insert(0, sys.argv[1])
+import cpu_precision
+linear, conv2d = F.linear, F.conv2d
+with cpu_precision.fp32_compute():
+    assert F.linear is not linear and F.conv2d is not conv2d
+    with torch.autocast("cpu"):
+        assert torch.get_autocast_dtype("cpu") == torch.float32
+assert F.linear is linear and F.conv2d is conv2d
+assert torch.get_autocast_dtype("cpu") == torch.bfloat16
 print("ok")
 """
 
 
-def test_install_computes_linears_in_fp32_and_keeps_the_callers_dtypes():
+def run_check(code: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-c", CHECK, str(ROOT / "trainers")], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code, str(ROOT / "trainers")], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_install_computes_linears_and_convolutions_in_fp32_and_keeps_the_callers_dtypes():
+    run_check(CHECK)
+
+
+def test_fp32_compute_restores_torch_after_its_block():
+    run_check(SCOPED)

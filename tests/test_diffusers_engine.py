@@ -77,6 +77,8 @@ def test_cli_sample_uses_the_lora_metadata_and_loads_it_through_peft(files, tmp_
             str(lora),
             "--steps",
             "2",
+            "--t5-tokens",
+            "64",
             "--out",
             str(tmp_path / "out"),
         ],

@@ -1,17 +1,22 @@
 """CPU-only runs on a CPU without native bf16 (AVX2 only, e.g. AMD Zen 3): compute in fp32, store in bf16.
 
-Runs inside sd-scripts' Python (imported by launch_sd_scripts.py). CPU runs are the tests' tiny models;
-on such a CPU torch's bf16 matmuls and convolutions take a slow path (measured on the 2-core test
-machine, one thread: a 320x3072x12288 linear 10.7 s in bf16, 2.7 s in fp32; a backward 400 s per
-training step). Weights stay bf16 in memory; each linear casts its operands for the one call.
+Torch-only, shared by the two programs that run FLUX outside ComfyUI: sd-scripts runs (imported by
+launch_sd_scripts.py, installed for the whole run) and the headless diffusers sampler (loaded by file,
+`fp32_compute()` around one call). CPU runs are the tests' tiny models; on such a CPU torch's bf16 matmuls
+and convolutions take a slow path (measured on the 2-core test machine, one thread: a 320x3072x12288 linear
+10.7 s in bf16, 2.7 s in fp32; a 3x3 128-channel convolution at 64x64 3.9 s in bf16, 0.07 s in fp32; a
+backward 400 s per training step). Weights stay bf16 in memory; each call casts its operands for itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
 import torch.nn.functional as F
+
+_HALF = (torch.bfloat16, torch.float16)
 
 
 def needs_fp32_compute() -> bool:
@@ -19,22 +24,42 @@ def needs_fp32_compute() -> bool:
     return not torch.cuda.is_available() and not torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def install() -> None:
-    """Linears compute in fp32; dtype-less CPU autocast (sd-scripts' LoRA grad-norm logging) turns fp32."""
-    bf16_linear = F.linear
+def _in_fp32(half_op):
+    """`half_op` (F.linear, F.conv2d) computing in fp32 on CPU when an operand is 16-bit or CPU autocast is
+    on; the result has the input's dtype (bf16 under autocast, as autocast would give)."""
 
-    def linear(input, weight, bias=None):
+    def op(input, weight, bias=None, *args, **kwargs):
         autocast = torch.is_autocast_enabled("cpu")
-        if input.device.type != "cpu" or not (autocast or torch.bfloat16 in (input.dtype, weight.dtype)):
-            return bf16_linear(input, weight, bias)
+        if input.device.type != "cpu" or not (autocast or input.dtype in _HALF or weight.dtype in _HALF):
+            return half_op(input, weight, bias, *args, **kwargs)
         out_dtype = torch.bfloat16 if autocast else input.dtype
         with torch.autocast("cpu", enabled=False):
-            out = bf16_linear(input.float(), weight.float(), None if bias is None else bias.float())
+            fp32_bias = None if bias is None else bias.float()
+            out = half_op(input.float(), weight.float(), fp32_bias, *args, **kwargs)
         return out.to(out_dtype)
 
-    F.linear = linear
+    return op
+
+
+def install() -> None:
+    """Linears and 2-D convolutions compute in fp32; dtype-less CPU autocast (sd-scripts' LoRA grad-norm
+    logging) turns fp32."""
+    F.linear, F.conv2d = _in_fp32(F.linear), _in_fp32(F.conv2d)
     # networks/lora_flux.py update_grad_norms runs under torch.autocast("cpu") with no dtype, i.e. bf16
     # (~37 s a step here); training's own autocast names its dtype (accelerate), so only such calls change.
     torch.set_autocast_dtype("cpu", torch.float32)
     # torch says once that it "disables autocast" for fp32: that is the point, not a problem to report.
     warnings.filterwarnings("ignore", message="In CPU autocast, but the target dtype is not supported")
+
+
+@contextlib.contextmanager
+def fp32_compute():
+    """install() for the duration of a `with` block, then torch as it was (for a caller that shares its
+    process, like the headless sampler called from tests)."""
+    saved = F.linear, F.conv2d, torch.get_autocast_dtype("cpu")
+    install()
+    try:
+        yield
+    finally:
+        F.linear, F.conv2d = saved[:2]
+        torch.set_autocast_dtype("cpu", saved[2])

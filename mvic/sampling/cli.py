@@ -23,7 +23,16 @@ def add_commands(commands) -> None:
     sample.add_argument("--steps", type=int, default=20)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--guidance", type=float, default=3.5)
+    sample.add_argument(
+        "--t5-tokens", type=_t5_tokens, default=512, help="T5 prompt length, 1-512 (FLUX.1-dev's 512; fewer is faster)"
+    )
     sample.add_argument("--out", default="mvic_samples")
+
+
+def _t5_tokens(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 512:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of tokens from 1 to 512 (FLUX.1-dev: 512)")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         args.guidance,
         references,
         args.reference_panels,
+        args.t5_tokens,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

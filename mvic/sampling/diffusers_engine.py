@@ -6,6 +6,8 @@ configs written here, and the tokenizers shipped in trainers/tokenizers: no hub 
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import tempfile
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import TOKENIZERS_DIR
+from ..files import TOKENIZERS_DIR, TRAINERS_DIR
 from ..flux_files import FluxModelFiles
 from ..layout import split
 from . import plan
@@ -67,6 +69,15 @@ def _transformer_config(path: Path) -> dict:
         "guidance_embeds": any(k.startswith("guidance_in.") for k in keys),
         "axes_dims_rope": [16, 56, 56],
     }
+
+
+def cpu_compute():
+    """On a CPU without native bf16 the pipeline's linears and convolutions compute in fp32 for the call
+    (trainers/cpu_precision.py, the same as sd-scripts runs there): bf16 is emulated and several times slower."""
+    spec = importlib.util.spec_from_file_location("mvic_cpu_precision", TRAINERS_DIR / "cpu_precision.py")
+    precision = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(precision)
+    return precision.fp32_compute() if precision.needs_fp32_compute() else contextlib.nullcontext()
 
 
 def _load_state(model_cls, config, path: Path, dtype, prefix_to_strip: str = ""):
@@ -196,7 +207,8 @@ def sample(
             mask_image=Image.fromarray((refs.generate_mask * 255).astype(np.uint8)),
             strength=1.0,
         )
-    image = (np.clip(np.nan_to_num(pipe(**call).images[0]), 0, 1) * 255).round().astype(np.uint8)
+    with cpu_compute():
+        image = (np.clip(np.nan_to_num(pipe(**call).images[0]), 0, 1) * 255).round().astype(np.uint8)
     if references is not None:  # reference panels come back as given
         keep = (refs.generate_mask == 0)[..., None]
         image = np.where(keep, refs.composite, image)
