@@ -132,6 +132,8 @@ def _trainer_inputs() -> list:
         io.Combo.Input("caption_problems", options=list(CAPTION_CHOICES), default="refuse", optional=True, tooltip=(
             "images without captions, or captions whose markers don't match the layout: "
             "refuse to train (listing them), or warn and train")),
+        io.Int.Input("preview_steps", default=20, min=1, max=150, optional=True,
+                     tooltip="denoising steps of each preview (sample_every_n_steps); fewer draws them faster"),
     ]
 # fmt: on
 
@@ -196,7 +198,7 @@ class LoRATrainer(io.ComfyNode):
                 alpha=16.0, seed=42, save_every_n_steps=250, sample_every_n_steps=0, loras_subfolder="mvic",
                 extra_args="", sd_scripts_dir=DEFAULT_TRAINER, gpu_ids="", flux_path="", clip_l_path="",
                 t5xxl_path="", ae_path="", compile="auto", fp8_matmul="auto",
-                caption_problems="refuse") -> io.NodeOutput:
+                caption_problems="refuse", preview_steps=20) -> io.NodeOutput:
         from ..mvic.files import safe_name
         from ..mvic.training.environment import resolve_trainer
 
@@ -207,8 +209,8 @@ class LoRATrainer(io.ComfyNode):
         training = _training_settings(
             settings, dataset_dir, (flux_model, clip_l, t5xxl, ae), paths, name, steps=steps, rank=rank, alpha=alpha,
             learning_rate=learning_rate, seed=seed, save_every_n_steps=save_every_n_steps,
-            sample_every_n_steps=sample_every_n_steps, extra_args=extra_args, gpu_ids=gpu_ids, compile=compile,
-            fp8_matmul=fp8_matmul,
+            sample_every_n_steps=sample_every_n_steps, sample_steps=preview_steps, extra_args=extra_args,
+            gpu_ids=gpu_ids, compile=compile, fp8_matmul=fp8_matmul,
         )
         environment = resolve_trainer(sd_scripts_dir, settings)
         free_comfy_memory()

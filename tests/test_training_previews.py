@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from packload import mvic_module
 from PIL import Image
+from trainer_data import PREVIEW_STEPS
 
 previews = mvic_module("training.previews")
 consistency = mvic_module("consistency")
@@ -113,6 +114,8 @@ def test_cli_train_scores_every_preview(cli_training):
     print(f"\n[{summary}]")
     assert summary.startswith("previews: 4 scored over 2 step(s)") and "best saved checkpoint: step " in summary
     assert (run / "scores.png").is_file()
+    prompts = (run / "sample_prompts.txt").read_text(encoding="utf-8").splitlines()
+    assert len(prompts) == 2 and all(f" --s {PREVIEW_STEPS} --d 42 " in line for line in prompts)  # --sample-steps
 
 
 def test_trainer_node_shows_live_previews_in_real_comfyui(node_training):

@@ -406,3 +406,9 @@ def test_setup_trainer_dry_run_prints_a_venv_from_the_checkouts_requirements(tmp
         timeout=60,
     )
     assert bad.returncode == 2 and "not an sd-scripts checkout" in bad.stderr
+
+
+def test_preview_steps_reach_the_prompt_file_and_zero_is_refused_with_the_fix():
+    assert arguments.sample_prompts_text(["a mug"], 64, 32, steps=3) == "a mug --w 64 --h 32 --s 3 --d 42 --g 3.5\n"
+    with pytest.raises(ValueError, match=r"preview_steps / --sample-steps\) is 0: give 1 or more"):
+        arguments.sample_prompts_text(["a mug"], 64, 32, steps=0)

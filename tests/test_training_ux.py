@@ -240,7 +240,7 @@ def _check_started_by_comfyui(run: Path, prompt: dict, workflow: dict) -> None:
 
 def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(node_training):
     from comfy_harness import progress_texts
-    from trainer_data import NODE_WORKFLOW
+    from trainer_data import NODE_WORKFLOW, PREVIEW_STEPS
 
     run, events = node_training["run"], node_training["events"]
     shown = [text for node, text in progress_texts(node_training["frames"]) if node == "7"]
@@ -251,13 +251,13 @@ def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(node_t
     assert all(step_texts) and [int(s.group(1)) for s in step_texts] == [1, 2, 3, 4] == [s for s, _ in losses]
     assert [float(s.group(2)) for s in step_texts] == pytest.approx([loss for _, loss in losses], rel=1e-5)
     # The bar follows model loading (4 models) and caching (2 images), then the steps; the previews' own
-    # sampling bars (of 20 steps) come between the steps.
+    # sampling bars (of preview_steps) come between the steps.
     bars = [e["data"] for e in events if e["type"] == "progress" and e["data"].get("node") == "7"]
     ours = [(b["value"], b["max"]) for b in bars]
     cached = max(i for i, bar in enumerate(ours) if bar == (2, 2))
     steps = list(dict.fromkeys(bar for bar in ours[cached:] if bar[1] == 4))
     assert (4, 4) in ours[:cached] and steps == [(1, 4), (2, 4), (3, 4), (4, 4)], ours
-    assert (20, 20) in ours[cached:], ours
+    assert (PREVIEW_STEPS, PREVIEW_STEPS) in ours[cached:], ours
     _check_started_by_comfyui(run, node_training["prompt"], NODE_WORKFLOW)
     lora = node_training["comfy"] / "models" / "loras" / "mvic" / "wide.safetensors"
     assert _modelspec_resolution(lora) == "256x128"

@@ -83,14 +83,19 @@ def cli_train_command(setup: dict, name: str, run_dir: Path, loras_dir: Path, *m
     ]
 
 
+# Denoising steps of the shared runs' previews (sd-scripts' default 20 costs ~1 min a preview on a 2-core
+# CPU); 3, so that their progress bars are told apart from the 4 training steps' and the 2 images' caching.
+PREVIEW_STEPS = 3
+
+
 def run_cli_training(base: Path) -> dict:
     """One `python -m mvic train` of the wide dataset, 4 steps, previews every 2 steps: what the CLI shows and
     writes, for every test that reads it (one sd-scripts run instead of one per test)."""
     setup = sd_scripts_and_tiny_models(wide_dataset(base / "dataset"))
     run, loras = base / "run", base / "loras"
-    command = cli_train_command(setup, "wide", run, loras, "--sample-every", "2")
+    command = cli_train_command(setup, "wide", run, loras, "--sample-every", "2", "--sample-steps", str(PREVIEW_STEPS))
     env = {**os.environ, "SD_SCRIPTS_PYTHON": setup["python"], "MVIC_TEST_MARKER": "not-recorded"}
-    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500, env=env)
     return {"setup": setup, "command": command, "run": run, "loras": loras, "out": out}
 
 
@@ -110,7 +115,10 @@ def run_node_training(base: Path) -> dict:
     setup = sd_scripts_and_tiny_models(wide_dataset(base / "dataset"))
     server = comfyui_with_sd_scripts(setup, base / "comfy")
     prompt = {
-        "7": {"class_type": "MVIC_LoRATrainer", "inputs": tiny_trainer_inputs(setup, "wide", sample_every_n_steps=2)},
+        "7": {
+            "class_type": "MVIC_LoRATrainer",
+            "inputs": tiny_trainer_inputs(setup, "wide", sample_every_n_steps=2, preview_steps=PREVIEW_STEPS),
+        },
         "2": {"class_type": "PreviewImage", "inputs": {"images": ["7", 3]}},
         "3": {"class_type": "PreviewAny", "inputs": {"source": ["7", 4]}},
     }
@@ -121,7 +129,7 @@ def run_node_training(base: Path) -> dict:
         url = f"ws://127.0.0.1:{server.port}/ws?clientId={client}"
         with connect(url, max_size=2**26, ping_interval=None, open_timeout=60) as socket:
             queued = server.post("/prompt", {"prompt": prompt, "client_id": client, "extra_data": extra})
-            frames, events = receive_until_done(socket, queued["prompt_id"], timeout=900)
+            frames, events = receive_until_done(socket, queued["prompt_id"], timeout=1500)
         entry = server.get(f"/history/{queued['prompt_id']}")[queued["prompt_id"]]
     finally:
         server.stop()

@@ -27,6 +27,7 @@ class TrainingSettings:
     save_every_n_steps: int = 0  # 0: only at the end (state is saved then too)
     sample_every_n_steps: int = 0  # 0: no preview samples
     sample_prompts: list[str] = field(default_factory=list)
+    sample_steps: int = 20  # denoising steps per preview
     timestep_sampling: str = "shift"  # or "flux_shift"
     extra_args: str = ""
     resume_from: Path | None = None
@@ -61,6 +62,8 @@ class TrainingSettings:
 
 def sample_prompts_text(prompts: list[str], width: int, height: int, steps: int = 20, seed: int = 42) -> str:
     """sd-scripts' prompt file: one prompt per line with --w/--h/--s/--d/--g options."""
+    if steps < 1:
+        raise ValueError(f"preview steps (preview_steps / --sample-steps) is {steps}: give 1 or more (20 is usual)")
     lines = []
     for prompt in prompts:
         flat = " ".join(prompt.split()).replace(" --", " -\u2009-")  # never let a caption inject options

@@ -48,6 +48,7 @@ def add_commands(commands) -> None:
     train.add_argument("--preset", choices=PRESET_CHOICES, default="auto")
     train.add_argument("--save-every", type=int, default=250)
     train.add_argument("--sample-every", type=int, default=0)
+    train.add_argument("--sample-steps", type=int, default=20, help="denoising steps of each preview")
     train.add_argument("--extra-args", default="", help="training options (allow-list: mvic/training/extra_args.py)")
     train.add_argument("--unsafe-extra-args", action="store_true",
                        help="pass --extra-args to sd-scripts unchecked (any option, paths too): your own use only")
@@ -138,6 +139,7 @@ def _train(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         save_every_n_steps=args.save_every,
         sample_every_n_steps=args.sample_every,
+        sample_steps=args.sample_steps,
         extra_args=args.extra_args,
         gpu_ids=parse_gpu_ids(args.gpus),
         compile=args.compile,

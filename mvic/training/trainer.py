@@ -197,7 +197,7 @@ def plan_run(settings: TrainingSettings, checked: Preflight, callbacks: Training
     if settings.sample_every_n_steps and not settings.sample_prompts:
         settings = replace(settings, sample_prompts=checked.dataset.captions()[-2:])  # stable choice, no randomness
     if settings.sample_prompts:
-        text = sample_prompts_text(settings.sample_prompts, *checked.dataset.size)
+        text = sample_prompts_text(settings.sample_prompts, *checked.dataset.size, steps=settings.sample_steps)
         settings.prompts_file.write_text(text, encoding="utf-8")
     outputs = settings.run_dir / "output"
     config_key = _config_key(settings, checked.preset)
