@@ -183,13 +183,13 @@ def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(cli_traini
     for expected in (
         "[mvic] loading models 4/4",
         "[mvic] caching latents 2/2",
-        "[mvic] caching text-encoder outputs 2/2",
+        "[mvic] caching text-encoder outputs 1/1",  # the CPU preset encodes both captions in one batch
     ):
         assert expected in phase_lines, out.stdout
     assert any(
         line.startswith("[mvic] loading models 0/4 (") and line.endswith(".safetensors)") for line in phase_lines
     )
-    order = [lines.index(t) for t in ("[mvic] loading models 4/4", "[mvic] caching text-encoder outputs 2/2")]
+    order = [lines.index(t) for t in ("[mvic] loading models 4/4", "[mvic] caching text-encoder outputs 1/1")]
     assert order == sorted(order) and order[-1] < lines.index(next(line for line in lines if line.startswith("step ")))
     # One line per step, each with that step's own loss, equal to losses.jsonl.
     steps = [re.fullmatch(r"step (\d+)/4 loss (\S+)", line) for line in lines if line.startswith("step ")]
@@ -244,7 +244,7 @@ def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(node_t
 
     run, events = node_training["run"], node_training["events"]
     shown = [text for node, text in progress_texts(node_training["frames"]) if node == "7"]
-    for expected in ("loading models 4/4", "caching latents 2/2", "caching text-encoder outputs 2/2"):
+    for expected in ("loading models 4/4", "caching latents 2/2", "caching text-encoder outputs 1/1"):
         assert expected in shown, shown
     step_texts = [re.fullmatch(r"step (\d+)/4, loss (\S+)", t) for t in shown if t.startswith("step ")]
     losses = _losses(run)

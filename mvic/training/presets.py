@@ -61,7 +61,9 @@ PRESETS: dict[str, VramPreset] = {
 # --disable_mmap_load_safetensors, which copies 9.5 GB in (measured on the 2-core test machine).
 # The AE runs in fp32 (--no_half_vae, +170 MB): a CPU without native bf16 (AVX2 only, e.g. AMD Zen 3)
 # runs bf16 convolutions ~50x slower than fp32, and caching one 256 px latent took over 10 minutes.
-CPU_PRESET = VramPreset("cpu", 0.0, extra=("--no_half_vae",))
+# Captions are encoded 8 at a time: on a CPU a T5-XXL pass over a few short captions costs what one does
+# (reading its 9.5 GB of weights dominates: ~35-70 s a pass on the 2-core test machine).
+CPU_PRESET = VramPreset("cpu", 0.0, extra=("--no_half_vae", "--text_encoder_batch_size", "8"))
 PRESET_CHOICES = ("auto", *PRESETS, "cpu")
 
 
