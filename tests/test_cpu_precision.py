@@ -35,6 +35,17 @@ Dtypes.seen.clear()
 with Dtypes():
     assert torch.nn.functional.conv2d(image, kernel, None, 1, 1).dtype == torch.bfloat16
 assert Dtypes.seen == [(torch.float32, torch.float32)], Dtypes.seen
+# Inference widens each weight into one reused buffer; a product that autograd keeps gets its own copy.
+w2 = torch.randn(48, 64)
+with torch.no_grad():
+    first, second = F.linear(x, w.bfloat16()), F.linear(x, w2.bfloat16())
+assert torch.allclose(first, x @ w.bfloat16().float().t(), atol=1e-4)
+assert torch.allclose(second, x @ w2.bfloat16().float().t(), atol=1e-4)
+xg = x.clone().requires_grad_()
+kept = F.linear(xg, w.bfloat16())
+F.linear(x, w2.bfloat16())  # would overwrite a shared buffer before the backward below
+kept.sum().backward()
+assert torch.allclose(xg.grad, w.bfloat16().float().sum(0).expand_as(x), atol=1e-4)
 print("ok")
 """
 

@@ -24,6 +24,29 @@ def needs_fp32_compute() -> bool:
     return not torch.cuda.is_available() and not torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+class _Scratch:
+    """One fp32 buffer that inference reuses for each weight it widens. A fresh fp32 copy per call is a new
+    allocation the size of the weight, which glibc maps and unmaps every time: the page faults and the
+    zeroing cost more than the product when a few tokens pass a large weight (the T5-XXL caching captions)."""
+
+    buffer = torch.empty(0)
+
+    @classmethod
+    def widen(cls, weight: torch.Tensor) -> torch.Tensor:
+        if cls.buffer.numel() < weight.numel():
+            cls.buffer = torch.empty(weight.numel())
+        return cls.buffer[: weight.numel()].view(weight.shape).copy_(weight)
+
+
+def _widen(weight: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
+    """`weight` in fp32: into the reused buffer when nothing keeps it for a backward pass (no autograd
+    graph is built, and torch.compile traces no global buffer), else a copy of its own."""
+    keeps = torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad)
+    if keeps or weight.dtype == torch.float32 or torch.compiler.is_compiling():
+        return weight.float()
+    return _Scratch.widen(weight)
+
+
 def _in_fp32(half_op):
     """`half_op` (F.linear, F.conv2d) computing in fp32 on CPU when an operand is 16-bit or CPU autocast is
     on; the result has the input's dtype (bf16 under autocast, as autocast would give)."""
@@ -35,7 +58,7 @@ def _in_fp32(half_op):
         out_dtype = torch.bfloat16 if autocast else input.dtype
         with torch.autocast("cpu", enabled=False):
             fp32_bias = None if bias is None else bias.float()
-            out = half_op(input.float(), weight.float(), fp32_bias, *args, **kwargs)
+            out = half_op(input.float(), _widen(weight, input), fp32_bias, *args, **kwargs)
         return out.to(out_dtype)
 
     return op
