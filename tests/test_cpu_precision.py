@@ -14,17 +14,17 @@ import cpu_precision
 x, w = torch.randn(8, 64), torch.randn(32, 64)
 exact = F.linear(x.bfloat16().float(), w.bfloat16().float())
 cpu_precision.install()
-class Dtypes(torch.overrides.TorchFunctionMode):  # the dtypes torch's own linear is called with
+class Dtypes(torch.overrides.TorchFunctionMode):  # the dtypes torch's own product (linear, mm) gets
     seen = []
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") in ("linear", "conv2d"):
+        if getattr(func, "__name__", "") in ("linear", "mm", "conv2d"):
             self.seen.append((args[0].dtype, args[1].dtype))
         return func(*args, **(kwargs or {}))
 with Dtypes():
     out = F.linear(x.bfloat16(), w.bfloat16())
 assert Dtypes.seen == [(torch.float32, torch.float32)], Dtypes.seen
 assert out.dtype == torch.bfloat16, out.dtype
-assert torch.allclose(out.float(), exact, rtol=1e-2, atol=1e-2)
+assert torch.allclose(out.float(), exact, rtol=1e-2, atol=5e-2)  # out is rounded to bf16
 with torch.autocast("cpu", dtype=torch.bfloat16):  # training's own autocast keeps its dtype
     assert F.linear(x, w.bfloat16()).dtype == torch.bfloat16
 with torch.autocast("cpu"):  # dtype-less, as in sd-scripts' grad-norm logging: fp32
@@ -46,6 +46,12 @@ kept = F.linear(xg, w.bfloat16())
 F.linear(x, w2.bfloat16())  # would overwrite a shared buffer before the backward below
 kept.sum().backward()
 assert torch.allclose(xg.grad, w.bfloat16().float().sum(0).expand_as(x), atol=1e-4)
+batched, bias = torch.randn(2, 5, 64), torch.randn(32)  # batch dimensions and a bias, as nn.Linear has them
+out = F.linear(batched.bfloat16(), w.bfloat16(), bias.bfloat16())
+assert out.shape == (2, 5, 32) and out.is_contiguous() and out.dtype == torch.bfloat16
+exact = batched.bfloat16().float() @ w.bfloat16().float().t() + bias.bfloat16().float()
+assert torch.allclose(out.float(), exact, rtol=1e-2, atol=5e-2)  # out is rounded to bf16
+assert F.linear(x[0].bfloat16(), w.bfloat16()).shape == (32,)
 print("ok")
 """
 

@@ -47,9 +47,28 @@ def _widen(weight: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
     return _Scratch.widen(weight)
 
 
-def _in_fp32(half_op):
-    """`half_op` (F.linear, F.conv2d) computing in fp32 on CPU when an operand is 16-bit or CPU autocast is
-    on; the result has the input's dtype (bf16 under autocast, as autocast would give)."""
+def _weight_first(linear):
+    """F.linear computed as weight @ input^T: MKL multiplies a few rows by a large weight faster this way
+    round (measured on the 2-core test machine: 64x4096 rows by a 10240x4096 weight, 0.24-0.40 s instead of
+    0.42-0.77; 256 rows, 0.58-0.75 s instead of 0.90-1.05)."""
+
+    def op(input, weight, bias=None):
+        if torch.compiler.is_compiling():
+            return linear(input, weight, bias)
+        rows = input.reshape(-1, input.shape[-1])
+        out = torch.mm(weight, rows.t()).t().contiguous()  # later views (heads, tokens) need rows contiguous
+        if bias is not None:
+            out = out + bias
+        return out.view(*input.shape[:-1], weight.shape[0])
+
+    return op
+
+
+def _in_fp32(half_op, fp32_op=None):
+    """`half_op` (F.linear, F.conv2d) computing in fp32 (with `fp32_op`, default `half_op`) on CPU when an
+    operand is 16-bit or CPU autocast is on; the result has the input's dtype (bf16 under autocast, as
+    autocast would give)."""
+    fp32_op = fp32_op or half_op
 
     def op(input, weight, bias=None, *args, **kwargs):
         autocast = torch.is_autocast_enabled("cpu")
@@ -58,7 +77,7 @@ def _in_fp32(half_op):
         out_dtype = torch.bfloat16 if autocast else input.dtype
         with torch.autocast("cpu", enabled=False):
             fp32_bias = None if bias is None else bias.float()
-            out = half_op(input.float(), _widen(weight, input), fp32_bias, *args, **kwargs)
+            out = fp32_op(input.float(), _widen(weight, input), fp32_bias, *args, **kwargs)
         return out.to(out_dtype)
 
     return op
@@ -67,7 +86,7 @@ def _in_fp32(half_op):
 def install() -> None:
     """Linears and 2-D convolutions compute in fp32; dtype-less CPU autocast (sd-scripts' LoRA grad-norm
     logging) turns fp32."""
-    F.linear, F.conv2d = _in_fp32(F.linear), _in_fp32(F.conv2d)
+    F.linear, F.conv2d = _in_fp32(F.linear, _weight_first(F.linear)), _in_fp32(F.conv2d)
     # networks/lora_flux.py update_grad_norms runs under torch.autocast("cpu") with no dtype, i.e. bf16
     # (~37 s a step here); training's own autocast names its dtype (accelerate), so only such calls change.
     torch.set_autocast_dtype("cpu", torch.float32)
