@@ -96,12 +96,4 @@ def test_cli_sample_uses_the_lora_metadata_and_loads_it_through_peft(files, tmp_
     assert (
         tmp_path / "out" / "prompt.txt"
     ).read_text().strip() == "mvtok [TWO-VIEWS] a red mug; [LEFT] front; [RIGHT] back."
-
-
-def test_the_lora_is_injected(files, tmp_path):
-    lora = tiny_models.stand_in_lora(
-        tmp_path / "lora.safetensors",
-        {"mvic_layout": json.dumps({"rows": 1, "cols": 2, "panel_width": 32, "panel_height": 32})},
-    )
-    result = engine.sample(files, "a mug", "front\nback", lora=lora, steps=1, max_sequence_length=64)
-    assert result.lora_modules == 1  # the stand-in has one module: double_blocks.0 img_attn.proj
+    assert "the LoRA is applied to 1 module(s)" in out.stdout  # the stand-in has one: double_blocks.0 img_attn.proj

@@ -69,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
     for index, view in enumerate(result.views, start=1):
         Image.fromarray(view).save(out / f"view_{index}.png")
     (out / "prompt.txt").write_text(result.prompt + "\n", encoding="utf-8")
-    print(f"{out / 'composite.png'} and {len(result.views)} views; prompt: {result.prompt}")
+    applied = f"; the LoRA is applied to {result.lora_modules} module(s)" if args.lora else ""
+    print(f"{out / 'composite.png'} and {len(result.views)} views{applied}; prompt: {result.prompt}")
     return 0
