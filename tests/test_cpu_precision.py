@@ -65,8 +65,12 @@ with cpu_precision.fp32_compute():
     assert F.linear is not linear and F.conv2d is not conv2d
     with torch.autocast("cpu"):
         assert torch.get_autocast_dtype("cpu") == torch.float32
+    with torch.no_grad():
+        F.linear(torch.randn(2, 64), torch.randn(32, 64).bfloat16())
+    assert cpu_precision._Scratch.buffer.numel() == 32 * 64
 assert F.linear is linear and F.conv2d is conv2d
 assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+assert cpu_precision._Scratch.buffer.numel() == 0  # the widened weights' buffer is given back too
 print("ok")
 """
 
