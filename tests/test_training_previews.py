@@ -116,6 +116,9 @@ def test_cli_train_scores_every_preview(cli_training):
     assert (run / "scores.png").is_file()
     prompts = (run / "sample_prompts.txt").read_text(encoding="utf-8").splitlines()
     assert len(prompts) == 2 and all(f" --s {PREVIEW_STEPS} --d 42 " in line for line in prompts)  # --sample-steps
+    # sd-scripts encodes each distinct prompt and negative before training: the negative (unused at cfg 1) is the
+    # prompt itself, so the T5-XXL runs once per prompt and not once more for an empty negative
+    assert (run / "train.log").read_text(encoding="utf-8").count("cache Text Encoder outputs for prompt:") == 2
 
 
 def test_trainer_node_shows_live_previews_in_real_comfyui(node_training):

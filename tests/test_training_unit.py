@@ -163,8 +163,9 @@ def test_multi_gpu_uses_accelerate(tmp_path):
 def test_sample_prompt_file_cannot_be_injected():
     text = arguments.sample_prompts_text(["a cat --w 9999", "[FOUR-VIEWS] a mug"], 1024, 1024)
     lines = text.splitlines()
-    assert lines[1] == "[FOUR-VIEWS] a mug --w 1024 --h 1024 --s 20 --d 42 --g 3.5"
-    assert " --w 9999" not in lines[0] and lines[0].endswith("--w 1024 --h 1024 --s 20 --d 42 --g 3.5")
+    assert lines[1] == "[FOUR-VIEWS] a mug --w 1024 --h 1024 --s 20 --d 42 --g 3.5 --n [FOUR-VIEWS] a mug"
+    assert " --w 9999" not in lines[0] and "--w 1024 --h 1024 --s 20 --d 42 --g 3.5 --n a cat" in lines[0]
+    assert lines[0].count(" --w ") == 1
 
 
 def test_progress_parser_on_real_sd_scripts_output():
@@ -409,6 +410,7 @@ def test_setup_trainer_dry_run_prints_a_venv_from_the_checkouts_requirements(tmp
 
 
 def test_preview_steps_reach_the_prompt_file_and_zero_is_refused_with_the_fix():
-    assert arguments.sample_prompts_text(["a mug"], 64, 32, steps=3) == "a mug --w 64 --h 32 --s 3 --d 42 --g 3.5\n"
+    text = arguments.sample_prompts_text(["a mug"], 64, 32, steps=3)
+    assert text == "a mug --w 64 --h 32 --s 3 --d 42 --g 3.5 --n a mug\n"
     with pytest.raises(ValueError, match=r"preview_steps / --sample-steps\) is 0: give 1 or more"):
         arguments.sample_prompts_text(["a mug"], 64, 32, steps=0)

@@ -61,13 +61,17 @@ class TrainingSettings:
 
 
 def sample_prompts_text(prompts: list[str], width: int, height: int, steps: int = 20, seed: int = 42) -> str:
-    """sd-scripts' prompt file: one prompt per line with --w/--h/--s/--d/--g options."""
+    """sd-scripts' prompt file: one prompt per line with --w/--h/--s/--d/--g/--n options.
+
+    The negative (--n) is the prompt itself: previews are sampled at cfg 1 (FLUX-dev is guidance-distilled),
+    so sd-scripts never uses it, but it encodes every distinct negative ahead of training, by default "",
+    one T5-XXL pass more (~13 s on a 2-core CPU); the prompt's own encoding is already there."""
     if steps < 1:
         raise ValueError(f"preview steps (preview_steps / --sample-steps) is {steps}: give 1 or more (20 is usual)")
     lines = []
     for prompt in prompts:
         flat = " ".join(prompt.split()).replace(" --", " -\u2009-")  # never let a caption inject options
-        lines.append(f"{flat} --w {width} --h {height} --s {steps} --d {seed} --g 3.5")
+        lines.append(f"{flat} --w {width} --h {height} --s {steps} --d {seed} --g 3.5 --n {flat}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
