@@ -174,6 +174,8 @@ def _modelspec_resolution(lora: Path) -> str:
 
 
 def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(cli_training):
+    from trainer_data import PREVIEW_STEPS
+
     out, run, command = cli_training["out"], cli_training["run"], cli_training["command"]
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     lines = out.stdout.splitlines()
@@ -184,8 +186,11 @@ def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(cli_traini
         "[mvic] loading models 4/4",
         "[mvic] caching latents 2/2",
         "[mvic] caching text-encoder outputs 1/1",  # the CPU preset encodes both captions in one batch
+        f"[mvic] sampling previews {PREVIEW_STEPS}/{PREVIEW_STEPS}",  # a preview's denoising bar, named as such
     ):
         assert expected in phase_lines, out.stdout
+    caching_prompts = {line for line in phase_lines if line.startswith("[mvic] caching sample")}
+    assert caching_prompts == {"[mvic] caching sample prompts"}  # sd-scripts counts none of it
     assert any(
         line.startswith("[mvic] loading models 0/4 (") and line.endswith(".safetensors)") for line in phase_lines
     )

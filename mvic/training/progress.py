@@ -27,6 +27,7 @@ _PHASE_STARTS = (
     ("checking cache validity...", "checking text-encoder caches"),
     ("caching Text Encoder outputs...", "caching text-encoder outputs"),
     ("cache Text Encoder outputs for sample prompt", "caching sample prompts"),
+    ("generating sample images at step", "sampling previews"),  # its denoising bars, between training steps
 )
 
 
