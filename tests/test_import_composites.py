@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from packload import ROOT, mvic_module
 from PIL import Image
 from sdscripts_env import SKIP_REASON, sd_scripts_paths
+from trainer_data import TINY_T5
 
 seams = mvic_module("seams")
 markers = mvic_module("markers")
@@ -304,12 +305,7 @@ def test_the_imported_dataset_trains_as_it_is(tmp_path):
         flux=tm.tiny_flux(), clip_l=tm.tiny_clip_l(), t5xxl=tm.zero_t5xxl(), ae=tm.tiny_ae()
     )
     settings = arguments.TrainingSettings(
-        dataset_dir=dataset,
-        models=models,
-        run_dir=tmp_path / "run",
-        output_name="films",
-        steps=2,
-        extra_args="--t5xxl_max_token_length 64",
+        dataset_dir=dataset, models=models, run_dir=tmp_path / "run", output_name="films", steps=2, extra_args=TINY_T5
     )
     result = trainer.train_lora(
         settings, environment.TrainerEnvironment(checkout.resolve(), python), tmp_path / "loras", "films", "cpu"

@@ -129,7 +129,8 @@ def test_trainer_node_shows_live_previews_in_real_comfyui(node_training):
     assert len(lines) == 4
     # Live: one preview picture per scored preview reached the browser's socket while training ran.
     pictures = [Image.open(io.BytesIO(f[8:])) for f in node_training["frames"] if frame_type(f) != TEXT_FRAME]
-    assert len(pictures) == len(lines) and all(p.width == 256 and p.height > 128 for p in pictures)
+    # each the 128x64 composite, annotated: a banner on top
+    assert len(pictures) == len(lines) and all(p.width == 128 and p.height > 64 for p in pictures)
     text = entry["outputs"]["7"]["text"][1]
     assert text.startswith("previews: 4 scored over 2 step(s)")
     best = entry["outputs"]["3"]["text"][0]

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from packload import ROOT, mvic_module, node_class
 from sdscripts_env import SKIP_REASON, sd_scripts_paths
-from trainer_data import mvic_cli
+from trainer_data import TINY_T5, mvic_cli
 
 arguments = mvic_module("training.arguments")
 trainer = mvic_module("training.trainer")
@@ -47,8 +47,8 @@ def tiny_models():
 
 
 def make_dataset(folder: Path, sets: int = 2) -> Path:
-    """The foundation's export, 2x2 of 128 px panels (256 px composites)."""
-    layout = mvic_module("layout").CompositeLayout(2, 2, 128, 128)
+    """The foundation's export, 2x2 of 64 px panels (128 px composites)."""
+    layout = mvic_module("layout").CompositeLayout(2, 2, 64, 64)
     loaded = mvic_module("loading").load_multiview_sets("sample", "", 4, max_sets=sets * 2)
     loaded.sets = loaded.sets[::2][:sets]  # a ball and a box: different captions
     composites = mvic_module("composites").build_composites(loaded, layout)
@@ -56,8 +56,7 @@ def make_dataset(folder: Path, sets: int = 2) -> Path:
     return folder
 
 
-# Captions here are short: 64 T5 tokens halve the CPU run time (sd-scripts' parser checks it too).
-FAST = "--t5xxl_max_token_length 64"
+FAST = TINY_T5  # sd-scripts' parser checks it too
 # A data-loader worker process (the one that outlived ComfyUI in issue 10), kept between epochs.
 WITH_WORKER = FAST + " --max_data_loader_n_workers 1 --persistent_data_loader_workers"
 SECRETS = {"GEMINI_API_KEY": "sk-test-gemini", "GOOGLE_API_KEY": "sk-test-google", "OPENAI_API_KEY": "sk-test-openai"}
@@ -71,7 +70,7 @@ def settings_for(tmp: Path, models, dataset: Path, extra: str = FAST, **kw):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, sd_env, tiny_models):
-    """One real run through the node: 4 steps at 256 px on CPU, with the checkout registered in local
+    """One real run through the node: 4 steps at 128 px on CPU, with the checkout registered in local
     settings the way `python -m mvic config add-trainer` does, the model files in ./models/<kind> (the
     node's model folders outside ComfyUI), and a COPY of a dataset whose original is gone (issue 10:
     the copy's dataset.toml still names the original's images)."""
@@ -141,9 +140,9 @@ def test_node_trains_end_to_end_and_the_lora_lands_with_metadata(trained):
         k.startswith("lora_unet_single_blocks_") for k in keys
     )
     meta = header["__metadata__"]
-    assert json.loads(meta["mvic_layout"]) == {"rows": 2, "cols": 2, "panel_width": 128, "panel_height": 128}
+    assert json.loads(meta["mvic_layout"]) == {"rows": 2, "cols": 2, "panel_width": 64, "panel_height": 64}
     assert json.loads(meta["mvic_markers"])["prefix"] == "[FOUR-VIEWS]" and meta["mvic_steps"] == "4"
-    assert meta["modelspec.resolution"] == "256x256"  # the composites' size, not sd-scripts' 1024x1024
+    assert meta["modelspec.resolution"] == "128x128"  # the composites' size, not sd-scripts' 1024x1024
     log = (Path(run_dir) / "train.log").read_text(errors="replace")
     assert "4/4" in log and "HF_HUB_OFFLINE" not in log  # progress reached the last step
     losses = [json.loads(l) for l in (Path(run_dir) / "losses.jsonl").read_text().splitlines()]

@@ -204,7 +204,7 @@ def test_cli_train_shows_phases_and_step_losses_and_keeps_its_command(cli_traini
     assert [float(s.group(2)) for s in steps] == pytest.approx([loss for _, loss in losses], rel=1e-5)
     _check_running_average(run, losses)
     # The LoRA says the composites' real size; the run folder keeps the command (never the environment).
-    assert _modelspec_resolution(cli_training["loras"] / "wide.safetensors") == "256x128"
+    assert _modelspec_resolution(cli_training["loras"] / "wide.safetensors") == "128x64"
     started = json.loads((run / "started_by.json").read_text())
     assert started["started_by"] == "command line" and started["command"][1:] == command[1:]
     assert started["cwd"] == str(ROOT) and "not-recorded" not in (run / "started_by.json").read_text()
@@ -265,7 +265,7 @@ def test_trainer_node_shows_phases_and_step_losses_and_keeps_its_workflow(node_t
     assert (PREVIEW_STEPS, PREVIEW_STEPS) in ours[cached:], ours
     _check_started_by_comfyui(run, node_training["prompt"], NODE_WORKFLOW)
     lora = node_training["comfy"] / "models" / "loras" / "mvic" / "wide.safetensors"
-    assert _modelspec_resolution(lora) == "256x128"
+    assert _modelspec_resolution(lora) == "128x64"
 
 
 # ---- the node in a real ComfyUI with a stand-in trainer (no heavy lock needed) ----
@@ -332,4 +332,4 @@ def test_trainer_node_with_a_stand_in_trainer_shows_phases_losses_and_keeps_its_
     ]
     assert (4, 4) in ours[:-4] and (2, 2) in ours[:-4] and ours[-4:] == [(1, 4), (2, 4), (3, 4), (4, 4)], ours
     _check_started_by_comfyui(run, prompt, NODE_WORKFLOW)
-    assert _modelspec_resolution(tmp_path / "comfy" / "models" / "loras" / "mvic" / "wide.safetensors") == "256x128"
+    assert _modelspec_resolution(tmp_path / "comfy" / "models" / "loras" / "mvic" / "wide.safetensors") == "128x64"

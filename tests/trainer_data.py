@@ -27,9 +27,14 @@ def small_dataset(
     return folder
 
 
+# What the real training tests pass to sd-scripts: their captions and prompts are short, and each T5 token
+# costs in every T5-XXL pass and every FLUX step on a CPU (sd-scripts' own default is 512).
+TINY_T5 = "--t5xxl_max_token_length 32"
+
+
 def wide_dataset(folder: Path) -> Path:
-    """Two 1x2 composites of 128 px panels from the sample data: 256x128, not square, so a wrong resolution shows."""
-    layout = mvic_module("layout").CompositeLayout(1, 2, 128, 128)
+    """Two 1x2 composites of 64 px panels from the sample data: 128x64, not square, so a wrong resolution shows."""
+    layout = mvic_module("layout").CompositeLayout(1, 2, 64, 64)
     loaded = mvic_module("loading").load_multiview_sets("sample", "", 2, max_sets=4)
     loaded.sets = loaded.sets[::2][:2]
     composites = mvic_module("composites").build_composites(loaded, layout)
@@ -78,7 +83,7 @@ def cli_train_command(setup: dict, name: str, run_dir: Path, loras_dir: Path, *m
         *("--dataset", str(setup["dataset"]), "--flux", str(m["flux"]), "--clip-l", str(m["clip_l"])),
         *("--t5xxl", str(m["t5xxl"]), "--ae", str(m["ae"]), "--name", name),
         *("--run-dir", str(run_dir), "--loras-dir", str(loras_dir), "--steps", "4", "--save-every", "2"),
-        *("--preset", "cpu", "--sd-scripts", str(setup["checkout"]), "--extra-args", "--t5xxl_max_token_length 64"),
+        *("--preset", "cpu", "--sd-scripts", str(setup["checkout"]), "--extra-args", TINY_T5),
         *more,
     ]
 
@@ -154,7 +159,7 @@ def tiny_trainer_inputs(setup: dict, lora_name: str, **overrides) -> dict:
         "learning_rate": 1e-4,
         "vram_preset": "cpu",
         "save_every_n_steps": 2,
-        "extra_args": "--t5xxl_max_token_length 64",
+        "extra_args": TINY_T5,
         "flux_path": m["flux"].name,
         "clip_l_path": m["clip_l"].name,
         "t5xxl_path": m["t5xxl"].name,

@@ -5,8 +5,11 @@ The shipped API files (workflows/api/*.json) are run as they are, except for the
 * composite size: 2x2 of 64-px panels instead of 512 (CompositeGrid; the sampler reads the layout
   from the trained LoRA, as shipped);
 * sampling steps: 2;
+* T5 tokens: at least 32 instead of ComfyUI's 256 for FLUX (a T5-XXL pass over 256 tokens takes ~45 s on
+  this CPU). ComfyUI's own T5TokenizerOptions node (min_length 32) is put in front of each ICLoRASampler's
+  `clip` input: one node added, every shipped node and link still runs;
 * training steps: 2, plus what the tiny run needs on this 2-core CPU box: vram_preset "cpu"
-  (bf16, the T5-XXL memory-mapped from the page cache) and 64 T5 tokens instead of 512 (~10x faster
+  (bf16, the T5-XXL memory-mapped from the page cache) and 32 T5 tokens instead of 512 (~10x faster
   text-encoder caching). sd_scripts_dir stays '(default)': the checkout `python -m mvic setup-trainer`
   registered in the local settings, as a user's setup would.
 
@@ -28,11 +31,16 @@ import copy
 COMPOSITE = {"rows": 2, "cols": 2, "panel_width": 64, "panel_height": 64}
 SAMPLER_STEPS = 2
 TRAINING_STEPS = 2
+T5_TOKENS = 32  # sd-scripts' --t5xxl_max_token_length and ComfyUI's T5 min_length: the tiny runs' prompts are short
 
 INPUT_OVERRIDES: dict[str, dict[str, object]] = {
     "MVIC_CompositeGrid": dict(COMPOSITE),
     "MVIC_ICLoRASampler": {"steps": SAMPLER_STEPS},
-    "MVIC_LoRATrainer": {"steps": TRAINING_STEPS, "vram_preset": "cpu", "extra_args": "--t5xxl_max_token_length 64"},
+    "MVIC_LoRATrainer": {
+        "steps": TRAINING_STEPS,
+        "vram_preset": "cpu",
+        "extra_args": f"--t5xxl_max_token_length {T5_TOKENS}",
+    },
 }
 
 # ComfyUI model folder / file name in the workflows -> the tiny_models generator whose file is linked there.
@@ -45,6 +53,8 @@ MODEL_FILES = {
 }
 
 COMFYUI_FLAGS = ["--fp8_e4m3fn-text-enc"]
+
+SHORTER_T5 = {"class_type": "T5TokenizerOptions", "inputs": {"min_padding": 0, "min_length": T5_TOKENS}}
 
 
 def apply(prompt: dict) -> tuple[dict, list[str]]:
@@ -61,4 +71,20 @@ def apply(prompt: dict) -> tuple[dict, list[str]]:
             if entry["inputs"][name] != value:
                 changes.append(f"{node_id} {entry['class_type']}.{name}: {entry['inputs'][name]!r} -> {value!r}")
                 entry["inputs"][name] = value
-    return prompt, changes
+    return prompt, changes + _shorter_t5(prompt)
+
+
+def _shorter_t5(prompt: dict) -> list[str]:
+    """SHORTER_T5 between each ICLoRASampler and the CLIP it is linked to (one per CLIP output), in place."""
+    added: dict[tuple, str] = {}
+    next_id = 1 + max((int(node_id) for node_id in prompt if node_id.isdigit()), default=0)
+    for node_id, entry in list(prompt.items()):
+        link = entry["inputs"].get("clip") if entry["class_type"] == "MVIC_ICLoRASampler" else None
+        if not isinstance(link, list):
+            continue
+        if tuple(link) not in added:
+            added[tuple(link)] = str(next_id + len(added))
+            prompt[added[tuple(link)]] = copy.deepcopy(SHORTER_T5)
+            prompt[added[tuple(link)]]["inputs"]["clip"] = list(link)
+        entry["inputs"]["clip"] = [added[tuple(link)], 0]
+    return [f"{new} T5TokenizerOptions (min_length {T5_TOKENS}) fed by node {src}" for (src, _), new in added.items()]
