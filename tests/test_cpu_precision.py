@@ -52,6 +52,23 @@ assert out.shape == (2, 5, 32) and out.is_contiguous() and out.dtype == torch.bf
 exact = batched.bfloat16().float() @ w.bfloat16().float().t() + bias.bfloat16().float()
 assert torch.allclose(out.float(), exact, rtol=1e-2, atol=5e-2)  # out is rounded to bf16
 assert F.linear(x[0].bfloat16(), w.bfloat16()).shape == (32,)
+# Training: a frozen weight is widened once and its copy kept; a change to it in place makes a new copy.
+cpu_precision._Frozen.copies.clear()
+frozen = torch.randn(32, 64).bfloat16()
+xg = x.clone().requires_grad_()
+(F.linear(xg, frozen).sum() + F.linear(xg, frozen).sum()).backward()
+assert len(cpu_precision._Frozen.copies) == 1
+copy = next(iter(cpu_precision._Frozen.copies.values()))[2]
+assert torch.equal(copy, frozen.float()) and torch.allclose(xg.grad, 2 * frozen.float().sum(0).expand_as(x), atol=1e-3)
+with torch.no_grad():
+    frozen.mul_(2)
+xg.grad = None
+F.linear(xg, frozen).sum().backward()
+assert torch.allclose(xg.grad, frozen.float().sum(0).expand_as(x), atol=1e-3)  # the doubled weight
+assert torch.equal(next(iter(cpu_precision._Frozen.copies.values()))[2], frozen.float())
+trained = torch.randn(32, 64).bfloat16().requires_grad_()  # a weight that trains: a copy per call, none kept
+F.linear(xg, trained).sum().backward()
+assert len(cpu_precision._Frozen.copies) == 1 and trained.grad is not None
 print("ok")
 """
 
@@ -68,9 +85,13 @@ with cpu_precision.fp32_compute():
     with torch.no_grad():
         F.linear(torch.randn(2, 64), torch.randn(32, 64).bfloat16())
     assert cpu_precision._Scratch.buffer.numel() == 32 * 64
+    frozen = torch.randn(32, 64).bfloat16()
+    F.linear(torch.randn(2, 64, requires_grad=True), frozen).sum().backward()
+    assert len(cpu_precision._Frozen.copies) == 1
 assert F.linear is linear and F.conv2d is conv2d
 assert torch.get_autocast_dtype("cpu") == torch.bfloat16
 assert cpu_precision._Scratch.buffer.numel() == 0  # the widened weights' buffer is given back too
+assert not cpu_precision._Frozen.copies  # and the kept copies
 print("ok")
 """
 

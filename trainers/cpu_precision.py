@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -38,12 +39,36 @@ class _Scratch:
         return cls.buffer[: weight.numel()].view(weight.shape).copy_(weight)
 
 
+class _Frozen:
+    """fp32 copies of frozen weights (a LoRA's base linears), kept for the run: training widens each one
+    again in every forward, recomputation and backward, and a fresh copy of the tiny FLUX's 0.5 G weights
+    costs ~2.6 s in page faults alone here. A copy is made again when its weight changed in place (torch's
+    version counter) or is gone; past LIMIT_BYTES (a full-size model on a CPU) weights get fresh copies."""
+
+    LIMIT_BYTES = 4 << 30
+    copies: dict[int, tuple[weakref.ref, int, torch.Tensor]] = {}
+
+    @classmethod
+    def widen(cls, weight: torch.Tensor) -> torch.Tensor:
+        kept = cls.copies.get(id(weight))
+        if kept is not None and kept[0]() is weight and kept[1] == weight._version:
+            return kept[2]
+        cls.copies.pop(id(weight), None)
+        if sum(c.numel() for _, _, c in cls.copies.values()) * 4 + weight.numel() * 4 > cls.LIMIT_BYTES:
+            return weight.float()
+        copy = weight.float()  # never changed in place: autograd may keep it for any number of backwards
+        cls.copies[id(weight)] = (weakref.ref(weight), weight._version, copy)
+        return copy
+
+
 def _widen(weight: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
     """`weight` in fp32: into the reused buffer when nothing keeps it for a backward pass (no autograd
-    graph is built, and torch.compile traces no global buffer), else a copy of its own."""
-    keeps = torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad)
-    if keeps or weight.dtype == torch.float32 or torch.compiler.is_compiling():
+    graph is built, and torch.compile traces no global buffer), else the frozen weight's kept copy, or
+    a copy of its own for a weight that trains."""
+    if weight.dtype == torch.float32 or torch.compiler.is_compiling():
         return weight.float()
+    if torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad):
+        return weight.float() if weight.requires_grad else _Frozen.widen(weight)
     return _Scratch.widen(weight)
 
 
@@ -105,4 +130,5 @@ def fp32_compute():
     finally:
         F.linear, F.conv2d = saved[:2]
         torch.set_autocast_dtype("cpu", saved[2])
-        _Scratch.buffer = torch.empty(0)  # the caller's process goes on: give back the widened weight's memory
+        _Scratch.buffer = torch.empty(0)  # the caller's process goes on: give back the widened weights' memory
+        _Frozen.copies.clear()
