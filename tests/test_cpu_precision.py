@@ -58,17 +58,23 @@ frozen = torch.randn(32, 64).bfloat16()
 xg = x.clone().requires_grad_()
 (F.linear(xg, frozen).sum() + F.linear(xg, frozen).sum()).backward()
 assert len(cpu_precision._Frozen.copies) == 1
-copy = next(iter(cpu_precision._Frozen.copies.values()))[2]
+copy = next(iter(cpu_precision._Frozen.copies.values()))[1]
 assert torch.equal(copy, frozen.float()) and torch.allclose(xg.grad, 2 * frozen.float().sum(0).expand_as(x), atol=1e-3)
 with torch.no_grad():
     frozen.mul_(2)
 xg.grad = None
 F.linear(xg, frozen).sum().backward()
 assert torch.allclose(xg.grad, frozen.float().sum(0).expand_as(x), atol=1e-3)  # the doubled weight
-assert torch.equal(next(iter(cpu_precision._Frozen.copies.values()))[2], frozen.float())
+assert torch.equal(next(iter(cpu_precision._Frozen.copies.values()))[1], frozen.float())
+frozen.data = torch.randn(32, 64).bfloat16()  # swapped storage (as Module.to() does): a new copy too
+xg.grad = None
+F.linear(xg, frozen).sum().backward()
+assert torch.allclose(xg.grad, frozen.float().sum(0).expand_as(x), atol=1e-3)
+del frozen, copy
+assert not cpu_precision._Frozen.copies  # a freed weight's copy goes with it
 trained = torch.randn(32, 64).bfloat16().requires_grad_()  # a weight that trains: a copy per call, none kept
 F.linear(xg, trained).sum().backward()
-assert len(cpu_precision._Frozen.copies) == 1 and trained.grad is not None
+assert not cpu_precision._Frozen.copies and trained.grad is not None
 print("ok")
 """
 

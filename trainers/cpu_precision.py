@@ -42,22 +42,26 @@ class _Scratch:
 class _Frozen:
     """fp32 copies of frozen weights (a LoRA's base linears), kept for the run: training widens each one
     again in every forward, recomputation and backward, and a fresh copy of the tiny FLUX's 0.5 G weights
-    costs ~2.6 s in page faults alone here. A copy is made again when its weight changed in place (torch's
-    version counter) or is gone; past LIMIT_BYTES (a full-size model on a CPU) weights get fresh copies."""
+    costs ~2.6 s in page faults alone here. A copy is made again when its weight changed (in place: torch's
+    version counter; swapped `.data`: another storage or dtype) and dropped when the weight is freed; past
+    LIMIT_BYTES (a full-size model on a CPU) weights get fresh copies."""
 
     LIMIT_BYTES = 4 << 30
-    copies: dict[int, tuple[weakref.ref, int, torch.Tensor]] = {}
+    copies: dict[int, tuple[tuple, torch.Tensor]] = {}  # id(weight) -> (what the copy was made of, copy)
 
     @classmethod
     def widen(cls, weight: torch.Tensor) -> torch.Tensor:
+        made_of = (weight._version, weight.data_ptr(), weight.dtype)
         kept = cls.copies.get(id(weight))
-        if kept is not None and kept[0]() is weight and kept[1] == weight._version:
-            return kept[2]
+        if kept is not None and kept[0] == made_of:
+            return kept[1]
         cls.copies.pop(id(weight), None)
-        if sum(c.numel() for _, _, c in cls.copies.values()) * 4 + weight.numel() * 4 > cls.LIMIT_BYTES:
+        if sum(copy.numel() for _, copy in cls.copies.values()) * 4 + weight.numel() * 4 > cls.LIMIT_BYTES:
             return weight.float()
+        if kept is None:  # first sight: forget it when it is freed (its id may then name another tensor)
+            weakref.finalize(weight, cls.copies.pop, id(weight), None)
         copy = weight.float()  # never changed in place: autograd may keep it for any number of backwards
-        cls.copies[id(weight)] = (weakref.ref(weight), weight._version, copy)
+        cls.copies[id(weight)] = (made_of, copy)
         return copy
 
 
