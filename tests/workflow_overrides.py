@@ -76,15 +76,14 @@ def apply(prompt: dict) -> tuple[dict, list[str]]:
 
 def _shorter_t5(prompt: dict) -> list[str]:
     """SHORTER_T5 between each ICLoRASampler and the CLIP it is linked to (one per CLIP output), in place."""
-    added: dict[tuple, str] = {}
+    added: dict[tuple, str] = {}  # (source node, output) -> the T5TokenizerOptions node fed by it
     next_id = 1 + max((int(node_id) for node_id in prompt if node_id.isdigit()), default=0)
-    for node_id, entry in list(prompt.items()):
+    for entry in list(prompt.values()):
         link = entry["inputs"].get("clip") if entry["class_type"] == "MVIC_ICLoRASampler" else None
         if not isinstance(link, list):
             continue
         if tuple(link) not in added:
-            added[tuple(link)] = str(next_id + len(added))
-            prompt[added[tuple(link)]] = copy.deepcopy(SHORTER_T5)
-            prompt[added[tuple(link)]]["inputs"]["clip"] = list(link)
+            new_id = added[tuple(link)] = str(next_id + len(added))
+            prompt[new_id] = {**SHORTER_T5, "inputs": {**SHORTER_T5["inputs"], "clip": list(link)}}
         entry["inputs"]["clip"] = [added[tuple(link)], 0]
     return [f"{new} T5TokenizerOptions (min_length {T5_TOKENS}) fed by node {src}" for (src, _), new in added.items()]
