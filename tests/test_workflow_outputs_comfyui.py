@@ -9,8 +9,10 @@ The dataset does not depend on the CPU; sampled pixels do (torch picks its CPU k
 set: AVX2, AVX512, ...), so they are recorded per CPU capability as ComfyUI's torch names it. The record
 was made before the move on a CPU with native bf16, whose capability it did not keep; the AVX2 entries were
 recorded after it (issue 11), with the move's equality shown by then, and again when the tests' overrides
-began to shorten ComfyUI's T5 prompt (tests/workflow_overrides.py): an input of the test, not of the nodes. A
-CPU without an entry checks the copies against the shipped files only, and says so.
+began to shorten ComfyUI's T5 prompt (tests/workflow_overrides.py): an input of the test, not of the nodes. The
+AVX512 entries were recorded with that prompt on an AMD Zen 4 (avx512_bf16), the copies again equal to the
+shipped files in the same run. A CPU without an entry checks the copies against the shipped files only, and
+says so.
 
 The sampling workflows get a stand-in LoRA (zeros, our metadata) under the shipped name, as
 tests/test_workflows_comfyui.py does when nothing was trained: the result does not depend on
