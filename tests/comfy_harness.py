@@ -51,6 +51,10 @@ def free_port() -> int:
 
 
 class ComfyServer:
+    # Requests sent to any real ComfyUI from this process: conftest counts a test whose setup or call sent
+    # one under the real-ComfyUI tier, whatever fixture started the server.
+    requests_sent = 0
+
     def __init__(
         self,
         comfy_dir: Path,
@@ -129,8 +133,13 @@ class ComfyServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
 
+    def open(self, request: "str | urllib.request.Request", timeout: float):
+        """urlopen a path on this server (or a Request for it), counted in `requests_sent`."""
+        ComfyServer.requests_sent += 1
+        return urllib.request.urlopen(self.url + request if isinstance(request, str) else request, timeout=timeout)
+
     def get(self, path: str):
-        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+        with self.open(path, timeout=30) as response:
             return json.loads(response.read())
 
     def post(self, path: str, payload: dict):
@@ -138,7 +147,7 @@ class ComfyServer:
             self.url + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
+            with self.open(request, timeout=60) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise AssertionError(f"POST {path} -> {exc.code}: {exc.read().decode(errors='replace')}") from None

@@ -20,10 +20,12 @@ from comfy_harness import ComfyServer, comfyui_paths  # noqa: E402
 # skips added later are covered too. Unset (a newcomer's checkout): those tests skip with their reason.
 REQUIRE_REAL_ENV = "MVIC_REQUIRE_REAL"
 _TIER_RESULTS = pytest.StashKey[dict]()  # marker -> {node id: outcome}
+_COMFY_REQUESTS_BEFORE = pytest.StashKey[int]()  # ComfyServer.requests_sent when the test's setup began
 _CONFIG: pytest.Config | None = None  # pytest_runtest_logreport gets no config
 
 # The real tiers, for the summary: a test counts under a tier when it carries the marker (mark new
-# real-tier tests with it), uses one of the fixtures, or its node id starts with one of the prefixes.
+# real-tier tests with it), uses one of the fixtures, or its node id starts with one of the prefixes; and
+# under real-ComfyUI also when its setup or call sent a request to a real ComfyUI (whatever fixture started it).
 TIERS = {
     "real_comfyui": (
         "real-ComfyUI",
@@ -145,10 +147,17 @@ def _as_required_failure(report) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before the fixtures are set up: a server they start is this test's
+def pytest_runtest_setup(item):
+    item.stash[_COMFY_REQUESTS_BEFORE] = ComfyServer.requests_sent
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if ComfyServer.requests_sent > item.stash.get(_COMFY_REQUESTS_BEFORE, ComfyServer.requests_sent):
+        report.keywords["real_comfyui"] = 1  # counted by pytest_runtest_logreport, also from xdist workers
     if require_real() and report.skipped and not hasattr(report, "wasxfail"):
         _as_required_failure(report)
 

@@ -108,7 +108,7 @@ def refusal(server, prompt: dict, timeout: float = 300.0) -> str:
     body = json.dumps({"prompt": prompt, "client_id": uuid.uuid4().hex}).encode()
     request = urllib.request.Request(server.url + "/prompt", data=body, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with server.open(request, timeout=60) as response:
             queued = json.loads(response.read())
     except urllib.error.HTTPError as exc:  # validation errors come back as 400 with node_errors
         return exc.read().decode(errors="replace")
