@@ -71,6 +71,14 @@ T5XXL_PREFIXES = (
     "tests/test_training_ux.py::test_trainer_node_shows_phases",
     "tests/test_import_composites.py::test_the_imported_dataset_trains",
 )
+# T5-group tests after which a ComfyUI server (up until its module ends) holds its own copy of the zero
+# T5-XXL: the file's cached pages then only duplicate it (see pytest_runtest_teardown).
+T5XXL_COPIED_BY_SERVER = (
+    "tests/test_workflow_outputs_comfyui.py::",
+    "tests/test_workflows_comfyui.py::test_text_to_views",
+    "tests/test_workflows_comfyui.py::test_image_to_views",
+    "tests/test_workflows_comfyui.py::test_full_pipeline",
+)
 MAX_AUTO_WORKERS = 4  # beyond that the T5 group alone sets the pace; each worker may hold a ComfyUI server
 
 
@@ -259,11 +267,13 @@ def comfyui(tmp_path_factory):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    """After each T5-group test: drop the zero T5-XXL's pages from the page cache. The file is sparse (28 KB on
-    disk), so reading it again costs no disk, but its read holes held 8.4 GB of the 14 GB page cache, pushing
-    out the venvs' libraries, which do come from disk (iowait in a warm CI run: 143 s, and 51 s with this)."""
+    """After a T5-group test, unless the group goes on and nothing else holds a copy: drop the zero T5-XXL's
+    pages from the page cache. The file is sparse (28 KB on disk), so reading it again costs no disk, but its
+    read holes held 8.4 GB of the 14 GB page cache, pushing out the venvs' libraries, which do come from disk
+    (iowait in a warm CI run: 143 s, and 51 s with the drop). They stay while the group goes on: sd-scripts
+    and diffusers read them again, and zero-filling them anew cost each training 5-13 s."""
     yield
-    if item.nodeid.startswith(T5XXL_PREFIXES):
+    if item.nodeid.startswith(T5XXL_PREFIXES) and not _t5xxl_pages_reused(item, nextitem):
         import tiny_models
 
         for path in tiny_models.default_cache_dir().glob("zero-t5xxl-*.safetensors"):
@@ -272,3 +282,8 @@ def pytest_runtest_teardown(item, nextitem):
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
+
+
+def _t5xxl_pages_reused(item, nextitem) -> bool:
+    group_goes_on = nextitem is not None and nextitem.nodeid.startswith(T5XXL_PREFIXES)
+    return group_goes_on and not item.nodeid.startswith(T5XXL_COPIED_BY_SERVER)
